@@ -1,0 +1,590 @@
+//! Command line, environment and the validated [`Config`] — shared by both planes.
+//!
+//! The flags and environment variables are those of the wasmCloud 0.82 Rust host (`wasmcloud`
+//! binary), so an operator swaps the binary name and nothing else. Flags of our own carry the
+//! `SHARDHOST_` environment prefix. Every limit has its unit in its name and is checked once, in
+//! [`Config::from_args`]; a bad value stops the process at start with a one-line reason.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args as ClapArgs, Parser, Subcommand};
+
+use crate::identity::{self, Identity};
+
+/// Default NATS port when a host is named but no port.
+pub const NATS_PORT_DEFAULT: u16 = 4222;
+/// Default lattice (prefix) name.
+pub const LATTICE_DEFAULT: &str = "default";
+/// Default control topic prefix.
+pub const CTL_TOPIC_PREFIX_DEFAULT: &str = "wasmbus.ctl";
+/// Heartbeat period of the OTP and Rust hosts (PROTOCOL §10).
+pub const HEARTBEAT_INTERVAL_MS_DEFAULT: u64 = 30_000;
+/// Shortest heartbeat period we accept (tests use short ones; below this it is a flood).
+pub const HEARTBEAT_INTERVAL_MS_MIN: u64 = 100;
+/// Most shards one process may run (one per core; more is a configuration mistake).
+pub const SHARD_COUNT_MAX: usize = 1024;
+/// io_uring registered buffer memory per shard. glommio refuses below 512 KiB and the
+/// memlock limit on our target machines is 8 MiB, so keep it small: shards do no file DMA.
+pub const SHARD_IO_MEMORY_BYTES: usize = 512 << 10;
+/// Capacity of each control → shard command channel. Commands are rare (actor start/stop,
+/// routing snapshots); a full channel means a shard is stuck, which the control plane reports.
+pub const SHARD_COMMAND_CHANNEL_CAPACITY: usize = 64;
+/// Capacity of the shared shard → control report channel.
+pub const SHARD_REPORT_CHANNEL_CAPACITY: usize = 1024;
+/// How long a graceful stop waits for a shard thread to finish.
+pub const SHARD_STOP_TIMEOUT_MS: u64 = 5_000;
+/// Default timeout of outbound RPC (`WASMCLOUD_RPC_TIMEOUT_MS`).
+pub const RPC_TIMEOUT_MS_DEFAULT: u64 = 2_000;
+/// Default delay between a provider shutdown request and killing its process.
+pub const PROVIDER_SHUTDOWN_DELAY_MS_DEFAULT: u64 = 300;
+/// Default longest run of one actor invocation (0.82 `--max-execution-time`, in ms).
+pub const MAX_EXECUTION_TIME_MS_DEFAULT: u64 = 600_000;
+/// Longest wait for the managed nats-server to accept connections.
+pub const MANAGED_NATS_START_TIMEOUT_MS: u64 = 10_000;
+
+/// `shardhost` — a wasmCloud 0.x lattice host (drop-in for the `wasmcloud` 0.82 binary).
+#[derive(Debug, Parser)]
+#[command(name = "shardhost", version, about, long_about = None, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub host: HostArgs,
+}
+
+/// Subcommands next to the default "run the host".
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the host (the same as giving no subcommand).
+    Up(Box<HostArgs>),
+}
+
+/// Host flags (wasmCloud 0.82 names and environment variables, plus our own).
+#[derive(Debug, Clone, ClapArgs)]
+pub struct HostArgs {
+    /// Log level (trace, debug, info, warn, error).
+    #[arg(
+        long = "log-level",
+        alias = "structured-log-level",
+        env = "WASMCLOUD_LOG_LEVEL",
+        default_value = "info"
+    )]
+    pub log_level: String,
+    /// Emit logs as JSON lines.
+    #[arg(
+        long = "enable-structured-logging",
+        alias = "structured-logging",
+        env = "WASMCLOUD_STRUCTURED_LOGGING_ENABLED"
+    )]
+    pub structured_logging: bool,
+
+    /// NATS server host. When neither this nor any other NATS address is given and nothing
+    /// listens on 127.0.0.1:4222, shardhost starts its own nats-server with JetStream.
+    #[arg(long = "nats-host", env = "NATS_HOST")]
+    pub nats_host: Option<String>,
+    /// NATS server port.
+    #[arg(long = "nats-port", env = "NATS_PORT", value_parser = port_parser())]
+    pub nats_port: Option<u16>,
+    /// Path of the nats-server binary used for a managed local NATS.
+    #[arg(long = "nats-server-bin", env = "SHARDHOST_NATS_SERVER")]
+    pub nats_server_bin: Option<String>,
+
+    /// The lattice this host joins (`WASMCLOUD_LATTICE_PREFIX` is read as an alias).
+    #[arg(short = 'x', long = "lattice", alias = "lattice-prefix", env = "WASMCLOUD_LATTICE")]
+    pub lattice: Option<String>,
+    /// Seed of the host's server nkey (`SN…`); a new key is made at each start without it.
+    #[arg(long = "host-seed", env = "WASMCLOUD_HOST_SEED", hide_env_values = true)]
+    pub host_seed: Option<String>,
+    /// Seed of the cluster nkey (`SC…`) that signs invocations; generated when absent.
+    #[arg(long = "cluster-seed", env = "WASMCLOUD_CLUSTER_SEED", hide_env_values = true)]
+    pub cluster_seed: Option<String>,
+    /// Comma-separated cluster public keys (`C…`) whose signed invocations are accepted.
+    #[arg(long = "cluster-issuers", env = "WASMCLOUD_CLUSTER_ISSUERS", value_delimiter = ',')]
+    pub cluster_issuers: Vec<String>,
+    /// Delay in ms between asking a provider to shut down and killing it.
+    #[arg(long = "provider-shutdown-delay", env = "WASMCLOUD_PROV_SHUTDOWN_DELAY_MS", default_value_t = PROVIDER_SHUTDOWN_DELAY_MS_DEFAULT)]
+    pub provider_shutdown_delay_ms: u64,
+    /// Allow pulling OCI references tagged `latest`.
+    #[arg(long = "allow-latest", env = "WASMCLOUD_OCI_ALLOW_LATEST")]
+    pub allow_latest: bool,
+    /// Comma-separated OCI registries that may be reached over plain HTTP.
+    #[arg(
+        long = "allowed-insecure",
+        env = "WASMCLOUD_OCI_ALLOWED_INSECURE",
+        value_delimiter = ','
+    )]
+    pub allowed_insecure: Vec<String>,
+    /// JetStream domain of the lattice KV bucket.
+    #[arg(long = "js-domain", alias = "wasmcloud-js-domain", env = "WASMCLOUD_JS_DOMAIN")]
+    pub js_domain: Option<String>,
+    /// Ask the config service for settings at start (accepted for compatibility; unused).
+    #[arg(long = "config-service-enabled", env = "WASMCLOUD_CONFIG_SERVICE")]
+    pub config_service_enabled: bool,
+    /// Allow `file://` actor and provider references.
+    #[arg(long = "allow-file-load", env = "WASMCLOUD_ALLOW_FILE_LOAD")]
+    pub allow_file_load: bool,
+    /// Enable IPv6 addressing (accepted for compatibility).
+    #[arg(long = "enable-ipv6", env = "WASMCLOUD_ENABLE_IPV6")]
+    pub enable_ipv6: bool,
+    /// Longest run of one actor invocation, in ms.
+    #[arg(long = "max-execution-time", alias = "max-time", env = "WASMCLOUD_MAX_EXECUTION_TIME_MS", default_value_t = MAX_EXECUTION_TIME_MS_DEFAULT)]
+    pub max_execution_time_ms: u64,
+    /// Extra host label `KEY=VALUE` (repeatable; `WASMCLOUD_LABEL_KEY=VALUE` works too).
+    #[arg(short = 'l', long = "label", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+
+    #[command(flatten)]
+    pub ctl: CtlConnArgs,
+    #[command(flatten)]
+    pub rpc: RpcConnArgs,
+    #[command(flatten)]
+    pub prov_rpc: ProvRpcConnArgs,
+
+    /// Prefix of every control-interface subject.
+    #[arg(long = "ctl-topic-prefix", env = "WASMCLOUD_CTL_TOPIC_PREFIX", default_value = CTL_TOPIC_PREFIX_DEFAULT)]
+    pub ctl_topic_prefix: String,
+    /// Timeout of outbound RPC calls, in ms.
+    #[arg(long = "rpc-timeout-ms", env = "WASMCLOUD_RPC_TIMEOUT_MS", default_value_t = RPC_TIMEOUT_MS_DEFAULT)]
+    pub rpc_timeout_ms: u64,
+
+    /// Policy request topic (accepted for compatibility; policy is not evaluated yet).
+    #[arg(long = "policy-topic", env = "WASMCLOUD_POLICY_TOPIC")]
+    pub policy_topic: Option<String>,
+    /// Policy changes topic (accepted for compatibility).
+    #[arg(long = "policy-changes-topic", env = "WASMCLOUD_POLICY_CHANGES_TOPIC")]
+    pub policy_changes_topic: Option<String>,
+    /// Policy request timeout in ms (accepted for compatibility).
+    #[arg(long = "policy-timeout-ms", env = "WASMCLOUD_POLICY_TIMEOUT")]
+    pub policy_timeout_ms: Option<u64>,
+
+    /// OCI registry whose credentials are given by `--oci-user`/`--oci-password`.
+    #[arg(long = "oci-registry", env = "OCI_REGISTRY", requires_all = ["oci_user", "oci_password"])]
+    pub oci_registry: Option<String>,
+    /// User name for `--oci-registry`.
+    #[arg(long = "oci-user", env = "OCI_REGISTRY_USER", requires_all = ["oci_registry", "oci_password"])]
+    pub oci_user: Option<String>,
+    /// Password for `--oci-registry`.
+    #[arg(long = "oci-password", env = "OCI_REGISTRY_PASSWORD", requires_all = ["oci_registry", "oci_user"], hide_env_values = true)]
+    pub oci_password: Option<String>,
+
+    /// Number of data-plane shards (glommio executors, one pinned per core). Default: the cores
+    /// this process may run on.
+    #[arg(long = "shards", env = "SHARDHOST_SHARDS", value_parser = clap::value_parser!(u64).range(1..=SHARD_COUNT_MAX as u64))]
+    pub shards: Option<u64>,
+    /// Heartbeat period in ms.
+    #[arg(long = "heartbeat-interval-ms", env = "SHARDHOST_HEARTBEAT_INTERVAL_MS", default_value_t = HEARTBEAT_INTERVAL_MS_DEFAULT)]
+    pub heartbeat_interval_ms: u64,
+    /// Friendly name shown by `wash get hosts` (a random adjective-noun-number by default).
+    #[arg(long = "friendly-name", env = "SHARDHOST_FRIENDLY_NAME")]
+    pub friendly_name: Option<String>,
+}
+
+/// Expands to the clap argument group of one NATS connection (ctl, rpc or prov-rpc), so the
+/// three stay identical apart from their names.
+macro_rules! conn_args {
+    ($name:ident, $flag:literal, $env:literal, $what:literal) => {
+        #[doc = concat!("NATS connection settings for ", $what, ".")]
+        #[derive(Debug, Clone, Default, ClapArgs)]
+        pub struct $name {
+            #[doc = concat!("NATS host for ", $what, " (default: --nats-host).")]
+            #[arg(id = concat!($flag, "-host"), long = concat!($flag, "-host"), env = concat!("WASMCLOUD_", $env, "_HOST"))]
+            pub host: Option<String>,
+            #[doc = concat!("NATS port for ", $what, " (default: --nats-port).")]
+            #[arg(id = concat!($flag, "-port"), long = concat!($flag, "-port"), env = concat!("WASMCLOUD_", $env, "_PORT"), value_parser = port_parser())]
+            pub port: Option<u16>,
+            #[doc = concat!("User JWT for ", $what, " (needs the matching seed).")]
+            #[arg(id = concat!($flag, "-jwt"), long = concat!($flag, "-jwt"), env = concat!("WASMCLOUD_", $env, "_JWT"), hide_env_values = true)]
+            pub jwt: Option<String>,
+            #[doc = concat!("User nkey seed for ", $what, " (needs the matching JWT).")]
+            #[arg(id = concat!($flag, "-seed"), long = concat!($flag, "-seed"), env = concat!("WASMCLOUD_", $env, "_SEED"), hide_env_values = true)]
+            pub seed: Option<String>,
+            #[doc = concat!("NATS credentials file for ", $what, ".")]
+            #[arg(id = concat!($flag, "-credsfile"), long = concat!($flag, "-credsfile"), env = concat!("WASMCLOUD_", $env, "_CREDSFILE"))]
+            pub credsfile: Option<String>,
+            #[doc = concat!("Require TLS for ", $what, ".")]
+            #[arg(id = concat!($flag, "-tls"), long = concat!($flag, "-tls"), env = concat!("WASMCLOUD_", $env, "_TLS"))]
+            pub tls: bool,
+        }
+
+        impl From<$name> for ConnArgs {
+            fn from(a: $name) -> ConnArgs {
+                ConnArgs { host: a.host, port: a.port, jwt: a.jwt, seed: a.seed, credsfile: a.credsfile, tls: a.tls }
+            }
+        }
+    };
+}
+
+conn_args!(CtlConnArgs, "ctl", "CTL", "the control interface");
+conn_args!(RpcConnArgs, "rpc", "RPC", "actor RPC");
+conn_args!(ProvRpcConnArgs, "prov-rpc", "PROV_RPC", "provider RPC");
+
+/// The settings of one NATS connection, whichever flag group they came from.
+#[derive(Debug, Clone, Default)]
+pub struct ConnArgs {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub jwt: Option<String>,
+    pub seed: Option<String>,
+    pub credsfile: Option<String>,
+    pub tls: bool,
+}
+
+/// Credentials for a NATS connection.
+#[derive(Clone, PartialEq, Eq)]
+pub enum NatsAuth {
+    None,
+    /// A user JWT plus the nkey seed that signs the server nonce.
+    JwtSeed {
+        jwt: String,
+        seed: String,
+    },
+    /// A `.creds` file holding both.
+    CredsFile(String),
+}
+
+impl std::fmt::Debug for NatsAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print secrets into logs.
+        match self {
+            NatsAuth::None => f.write_str("None"),
+            NatsAuth::JwtSeed { .. } => f.write_str("JwtSeed(..)"),
+            NatsAuth::CredsFile(path) => write!(f, "CredsFile({path})"),
+        }
+    }
+}
+
+/// A resolved NATS endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsEndpoint {
+    pub host: String,
+    pub port: u16,
+    pub auth: NatsAuth,
+    pub tls: bool,
+}
+
+impl NatsEndpoint {
+    /// `nats://host:port`, the form the 0.x hosts print and hand to providers.
+    pub fn url(&self) -> String {
+        if self.host.contains(':') && !self.host.starts_with('[') {
+            format!("nats://[{}]:{}", self.host, self.port)
+        } else {
+            format!("nats://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Where the host's NATS comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NatsPlan {
+    /// Every connection address was given or defaulted explicitly.
+    Given,
+    /// Nothing was given: use 127.0.0.1:4222 if something listens there, else start a managed
+    /// nats-server with JetStream on a free loopback port.
+    LocalOrManaged,
+}
+
+/// Registry credentials given on the command line.
+#[derive(Debug, Clone)]
+pub struct OciCredential {
+    pub registry: String,
+    pub username: String,
+    pub password: String,
+}
+
+/// The validated configuration of one host process.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub log_level: String,
+    pub structured_logging: bool,
+    pub nats_plan: NatsPlan,
+    pub nats_server_bin: Option<String>,
+    pub ctl: NatsEndpoint,
+    pub rpc: NatsEndpoint,
+    pub prov_rpc: NatsEndpoint,
+    pub lattice: String,
+    pub ctl_topic_prefix: String,
+    pub js_domain: Option<String>,
+    pub identity: Identity,
+    pub labels: BTreeMap<String, String>,
+    pub friendly_name: String,
+    pub allow_latest: bool,
+    pub allowed_insecure: Vec<String>,
+    pub allow_file_load: bool,
+    pub oci_credential: Option<OciCredential>,
+    pub rpc_timeout: Duration,
+    pub provider_shutdown_delay: Duration,
+    pub max_execution_time: Duration,
+    pub heartbeat_interval: Duration,
+    pub shard_count: usize,
+    pub policy_topic: Option<String>,
+}
+
+fn port_parser() -> clap::builder::RangedI64ValueParser<u16> {
+    clap::value_parser!(u16).range(1..)
+}
+
+fn parse_label(raw: &str) -> std::result::Result<(String, String), String> {
+    match raw.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("label `{raw}` is not KEY=VALUE")),
+    }
+}
+
+/// A NATS subject token must be non-empty and free of wildcards, dots and whitespace.
+fn check_subject_token(what: &str, value: &str) -> Result<()> {
+    if value.is_empty()
+        || value
+            .chars()
+            .any(|c| c == '.' || c == '*' || c == '>' || c.is_whitespace())
+    {
+        bail!("{what} `{value}` is not a valid NATS subject token");
+    }
+    Ok(())
+}
+
+/// A subject prefix may contain dots but no empty tokens or wildcards.
+fn check_subject_prefix(what: &str, value: &str) -> Result<()> {
+    for token in value.split('.') {
+        check_subject_token(what, token).with_context(|| format!("{what} `{value}`"))?;
+    }
+    Ok(())
+}
+
+fn resolve_auth(c: &ConnArgs, what: &str) -> Result<NatsAuth> {
+    match (&c.jwt, &c.seed, &c.credsfile) {
+        (None, None, None) => Ok(NatsAuth::None),
+        (Some(jwt), Some(seed), None) => {
+            let kp = nkeys::KeyPair::from_seed(seed)
+                .map_err(|e| anyhow::anyhow!("{what} seed is not a valid nkey seed: {e}"))?;
+            if kp.key_pair_type() != nkeys::KeyPairType::User {
+                bail!("{what} seed must be a user seed (SU…)");
+            }
+            Ok(NatsAuth::JwtSeed {
+                jwt: jwt.clone(),
+                seed: seed.clone(),
+            })
+        }
+        (None, None, Some(path)) => Ok(NatsAuth::CredsFile(path.clone())),
+        (Some(_), None, None) | (None, Some(_), None) => bail!("{what} JWT and seed must be given together"),
+        _ => bail!("{what}: give either a JWT and seed or a credentials file, not both"),
+    }
+}
+
+impl Config {
+    /// Validate parsed arguments plus the environment (labels, lattice alias) into a config.
+    /// `env` is passed in so tests need not touch the process environment.
+    pub fn from_args(args: HostArgs, env: &[(String, String)]) -> Result<Config> {
+        let lattice = args
+            .lattice
+            .clone()
+            .or_else(|| env_get(env, "WASMCLOUD_LATTICE_PREFIX"))
+            .unwrap_or_else(|| LATTICE_DEFAULT.to_string());
+        check_subject_token("lattice", &lattice)?;
+        check_subject_prefix("ctl topic prefix", &args.ctl_topic_prefix)?;
+        if let Some(domain) = &args.js_domain {
+            check_subject_token("JetStream domain", domain)?;
+        }
+        if args.heartbeat_interval_ms < HEARTBEAT_INTERVAL_MS_MIN {
+            bail!("--heartbeat-interval-ms must be at least {HEARTBEAT_INTERVAL_MS_MIN}");
+        }
+        if args.rpc_timeout_ms == 0 {
+            bail!("--rpc-timeout-ms must be greater than 0");
+        }
+        if args.max_execution_time_ms == 0 {
+            bail!("--max-execution-time must be greater than 0");
+        }
+        let log_level = args.log_level.to_ascii_lowercase();
+        if !["trace", "debug", "info", "warn", "error"].contains(&log_level.as_str()) {
+            bail!(
+                "--log-level `{}` is not one of trace, debug, info, warn, error",
+                args.log_level
+            );
+        }
+
+        let identity = identity::Identity::new(
+            args.host_seed.as_deref(),
+            args.cluster_seed.as_deref(),
+            &args.cluster_issuers,
+        )?;
+
+        let (ctl, rpc, prov_rpc, nats_plan) = resolve_endpoints(&args)?;
+        let labels = identity::host_labels(env, &args.labels);
+        let friendly_name = args.friendly_name.clone().unwrap_or_else(identity::friendly_name);
+        let shard_count = match args.shards {
+            Some(n) => n as usize,
+            None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        }
+        .min(SHARD_COUNT_MAX);
+        let oci_credential = match (args.oci_registry, args.oci_user, args.oci_password) {
+            (Some(registry), Some(username), Some(password)) => Some(OciCredential {
+                registry,
+                username,
+                password,
+            }),
+            (None, None, None) => None,
+            _ => bail!("--oci-registry, --oci-user and --oci-password must be given together"),
+        };
+        Ok(Config {
+            log_level,
+            structured_logging: args.structured_logging,
+            nats_plan,
+            nats_server_bin: args.nats_server_bin,
+            ctl,
+            rpc,
+            prov_rpc,
+            lattice,
+            ctl_topic_prefix: args.ctl_topic_prefix,
+            js_domain: args.js_domain,
+            identity,
+            labels,
+            friendly_name,
+            allow_latest: args.allow_latest,
+            allowed_insecure: args.allowed_insecure.into_iter().filter(|s| !s.is_empty()).collect(),
+            allow_file_load: args.allow_file_load,
+            oci_credential,
+            rpc_timeout: Duration::from_millis(args.rpc_timeout_ms),
+            provider_shutdown_delay: Duration::from_millis(args.provider_shutdown_delay_ms),
+            max_execution_time: Duration::from_millis(args.max_execution_time_ms),
+            heartbeat_interval: Duration::from_millis(args.heartbeat_interval_ms),
+            shard_count,
+            policy_topic: args.policy_topic,
+        })
+    }
+
+    /// Point every connection that used the default address at a managed or local server.
+    pub fn use_local_nats(&mut self, host: &str, port: u16) {
+        for ep in [&mut self.ctl, &mut self.rpc, &mut self.prov_rpc] {
+            ep.host = host.to_string();
+            ep.port = port;
+        }
+    }
+}
+
+fn env_get(env: &[(String, String)], key: &str) -> Option<String> {
+    env.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+}
+
+type Endpoints = (NatsEndpoint, NatsEndpoint, NatsEndpoint, NatsPlan);
+
+fn resolve_endpoints(args: &HostArgs) -> Result<Endpoints> {
+    let conns: [(ConnArgs, &str); 3] = [
+        (args.ctl.clone().into(), "ctl"),
+        (args.rpc.clone().into(), "rpc"),
+        (args.prov_rpc.clone().into(), "prov-rpc"),
+    ];
+    let any_given = args.nats_host.is_some()
+        || args.nats_port.is_some()
+        || conns.iter().any(|(c, _)| c.host.is_some() || c.port.is_some());
+    let default_host = args.nats_host.clone().unwrap_or_else(|| "127.0.0.1".to_string());
+    let default_port = args.nats_port.unwrap_or(NATS_PORT_DEFAULT);
+    let endpoint = |(c, what): &(ConnArgs, &str)| -> Result<NatsEndpoint> {
+        let host = c.host.clone().unwrap_or_else(|| default_host.clone());
+        if host.is_empty() {
+            bail!("--{what}-host must not be empty");
+        }
+        Ok(NatsEndpoint {
+            host,
+            port: c.port.unwrap_or(default_port),
+            auth: resolve_auth(c, what)?,
+            tls: c.tls,
+        })
+    };
+    let plan = if any_given {
+        NatsPlan::Given
+    } else {
+        NatsPlan::LocalOrManaged
+    };
+    Ok((endpoint(&conns[0])?, endpoint(&conns[1])?, endpoint(&conns[2])?, plan))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(argv: &[&str]) -> std::result::Result<Cli, clap::Error> {
+        let mut full = vec!["shardhost"];
+        full.extend_from_slice(argv);
+        Cli::try_parse_from(full)
+    }
+
+    fn config(argv: &[&str], env: &[(&str, &str)]) -> Result<Config> {
+        let cli = parse(argv).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_args(cli.host, &env)
+    }
+
+    #[test]
+    fn defaults_plan_local_nats() {
+        let c = config(&[], &[]).unwrap();
+        assert_eq!(c.nats_plan, NatsPlan::LocalOrManaged);
+        assert_eq!(c.lattice, "default");
+        assert_eq!(c.ctl.url(), "nats://127.0.0.1:4222");
+        assert!(c.shard_count >= 1);
+        assert_eq!(c.heartbeat_interval, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn explicit_nats_and_overrides() {
+        let c = config(
+            &[
+                "--nats-host",
+                "10.0.0.1",
+                "--nats-port",
+                "4333",
+                "--rpc-port",
+                "5000",
+                "-x",
+                "lat",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.nats_plan, NatsPlan::Given);
+        assert_eq!(c.ctl.url(), "nats://10.0.0.1:4333");
+        assert_eq!(c.rpc.url(), "nats://10.0.0.1:5000");
+        assert_eq!(c.lattice, "lat");
+    }
+
+    #[test]
+    fn lattice_prefix_aliases() {
+        assert_eq!(config(&["--lattice-prefix", "a"], &[]).unwrap().lattice, "a");
+        assert_eq!(config(&[], &[("WASMCLOUD_LATTICE_PREFIX", "b")]).unwrap().lattice, "b");
+        assert!(config(&["--lattice", "a.b"], &[]).is_err());
+    }
+
+    #[test]
+    fn bad_values_fail() {
+        assert!(parse(&["--nats-port", "0"]).is_err());
+        assert!(parse(&["--bogus"]).is_err());
+        assert!(parse(&["--shards", "0"]).is_err());
+        let server_seed = nkeys::KeyPair::new_server().seed().unwrap();
+        assert!(config(&["--cluster-seed", &server_seed], &[]).is_err());
+        let cluster_seed = nkeys::KeyPair::new_cluster().seed().unwrap();
+        assert!(config(&["--host-seed", &cluster_seed], &[]).is_err());
+        assert!(config(&["--cluster-issuers", "NOTAKEY"], &[]).is_err());
+        assert!(config(&["--heartbeat-interval-ms", "5"], &[]).is_err());
+        assert!(config(&["--rpc-jwt", "x"], &[]).is_err());
+        assert!(config(&["--log-level", "loud"], &[]).is_err());
+    }
+
+    #[test]
+    fn labels_from_flags_and_env() {
+        let c = config(&["--label", "zone=a"], &[("WASMCLOUD_LABEL_Region", "eu")]).unwrap();
+        assert_eq!(c.labels.get("zone").map(String::as_str), Some("a"));
+        assert_eq!(c.labels.get("region").map(String::as_str), Some("eu"));
+        assert!(c.labels.contains_key("hostcore.arch"));
+        assert!(c.labels.contains_key("hostcore.os"));
+        assert!(c.labels.contains_key("hostcore.osfamily"));
+    }
+
+    #[test]
+    fn up_subcommand_takes_host_flags() {
+        let cli = parse(&["up", "--lattice", "z"]).unwrap();
+        match cli.command {
+            Some(Command::Up(args)) => assert_eq!(args.lattice.as_deref(), Some("z")),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

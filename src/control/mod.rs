@@ -1,0 +1,452 @@
+//! Control plane: one tokio thread that joins the lattice and runs everything low-rate — the
+//! control interface, events and heartbeat, the lattice KV bucket, and the fan-out of routing
+//! snapshots to the shards.
+//!
+//! It may allocate and use `anyhow`; one bad request is answered with an error and logged, and
+//! never stops the plane. It never touches shard state except through [`ShardSet`].
+
+pub mod ctl;
+pub mod events;
+pub mod heartbeat;
+pub mod kv;
+pub mod managed_nats;
+pub mod nats;
+pub mod registries;
+pub mod shards;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use futures::StreamExt;
+use serde_json::{json, Value};
+
+use crate::config::{Config, SHARD_STOP_TIMEOUT_MS};
+use crate::lattice::{Change, LatticeState, LinkDefinition};
+use crate::plane::{ShardCommand, ShardId, ShardReport, ShardStats};
+use crate::routing::RoutingSnapshot;
+use ctl::{ack_err, ack_ok, parse_body, CtlRequest, HostCommand};
+use events::{Events, NatsEventSink};
+use heartbeat::HostInfo;
+use kv::LatticeStore;
+use registries::Registries;
+use shards::ShardSet;
+
+/// How long shards may take to report that they run.
+pub const SHARD_START_TIMEOUT_MS: u64 = 10_000;
+/// Longest wait for NATS at shutdown (publishing host_stopped and flushing).
+pub const SHUTDOWN_NATS_BUDGET_MS: u64 = 3_000;
+/// Wait before reopening a KV watch that ended.
+pub const KV_REWATCH_DELAY_MS: u64 = 1_000;
+
+/// Why the host stops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopReason {
+    /// `cmd.{host}.stop`, with the graceful timeout it asked for.
+    Command { timeout: Duration },
+    /// SIGINT or SIGTERM.
+    Signal(&'static str),
+}
+
+/// The control plane and everything it owns.
+pub struct ControlPlane {
+    config: Config,
+    info: HostInfo,
+    ctl: async_nats::Client,
+    prov_rpc: async_nats::Client,
+    lattice_store: LatticeStore,
+    state: LatticeState,
+    routing_version: u64,
+    shards: ShardSet,
+    events: Events,
+    registries: Registries,
+    shard_stats: BTreeMap<ShardId, ShardStats>,
+}
+
+impl ControlPlane {
+    /// Connect, open and load the lattice bucket, and start the shards.
+    pub async fn start(config: Config) -> Result<ControlPlane> {
+        let host_id = config.identity.host_id();
+        let ctl = nats::connect(&config.ctl, &format!("shardhost ctl {host_id}")).await?;
+        let prov_rpc = if config.prov_rpc == config.ctl {
+            ctl.clone()
+        } else {
+            nats::connect(&config.prov_rpc, &format!("shardhost prov-rpc {host_id}")).await?
+        };
+        let mut lattice_store = LatticeStore::open(ctl.clone(), &config.lattice, config.js_domain.as_deref()).await?;
+        let mut state = LatticeState::default();
+        let skipped = lattice_store.load(&mut state).await?;
+        tracing::info!(
+            bucket = %lattice_store.bucket,
+            links = state.links.len(),
+            claims = state.claims.len(),
+            refmaps = state.refmaps.len(),
+            skipped,
+            "lattice state loaded"
+        );
+        let shards = ShardSet::start(config.shard_count, Duration::from_millis(SHARD_START_TIMEOUT_MS))
+            .await
+            .context("cannot start the shards")?;
+        let mut registries = Registries::default();
+        if let Some(cred) = &config.oci_credential {
+            registries.insert_basic(&cred.registry, &cred.username, &cred.password);
+        }
+        let info = HostInfo {
+            identity: config.identity.clone(),
+            labels: config.labels.clone(),
+            friendly_name: config.friendly_name.clone(),
+            lattice: config.lattice.clone(),
+            js_domain: config.js_domain.clone(),
+            ctl_url: config.ctl.url(),
+            rpc_url: config.rpc.url(),
+            prov_rpc_url: config.prov_rpc.url(),
+            started: Instant::now(),
+        };
+        let events = Events::new(Arc::new(NatsEventSink::new(ctl.clone(), &config.lattice)), host_id);
+        let mut plane = ControlPlane {
+            config,
+            info,
+            ctl,
+            prov_rpc,
+            lattice_store,
+            state,
+            routing_version: 0,
+            shards,
+            events,
+            registries,
+            shard_stats: BTreeMap::new(),
+        };
+        plane.publish_routing();
+        Ok(plane)
+    }
+
+    /// Serve until a stop command or signal, then stop gracefully.
+    pub async fn run(mut self) -> Result<StopReason> {
+        let mut ctl_messages = self.subscribe_ctl().await?;
+        let mut watch = Some(self.lattice_store.watch().await?);
+        let mut rewatch_at: Option<tokio::time::Instant> = None;
+        let mut heartbeat = tokio::time::interval_at(
+            tokio::time::Instant::now() + self.config.heartbeat_interval,
+            self.config.heartbeat_interval,
+        );
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+
+        self.events.emit("host_started", self.info.started_event()).await;
+        self.log_started();
+
+        let reason = loop {
+            tokio::select! {
+                Some(msg) = ctl_messages.next() => {
+                    if let Some(reason) = self.handle_ctl(msg).await {
+                        break reason;
+                    }
+                }
+                _ = heartbeat.tick() => self.emit_heartbeat().await,
+                entry = next_entry(&mut watch) => match entry {
+                    Some(Ok(entry)) => {
+                        let change = self.lattice_store.apply(entry, &mut self.state);
+                        self.on_change(change).await;
+                    }
+                    other => {
+                        let why = other.map_or("watch ended".to_string(), |e| format!("{:?}", e.err()));
+                        tracing::warn!(reason = %why, "lattice KV watch stopped; reopening");
+                        watch = None;
+                        rewatch_at = Some(tokio::time::Instant::now() + Duration::from_millis(KV_REWATCH_DELAY_MS));
+                    }
+                },
+                _ = sleep_until_opt(rewatch_at) => {
+                    rewatch_at = None;
+                    match self.lattice_store.watch().await {
+                        Ok(w) => watch = Some(w),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot reopen lattice KV watch; retrying");
+                            rewatch_at = Some(tokio::time::Instant::now() + Duration::from_millis(KV_REWATCH_DELAY_MS));
+                        }
+                    }
+                }
+                Some(report) = self.shards.reports.next() => self.on_shard_report(report),
+                _ = sigterm.recv() => break StopReason::Signal("SIGTERM"),
+                _ = sigint.recv() => break StopReason::Signal("SIGINT"),
+            }
+        };
+        self.shutdown(&reason).await;
+        Ok(reason)
+    }
+
+    async fn subscribe_ctl(&self) -> Result<futures::stream::SelectAll<async_nats::Subscriber>> {
+        let host_id = self.info.identity.host_id();
+        let mut subs = Vec::new();
+        for s in ctl::subscriptions(&self.config.ctl_topic_prefix, &self.config.lattice, &host_id) {
+            let sub = match &s.queue_group {
+                Some(q) => self.ctl.queue_subscribe(s.subject.clone(), q.clone()).await,
+                None => self.ctl.subscribe(s.subject.clone()).await,
+            }
+            .with_context(|| format!("subscribe {}", s.subject))?;
+            subs.push(sub);
+        }
+        // Make sure the server has every subscription before we announce ourselves.
+        self.ctl.flush().await.context("flush subscriptions")?;
+        Ok(futures::stream::select_all(subs))
+    }
+
+    fn log_started(&self) {
+        tracing::info!(
+            host_id = %self.info.identity.host_id(),
+            issuer = %self.info.identity.issuer(),
+            lattice = %self.config.lattice,
+            friendly_name = %self.info.friendly_name,
+            shards = self.shards.len(),
+            ctl = %self.info.ctl_url,
+            "shardhost started"
+        );
+    }
+
+    /// Answer one control request. Returns a reason when the host must stop.
+    async fn handle_ctl(&mut self, msg: async_nats::Message) -> Option<StopReason> {
+        let host_id = self.info.identity.host_id();
+        let request = ctl::route(
+            &self.config.ctl_topic_prefix,
+            &self.config.lattice,
+            &host_id,
+            msg.subject.as_str(),
+        );
+        tracing::debug!(subject = %msg.subject, ?request, "control request");
+        let mut stop = None;
+        let reply: Option<Value> = match request {
+            CtlRequest::PingHosts => Some(self.info.ping_reply()),
+            CtlRequest::Inventory => Some(self.info.inventory(Vec::new(), Vec::new())),
+            CtlRequest::GetLinks => {
+                let links: Vec<Value> = self.state.links.values().map(LinkDefinition::to_json_with_id).collect();
+                Some(json!({ "links": links }))
+            }
+            CtlRequest::GetClaims => {
+                let claims: Vec<&BTreeMap<String, String>> = self.state.claims.values().map(|c| &c.0).collect();
+                Some(json!({ "claims": claims }))
+            }
+            CtlRequest::RegistriesPut => Some(self.registries_put(&msg.payload)),
+            CtlRequest::LinkdefsPut => Some(self.linkdefs_put(&msg.payload).await),
+            CtlRequest::LinkdefsDel => Some(self.linkdefs_del(&msg.payload).await),
+            CtlRequest::LabelPut | CtlRequest::LabelDel => Some(self.label_change(request, &msg.payload)),
+            CtlRequest::AuctionActor | CtlRequest::AuctionProvider => self.auction(request, &msg.payload),
+            CtlRequest::Command(HostCommand::StopHost) => {
+                match parse_body::<ctl::StopHostCommand>("stop host", &msg.payload) {
+                    Ok(cmd) => {
+                        let timeout = Duration::from_millis(cmd.timeout.unwrap_or(SHARD_STOP_TIMEOUT_MS));
+                        stop = Some(StopReason::Command { timeout });
+                        Some(ack_ok())
+                    }
+                    Err(e) => Some(ack_err(e)),
+                }
+            }
+            CtlRequest::Command(cmd) => Some(ack_err(format!("{} is not supported yet by shardhost", cmd.describe()))),
+            CtlRequest::Config => Some(ack_err(
+                "the config service subjects are not supported yet by shardhost",
+            )),
+            CtlRequest::Unknown => Some(ack_err(format!("unsupported subject {}", msg.subject))),
+        };
+        if let Some(body) = reply {
+            self.reply(&msg, &body).await;
+        }
+        stop
+    }
+
+    async fn reply(&self, msg: &async_nats::Message, body: &Value) {
+        let Some(reply_to) = msg.reply.clone() else {
+            tracing::debug!(subject = %msg.subject, "control request without a reply subject");
+            return;
+        };
+        let bytes: Bytes = serde_json::to_vec(body).unwrap_or_default().into();
+        if let Err(e) = self.ctl.publish(reply_to, bytes).await {
+            tracing::warn!(subject = %msg.subject, error = %e, "cannot send control reply");
+        }
+    }
+
+    fn registries_put(&mut self, body: &[u8]) -> Value {
+        match self.registries.merge_json(body) {
+            Ok((kept, dropped)) => {
+                if !dropped.is_empty() {
+                    tracing::warn!(
+                        ?dropped,
+                        "registries.put: entries without registryType oci or credentials dropped"
+                    );
+                }
+                tracing::info!(kept, total = self.registries.len(), "registry credentials updated");
+                ack_ok()
+            }
+            Err(e) => ack_err(e),
+        }
+    }
+
+    async fn linkdefs_put(&mut self, body: &[u8]) -> Value {
+        let link: LinkDefinition = match parse_body("linkdefs.put", body) {
+            Ok(link) => link,
+            Err(e) => return ack_err(e),
+        };
+        if let Err(e) = link.validate() {
+            return ack_err(format!("invalid link definition: {e}"));
+        }
+        let value: Bytes = serde_json::to_vec(&link.to_json_with_id()).unwrap_or_default().into();
+        match self.lattice_store.store.put(link.kv_key(), value).await {
+            Ok(_) => ack_ok(),
+            Err(e) => ack_err(format!("cannot store link definition: {e}")),
+        }
+    }
+
+    async fn linkdefs_del(&mut self, body: &[u8]) -> Value {
+        let del: ctl::LinkDelRequest = match parse_body("linkdefs.del", body) {
+            Ok(del) => del,
+            Err(e) => return ack_err(e),
+        };
+        let key = format!(
+            "{}{}",
+            crate::lattice::LINKDEF_PREFIX,
+            crate::lattice::linkdef_id(&del.actor_id, &del.contract_id, &del.link_name)
+        );
+        match self.lattice_store.store.delete(&key).await {
+            Ok(()) => ack_ok(),
+            Err(e) => ack_err(format!("cannot delete link definition: {e}")),
+        }
+    }
+
+    fn label_change(&mut self, request: CtlRequest, body: &[u8]) -> Value {
+        let label: ctl::LabelRequest = match parse_body("label", body) {
+            Ok(l) => l,
+            Err(e) => return ack_err(e),
+        };
+        if label.key.is_empty() || label.key.starts_with("hostcore.") {
+            return ack_err(format!("label `{}` cannot be changed", label.key));
+        }
+        match (request, label.value) {
+            (CtlRequest::LabelPut, Some(value)) => {
+                self.info.labels.insert(label.key, value);
+                ack_ok()
+            }
+            (CtlRequest::LabelPut, None) => ack_err("label put needs a value"),
+            _ => match self.info.labels.remove(&label.key) {
+                Some(_) => ack_ok(),
+                None => ack_err(format!("label `{}` is not set", label.key)),
+            },
+        }
+    }
+
+    /// Auctions get a reply only from hosts that bid. Until actors and providers can be
+    /// started here, shardhost never bids, so schedulers pick hosts that can run the work.
+    fn auction(&self, request: CtlRequest, body: &[u8]) -> Option<Value> {
+        match parse_body::<ctl::AuctionRequest>("auction", body) {
+            Ok(auction) => {
+                let matches = ctl::labels_satisfy(&self.info.labels, &auction.constraints);
+                tracing::debug!(?request, matches, r#ref = ?auction.actor_ref.or(auction.provider_ref),
+                    "auction seen; not bidding: starting actors and providers is not supported yet");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "malformed auction request");
+                None
+            }
+        }
+    }
+
+    async fn emit_heartbeat(&self) {
+        let data = self.info.heartbeat(&BTreeMap::new(), Vec::new());
+        self.events.emit("host_heartbeat", data).await;
+    }
+
+    /// React to a lattice change seen after start: events, forwarding to providers, and a
+    /// new routing snapshot for the shards.
+    async fn on_change(&mut self, change: Change) {
+        match &change {
+            Change::LinkSet(link) => {
+                self.events.emit("linkdef_set", link.to_json_with_id()).await;
+                self.forward_link(link, "put").await;
+            }
+            Change::LinkDeleted(link) => {
+                self.events.emit("linkdef_deleted", link.to_json_with_id()).await;
+                self.forward_link(link, "del").await;
+            }
+            Change::ClaimsSet(c) | Change::ClaimsDeleted(c) => {
+                tracing::debug!(subject = ?c.subject(), "claims changed")
+            }
+            Change::RefMapSet(m) | Change::RefMapDeleted(m) => tracing::debug!(oci_url = %m.oci_url, "refmap changed"),
+            Change::None => return,
+        }
+        self.publish_routing();
+    }
+
+    /// Tell the link's provider (wherever it runs) about it: msgpack on
+    /// `wasmbus.rpc.{lattice}.{provider}.{link}.linkdefs.{put|del}`.
+    async fn forward_link(&self, link: &LinkDefinition, op: &str) {
+        let subject = format!(
+            "wasmbus.rpc.{}.{}.{}.linkdefs.{op}",
+            self.config.lattice, link.provider_id, link.link_name
+        );
+        match rmp_serde::to_vec_named(link) {
+            Ok(body) => {
+                if let Err(e) = self.prov_rpc.publish(subject.clone(), body.into()).await {
+                    tracing::warn!(%subject, error = %e, "cannot forward link definition");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot encode link definition"),
+        }
+    }
+
+    fn publish_routing(&mut self) {
+        self.routing_version += 1;
+        let snapshot = RoutingSnapshot::build(self.routing_version, &self.state, &self.info.identity.cluster_issuers);
+        if let Err(e) = self.shards.broadcast(&ShardCommand::Routing(Arc::new(snapshot))) {
+            tracing::error!(error = %e, version = self.routing_version, "cannot hand routing snapshot to a shard");
+        }
+    }
+
+    fn on_shard_report(&mut self, report: ShardReport) {
+        match report {
+            ShardReport::RoutingApplied { shard, version, stats } => {
+                tracing::debug!(%shard, version, "shard routing applied");
+                self.shard_stats.insert(shard, stats);
+            }
+            ShardReport::Stopped { shard, stats } => {
+                tracing::error!(%shard, ?stats, "shard stopped unexpectedly");
+                self.shard_stats.insert(shard, stats);
+            }
+            ShardReport::Started { shard, .. } => tracing::debug!(%shard, "late shard start report"),
+        }
+    }
+
+    async fn shutdown(self, reason: &StopReason) {
+        tracing::info!(?reason, "stopping host");
+        let timeout = match reason {
+            StopReason::Command { timeout } => *timeout,
+            StopReason::Signal(_) => Duration::from_millis(SHARD_STOP_TIMEOUT_MS),
+        };
+        let finals = self.shards.stop(timeout).await;
+        tracing::info!(stopped = finals.len(), "shards stopped");
+        // NATS may be gone: never wait on it longer than the budget.
+        let budget = Duration::from_millis(SHUTDOWN_NATS_BUDGET_MS);
+        let farewell = async {
+            self.events.emit("host_stopped", self.info.stopped_event()).await;
+            self.events.flush().await;
+        };
+        if tokio::time::timeout(budget, farewell).await.is_err() {
+            tracing::warn!(?budget, "could not publish host_stopped: NATS unreachable");
+        }
+    }
+}
+
+async fn next_entry(
+    watch: &mut Option<async_nats::jetstream::kv::Watch>,
+) -> Option<Result<async_nats::jetstream::kv::Entry, async_nats::jetstream::kv::WatcherError>> {
+    match watch {
+        Some(w) => w.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,101 @@
+//! The `shardhost` binary: parse flags, start a managed NATS when none is given, run the
+//! control plane (which starts the shards), and exit 0 after a graceful stop.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Parser;
+
+use shardhost::config::{Cli, Command, Config, NatsPlan};
+use shardhost::control::managed_nats::{self, ManagedNats};
+use shardhost::control::ControlPlane;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) => {
+            // One line, as operators grep for it; clap's long form follows on --help.
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or("invalid arguments");
+            eprintln!("shardhost: {}", first.trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+    };
+    let args = match cli.command {
+        Some(Command::Up(args)) => *args,
+        None => cli.host,
+    };
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let config = match Config::from_args(args, &env) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("shardhost: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    init_logging(&config);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name("control")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("shardhost: cannot start the control plane runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("shardhost: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{},async_nats=warn,cranelift_codegen=warn", config.log_level))
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if config.structured_logging {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(mut config: Config) -> Result<()> {
+    if config.identity.cluster_key_generated {
+        tracing::warn!(
+            cluster_key = %config.identity.issuer(),
+            "no cluster seed given: generated one; only this host will trust invocations it signs \
+             (pass --cluster-seed to share one across the lattice)"
+        );
+    }
+    let mut managed = None;
+    if config.nats_plan == NatsPlan::LocalOrManaged && !managed_nats::listening(managed_nats::LOCAL_NATS_ADDR).await {
+        let nats = ManagedNats::start(config.nats_server_bin.as_deref()).await?;
+        config.use_local_nats("127.0.0.1", nats.port);
+        managed = Some(nats);
+    }
+    let result = async {
+        let plane = ControlPlane::start(config).await?;
+        plane.run().await
+    }
+    .await;
+    if let Some(nats) = managed {
+        nats.stop().await;
+    }
+    let reason = result?;
+    tracing::info!(?reason, "host stopped");
+    Ok(())
+}

@@ -1,0 +1,54 @@
+//! The only types that cross between the control plane and the shards.
+//!
+//! Control → shard: [`ShardCommand`] over one bounded channel per shard. Shard → control:
+//! [`ShardReport`] over one shared bounded channel; a shard uses `try_send` and never blocks
+//! on it (a report that does not fit is counted and folded into the next one).
+
+use std::sync::Arc;
+
+use crate::routing::RoutingSnapshot;
+
+/// Index of a shard, 0-based, dense.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ShardId(pub u16);
+
+impl std::fmt::Display for ShardId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "shard-{}", self.0)
+    }
+}
+
+/// Control plane → shard.
+#[derive(Debug, Clone)]
+pub enum ShardCommand {
+    /// Swap in new routing tables between batches.
+    Routing(Arc<RoutingSnapshot>),
+    /// Finish in-flight work and stop.
+    Stop,
+}
+
+/// Plain counters a shard keeps (no atomics: only the owning shard writes them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShardStats {
+    /// Commands received from the control plane.
+    pub commands_received: u64,
+    /// Routing snapshots swapped in.
+    pub routing_swaps: u64,
+    /// Reports that did not fit in the report channel.
+    pub reports_dropped: u64,
+}
+
+/// Shard → control plane.
+#[derive(Debug, Clone)]
+pub enum ShardReport {
+    /// The shard's executor is running on `cpu` (None when it is not pinned).
+    Started { shard: ShardId, cpu: Option<usize> },
+    /// The shard now routes with snapshot `version`.
+    RoutingApplied {
+        shard: ShardId,
+        version: u64,
+        stats: ShardStats,
+    },
+    /// The shard finished; these are its final counters.
+    Stopped { shard: ShardId, stats: ShardStats },
+}

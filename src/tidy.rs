@@ -1,0 +1,70 @@
+//! Tidy checks (in the spirit of TigerBeetle's `tidy.zig`): the data plane stays free of
+//! tokio, locks, `anyhow` and panicking shortcuts. Test-only module.
+
+use std::path::Path;
+
+/// Directories holding data-plane or pure hot-path code.
+const DATA_PLANE_DIRS: &[&str] = &["src/shard", "src/wire", "src/auth"];
+/// Words that must not appear in their non-test code (comments excluded).
+const FORBIDDEN: &[&str] = &[
+    "tokio",
+    "Mutex",
+    "RwLock",
+    "anyhow",
+    ".unwrap()",
+    ".expect(",
+    "async_nats",
+];
+
+/// The code of a file before its `#[cfg(test)]` module, with `//` comments removed.
+fn non_test_code(text: &str) -> String {
+    let code = text.split("#[cfg(test)]").next().unwrap_or("");
+    code.lines()
+        .map(|l| l.split("//").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn data_plane_is_tidy() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for dir in DATA_PLANE_DIRS {
+        rust_files(&root.join(dir), &mut files);
+    }
+    assert!(!files.is_empty(), "no data-plane files found");
+    let mut problems = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let code = non_test_code(&text);
+        for word in FORBIDDEN {
+            if code.contains(word) {
+                problems.push(format!("{}: uses `{word}`", file.display()));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "data plane code must not use these:\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn tidy_check_catches_a_violation() {
+    let code = non_test_code("fn f() { x.unwrap(); } // tokio\n#[cfg(test)]\nmod tests { use tokio; }");
+    assert!(code.contains(".unwrap()"));
+    assert!(!code.contains("tokio"));
+}

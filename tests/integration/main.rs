@@ -1,0 +1,11 @@
+//! Integration tests: a real `nats-server` (JetStream) and the `shardhost` binary, driven over
+//! the wasmCloud 0.x control interface, event stream and lattice KV bucket (PROTOCOL.md §1.2,
+//! §1.3, §5, §6, §7, §10). One binary; each test starts its own nats-server and host.
+//!
+//! nats-server is found through `$SHARDHOST_NATS_SERVER`, `PATH`, or `.tools/venv/bin`
+//! (`scripts/setup` installs it there).
+
+mod host;
+mod interop;
+mod lattice;
+mod support;
