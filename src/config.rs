@@ -59,6 +59,22 @@ pub struct Cli {
 pub enum Command {
     /// Run the host (the same as giving no subcommand).
     Up(Box<HostArgs>),
+    /// Work with the claims embedded in actor modules.
+    Claims {
+        #[command(subcommand)]
+        action: ClaimsCommand,
+    },
+}
+
+/// `shardhost claims …`.
+#[derive(Debug, Subcommand)]
+pub enum ClaimsCommand {
+    /// Print the decoded claims of a signed actor module and whether they are valid now
+    /// (exit status 1 when they are not).
+    Inspect {
+        /// Path of the `.wasm` module.
+        file: std::path::PathBuf,
+    },
 }
 
 /// Host flags (wasmCloud 0.82 names and environment variables, plus our own).

@@ -23,9 +23,11 @@
 //! - shared: [`config`] (flags and limits), [`identity`] (keys, labels), [`lattice`] (KV
 //!   entry types and parsers; pure).
 
+pub mod auth;
 pub mod config;
 pub mod control;
 pub mod identity;
+pub mod inspect;
 pub mod lattice;
 pub mod plane;
 pub mod routing;

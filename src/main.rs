@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Parser;
 
-use shardhost::config::{Cli, Command, Config, NatsPlan};
+use shardhost::config::{ClaimsCommand, Cli, Command, Config, NatsPlan};
 use shardhost::control::managed_nats::{self, ManagedNats};
 use shardhost::control::ControlPlane;
 
@@ -27,6 +27,9 @@ fn main() -> ExitCode {
     };
     let args = match cli.command {
         Some(Command::Up(args)) => *args,
+        Some(Command::Claims {
+            action: ClaimsCommand::Inspect { file },
+        }) => return claims_inspect(&file),
         None => cli.host,
     };
     let env: Vec<(String, String)> = std::env::vars().collect();
@@ -53,6 +56,23 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
+            eprintln!("shardhost: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn claims_inspect(file: &std::path::Path) -> ExitCode {
+    match shardhost::inspect::inspect_file(file) {
+        Ok((report, valid)) => {
+            println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+            if valid {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
             eprintln!("shardhost: {e:#}");
             ExitCode::from(1)
         }

@@ -1,0 +1,1230 @@
+//! Actor claims: the wascap JWT embedded in a wasm module, and the checks a host applies before
+//! it starts the actor (PROTOCOL §4).
+//!
+//! Owns: walking the top-level sections of a core wasm module, the wascap module hash, decoding
+//! and verifying the JWT, and the typed [`ActorClaims`] view with its KV shape
+//! ([`to_stored_claims`], PROTOCOL §7.3).
+//!
+//! Plane: pure code used by the control plane when it loads an actor. No I/O, no async, no clock:
+//! every time check takes `now_secs` as an argument.
+//!
+//! Must never: panic on any module or token bytes (they come from registries and files we do not
+//! control), or accept claims that wascap's own rules would reject. Where this file is stricter
+//! than wascap 0.11 it says so at the check (issuer and subject key types, the module hash for
+//! every `wascap_revision`, `exp == now`).
+
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use ed25519_dalek::{Signature, VerifyingKey};
+use nkeys::KeyPairType;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::lattice::{hex_upper, StoredClaims};
+
+/// Custom section name written by wascap ≥ 0.9.
+pub const SECTION_NAME_JWT: &str = "wasmcloud_jwt";
+/// Custom section name written by wascap < 0.9 (most OTP-era actors).
+pub const SECTION_NAME_JWT_LEGACY: &str = "jwt";
+
+/// Largest claims token we decode. Real actor tokens are 0.6–2 KiB; the limit only stops a
+/// hostile module from making us base64- and JSON-decode megabytes. wascap has no limit.
+pub const TOKEN_BYTES_MAX: usize = 64 * 1024;
+
+/// `\0asm`.
+const WASM_MAGIC: [u8; 4] = *b"\0asm";
+/// Binary version of a core module (components use another layer/version and are not 0.x actors).
+const WASM_VERSION_CORE: [u8; 4] = [1, 0, 0, 0];
+const WASM_HEADER_BYTES: usize = 8;
+const SECTION_ID_CUSTOM: u8 = 0;
+/// A `u32` LEB128 takes at most 5 bytes (wasm spec, `uN` with N = 32).
+const LEB_U32_BYTES_MAX: usize = 5;
+
+const HEADER_TYP: &str = "jwt";
+const HEADER_ALG: &str = "Ed25519";
+const SIGNATURE_BYTES: usize = 64;
+
+/// Which of the two accepted section names held the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtSection {
+    /// `wasmcloud_jwt`.
+    Current,
+    /// `jwt`.
+    Legacy,
+}
+
+impl JwtSection {
+    /// The custom section name.
+    pub fn name(self) -> &'static str {
+        match self {
+            JwtSection::Current => SECTION_NAME_JWT,
+            JwtSection::Legacy => SECTION_NAME_JWT_LEGACY,
+        }
+    }
+
+    fn from_name(name: &[u8]) -> Option<JwtSection> {
+        if name == SECTION_NAME_JWT.as_bytes() {
+            Some(JwtSection::Current)
+        } else if name == SECTION_NAME_JWT_LEGACY.as_bytes() {
+            Some(JwtSection::Legacy)
+        } else {
+            None
+        }
+    }
+}
+
+/// The three parts of a token, for error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenPart {
+    Header,
+    Payload,
+    Signature,
+}
+
+impl fmt::Display for TokenPart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TokenPart::Header => "header",
+            TokenPart::Payload => "payload",
+            TokenPart::Signature => "signature",
+        })
+    }
+}
+
+/// The role a key plays in the claims, for error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRole {
+    /// `iss`: must be an account key (`A…`).
+    Issuer,
+    /// `sub`: must be a module key (`M…`).
+    Subject,
+}
+
+impl fmt::Display for KeyRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            KeyRole::Issuer => "issuer",
+            KeyRole::Subject => "subject",
+        })
+    }
+}
+
+/// Why a module's claims were refused. Module-shape errors carry the byte offset where the walk
+/// stopped; claim errors carry the values that failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClaimsError {
+    #[error("actor module has no embedded claims")]
+    NoClaims,
+    #[error("not a wasm module: bad magic number")]
+    BadMagic,
+    #[error("unsupported wasm binary version {version:02X?}: only core modules (version 1) can be 0.x actors")]
+    UnsupportedVersion { version: [u8; 4] },
+    #[error("wasm module is truncated at byte offset {offset}")]
+    Truncated { offset: usize },
+    #[error("malformed LEB128 u32 at byte offset {offset}")]
+    BadLeb { offset: usize },
+    #[error("wasm section at byte offset {offset} declares {size_bytes} bytes but only {left_bytes} remain")]
+    SectionOverrun {
+        offset: usize,
+        size_bytes: u32,
+        left_bytes: usize,
+    },
+    #[error("custom section at byte offset {offset} has a malformed name")]
+    BadCustomSectionName { offset: usize },
+    #[error("embedded claims token is not valid UTF-8")]
+    TokenNotUtf8,
+    #[error("claims token is {token_bytes} bytes, more than the limit of {token_bytes_max}")]
+    TokenTooLarge { token_bytes: usize, token_bytes_max: usize },
+    #[error("claims token must have 3 dot-separated parts, found {parts_count}")]
+    TokenParts { parts_count: usize },
+    #[error("claims token {part} is not base64url without padding")]
+    Base64 { part: TokenPart },
+    #[error("claims token {part} is not the expected JSON: {reason}")]
+    Json { part: TokenPart, reason: String },
+    #[error("claims token header has typ {typ:?} and alg {alg:?}; expected \"jwt\" and \"Ed25519\"")]
+    BadHeader { typ: String, alg: String },
+    #[error("claims token signature is {signature_bytes} bytes, expected 64")]
+    SignatureLength { signature_bytes: usize },
+    #[error("claims {role} {key:?} is not a valid public nkey")]
+    BadKey { role: KeyRole, key: String },
+    #[error("claims issuer {key} is not an account key (A…)")]
+    IssuerNotAccount { key: String },
+    #[error("claims subject {key} is not a module key (M…)")]
+    SubjectNotModule { key: String },
+    #[error("claims token signature does not verify against issuer {issuer}")]
+    BadSignature { issuer: String },
+    #[error("claims token expired at {exp_secs} (now {now_secs}, seconds since the epoch)")]
+    Expired { exp_secs: u64, now_secs: u64 },
+    #[error("claims token is not valid before {nbf_secs} (now {now_secs}, seconds since the epoch)")]
+    NotYetValid { nbf_secs: u64, now_secs: u64 },
+    #[error("claims token has no wascap actor metadata")]
+    MissingMetadata,
+    #[error("claims token wascap metadata is not actor metadata: {reason}")]
+    BadMetadata { reason: String },
+    #[error("module hash {actual} does not match the signed hash {expected}: the module changed after signing")]
+    HashMismatch { expected: String, actual: String },
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wasm section walk
+// ---------------------------------------------------------------------------------------------
+
+/// One top-level section, borrowed from the module.
+struct SectionRef<'a> {
+    id: u8,
+    /// The size as declared (possibly with a non-minimal LEB128); equals `contents.len()`.
+    size_bytes: u32,
+    /// Everything after the size field (for a custom section: its name and payload).
+    contents: &'a [u8],
+    /// For a `jwt`/`wasmcloud_jwt` custom section: which one, and the payload after the name.
+    jwt: Option<(JwtSection, &'a [u8])>,
+}
+
+/// Iterator over the top-level sections. After the first error it yields nothing more.
+struct Sections<'a> {
+    module: &'a [u8],
+    cursor: usize,
+    failed: bool,
+}
+
+/// Check the 8-byte header and start walking after it.
+fn sections(module: &[u8]) -> Result<Sections<'_>, ClaimsError> {
+    let magic = module.get(..4).ok_or(ClaimsError::Truncated { offset: module.len() })?;
+    if magic != WASM_MAGIC {
+        return Err(ClaimsError::BadMagic);
+    }
+    let version = module
+        .get(4..WASM_HEADER_BYTES)
+        .ok_or(ClaimsError::Truncated { offset: module.len() })?;
+    if version != WASM_VERSION_CORE {
+        let mut found = [0u8; 4];
+        found.copy_from_slice(version);
+        return Err(ClaimsError::UnsupportedVersion { version: found });
+    }
+    Ok(Sections {
+        module,
+        cursor: WASM_HEADER_BYTES,
+        failed: false,
+    })
+}
+
+impl<'a> Sections<'a> {
+    fn next_section(&mut self) -> Result<SectionRef<'a>, ClaimsError> {
+        let offset = self.cursor;
+        let id = *self.module.get(offset).ok_or(ClaimsError::Truncated { offset })?;
+        let size_offset = offset + 1;
+        let (size_bytes, size_len) = read_leb_u32(self.module, size_offset)?;
+        let start = size_offset + size_len;
+        let left_bytes = self.module.len().saturating_sub(start);
+        let contents = usize::try_from(size_bytes)
+            .ok()
+            .and_then(|size| self.module.get(start..start.checked_add(size)?))
+            .ok_or(ClaimsError::SectionOverrun {
+                offset,
+                size_bytes,
+                left_bytes,
+            })?;
+        self.cursor = start + contents.len();
+        let jwt = if id == SECTION_ID_CUSTOM {
+            let (name, payload) = split_custom_name(contents).ok_or(ClaimsError::BadCustomSectionName { offset })?;
+            JwtSection::from_name(name).map(|kind| (kind, payload))
+        } else {
+            None
+        };
+        Ok(SectionRef {
+            id,
+            size_bytes,
+            contents,
+            jwt,
+        })
+    }
+}
+
+impl<'a> Iterator for Sections<'a> {
+    type Item = Result<SectionRef<'a>, ClaimsError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed || self.cursor >= self.module.len() {
+            return None;
+        }
+        let item = self.next_section();
+        self.failed = item.is_err();
+        Some(item)
+    }
+}
+
+/// Split a custom section's contents into its name (valid UTF-8, as the wasm spec and
+/// wasmparser require) and its payload.
+fn split_custom_name(contents: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (name_bytes, used) = read_leb_u32(contents, 0).ok()?;
+    let name_bytes = usize::try_from(name_bytes).ok()?;
+    let rest = contents.get(used..)?;
+    if name_bytes > rest.len() {
+        return None;
+    }
+    let (name, payload) = rest.split_at(name_bytes);
+    std::str::from_utf8(name).ok()?;
+    Some((name, payload))
+}
+
+/// Read an unsigned LEB128 `u32` at `offset`: at most 5 bytes, and the 5th may only carry the
+/// top 4 bits (wasmparser rejects the same inputs). Non-minimal encodings are accepted.
+/// Returns the value and the number of bytes it took.
+fn read_leb_u32(bytes: &[u8], offset: usize) -> Result<(u32, usize), ClaimsError> {
+    let mut value: u32 = 0;
+    for index in 0..LEB_U32_BYTES_MAX {
+        let byte = *bytes
+            .get(offset.saturating_add(index))
+            .ok_or(ClaimsError::Truncated { offset })?;
+        if index == LEB_U32_BYTES_MAX - 1 && byte & 0xf0 != 0 {
+            return Err(ClaimsError::BadLeb { offset });
+        }
+        value |= u32::from(byte & 0x7f) << (7 * index);
+        if byte & 0x80 == 0 {
+            return Ok((value, index + 1));
+        }
+    }
+    Err(ClaimsError::BadLeb { offset })
+}
+
+/// Minimal unsigned LEB128 of `value`, as wasm-encoder (and so wascap) writes section sizes.
+fn write_leb_u32(mut value: u32, out: &mut [u8; LEB_U32_BYTES_MAX]) -> &[u8] {
+    let mut len = 0;
+    for slot in out.iter_mut() {
+        let low = (value & 0x7f) as u8;
+        value >>= 7;
+        len += 1;
+        if value == 0 {
+            *slot = low;
+            break;
+        }
+        *slot = low | 0x80;
+    }
+    &out[..len]
+}
+
+/// Find the claims token: the first top-level custom section named `wasmcloud_jwt` or legacy
+/// `jwt` (wascap also takes the first). `Ok(None)` when the module is well formed up to that point
+/// and has no such section.
+pub fn extract_jwt(module: &[u8]) -> Result<Option<(&str, JwtSection)>, ClaimsError> {
+    for section in sections(module)? {
+        if let Some((kind, payload)) = section?.jwt {
+            let token = std::str::from_utf8(payload).map_err(|_| ClaimsError::TokenNotUtf8)?;
+            return Ok(Some((token, kind)));
+        }
+    }
+    Ok(None)
+}
+
+/// The wascap module hash (PROTOCOL §4.4): uppercase hex SHA-256 of the 8-byte header followed by
+/// every top-level section except `jwt`/`wasmcloud_jwt` custom sections, each re-emitted as
+/// `id || LEB128(size) || contents` with a minimal LEB128 (as wascap's `strip_custom_section`
+/// does). Streams into the hasher: no copy of the module is made.
+pub fn module_hash(module: &[u8]) -> Result<String, ClaimsError> {
+    let mut hasher = Sha256::new();
+    hasher.update(WASM_MAGIC);
+    hasher.update(WASM_VERSION_CORE);
+    let mut leb = [0u8; LEB_U32_BYTES_MAX];
+    for section in sections(module)? {
+        let section = section?;
+        if section.jwt.is_some() {
+            continue;
+        }
+        hasher.update([section.id]);
+        hasher.update(write_leb_u32(section.size_bytes, &mut leb));
+        hasher.update(section.contents);
+    }
+    Ok(hex_upper(&hasher.finalize()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// JWT
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct Header {
+    typ: String,
+    alg: String,
+}
+
+/// The generic claims of a wascap token (PROTOCOL §4.1). Unknown fields are ignored; `jti`,
+/// `iat`, `iss` and `sub` are required, as wascap requires them.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Claims {
+    #[serde(rename = "exp", default)]
+    pub exp_secs: Option<u64>,
+    #[serde(rename = "nbf", default)]
+    pub nbf_secs: Option<u64>,
+    #[serde(rename = "iat")]
+    pub iat_secs: u64,
+    pub iss: String,
+    pub sub: String,
+    pub jti: String,
+    /// The `wascap` metadata object; its shape depends on the subject (actor or provider).
+    #[serde(default)]
+    pub wascap: Option<serde_json::Value>,
+    #[serde(default)]
+    pub wascap_revision: Option<u32>,
+}
+
+/// A decoded, not yet verified token. Borrows the token text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Jwt<'a> {
+    /// `header_b64.payload_b64`: the bytes the signature covers.
+    pub signed_part: &'a str,
+    pub claims: Claims,
+    pub signature_bytes: [u8; SIGNATURE_BYTES],
+}
+
+fn decode_part(part: &str, which: TokenPart) -> Result<Vec<u8>, ClaimsError> {
+    // base64 0.22's URL_SAFE_NO_PAD rejects padding and non-zero trailing bits, like wascap's
+    // data-encoding BASE64URL_NOPAD.
+    URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| ClaimsError::Base64 { part: which })
+}
+
+fn json_error(part: TokenPart, error: serde_json::Error) -> ClaimsError {
+    ClaimsError::Json {
+        part,
+        reason: error.to_string(),
+    }
+}
+
+/// Split and decode a token (PROTOCOL §4.1): three base64url-no-pad parts, a header with
+/// `typ == "jwt"` and `alg == "Ed25519"` exactly (wascap's rule), JSON claims, a 64-byte
+/// signature. Does not verify the signature: see [`verify_signature`].
+pub fn decode_jwt(token: &str) -> Result<Jwt<'_>, ClaimsError> {
+    if token.len() > TOKEN_BYTES_MAX {
+        return Err(ClaimsError::TokenTooLarge {
+            token_bytes: token.len(),
+            token_bytes_max: TOKEN_BYTES_MAX,
+        });
+    }
+    let mut parts = token.split('.');
+    let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(ClaimsError::TokenParts {
+            parts_count: token.split('.').count(),
+        });
+    };
+
+    let header: Header = serde_json::from_slice(&decode_part(header_b64, TokenPart::Header)?)
+        .map_err(|e| json_error(TokenPart::Header, e))?;
+    if header.typ != HEADER_TYP || header.alg != HEADER_ALG {
+        return Err(ClaimsError::BadHeader {
+            typ: header.typ,
+            alg: header.alg,
+        });
+    }
+    let claims: Claims = serde_json::from_slice(&decode_part(payload_b64, TokenPart::Payload)?)
+        .map_err(|e| json_error(TokenPart::Payload, e))?;
+    let signature = decode_part(signature_b64, TokenPart::Signature)?;
+    let signature_bytes: [u8; SIGNATURE_BYTES] =
+        signature
+            .as_slice()
+            .try_into()
+            .map_err(|_| ClaimsError::SignatureLength {
+                signature_bytes: signature.len(),
+            })?;
+    let signed_part = token
+        .get(..header_b64.len() + 1 + payload_b64.len())
+        .ok_or(ClaimsError::TokenParts { parts_count: 3 })?;
+    Ok(Jwt {
+        signed_part,
+        claims,
+        signature_bytes,
+    })
+}
+
+/// Decode a public nkey and require its type (issuer: account, subject: module). Returns the raw
+/// 32-byte Ed25519 key.
+fn public_key(key: &str, role: KeyRole) -> Result<[u8; 32], ClaimsError> {
+    let (prefix, key_bytes) = nkeys::from_public_key(key).map_err(|_| ClaimsError::BadKey {
+        role,
+        key: key.to_string(),
+    })?;
+    match (role, KeyPairType::from(prefix)) {
+        (KeyRole::Issuer, KeyPairType::Account) | (KeyRole::Subject, KeyPairType::Module) => Ok(key_bytes),
+        (KeyRole::Issuer, _) => Err(ClaimsError::IssuerNotAccount { key: key.to_string() }),
+        (KeyRole::Subject, _) => Err(ClaimsError::SubjectNotModule { key: key.to_string() }),
+    }
+}
+
+/// Verify the Ed25519 signature over `header_b64.payload_b64` with the key in `iss`, which must be
+/// an account key (wascap accepts any nkey type here; we do not). Uses `verify_strict`, which also
+/// refuses small-order keys and non-canonical points that plain verification lets through; wascap
+/// signatures always pass it. Returns the issuer's raw key, so callers can cache it.
+pub fn verify_signature(jwt: &Jwt<'_>) -> Result<[u8; 32], ClaimsError> {
+    let issuer_key_bytes = public_key(&jwt.claims.iss, KeyRole::Issuer)?;
+    let bad_signature = || ClaimsError::BadSignature {
+        issuer: jwt.claims.iss.clone(),
+    };
+    let key = VerifyingKey::from_bytes(&issuer_key_bytes).map_err(|_| bad_signature())?;
+    let signature = Signature::from_bytes(&jwt.signature_bytes);
+    key.verify_strict(jwt.signed_part.as_bytes(), &signature)
+        .map_err(|_| bad_signature())?;
+    Ok(issuer_key_bytes)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Actor claims
+// ---------------------------------------------------------------------------------------------
+
+/// wascap's `Actor` metadata (PROTOCOL §4.2), with the same required fields and types.
+#[derive(Deserialize)]
+struct ActorMetadata {
+    #[serde(default)]
+    name: Option<String>,
+    hash: String,
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+    #[serde(default)]
+    caps: Option<Vec<String>>,
+    #[serde(default)]
+    rev: Option<i32>,
+    #[serde(default)]
+    ver: Option<String>,
+    #[serde(default)]
+    call_alias: Option<String>,
+    #[serde(default)]
+    prov: bool,
+}
+
+/// The claims of an actor, typed. Built only by [`ActorClaims::from_jwt`] (key types checked) or
+/// [`validate_actor`] (everything checked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActorClaims {
+    /// `sub`: the actor's module key (`M…`).
+    pub subject: String,
+    /// `iss`: the signing account key (`A…`).
+    pub issuer: String,
+    /// The raw Ed25519 key behind `issuer`.
+    pub issuer_key_bytes: [u8; 32],
+    pub jti: String,
+    pub name: Option<String>,
+    /// The signed module hash (uppercase hex SHA-256, PROTOCOL §4.4).
+    pub hash: String,
+    pub tags: Vec<String>,
+    /// Capability contract ids.
+    pub caps: Vec<String>,
+    pub rev: Option<i32>,
+    pub ver: Option<String>,
+    pub call_alias: Option<String>,
+    pub prov: bool,
+    pub iat_secs: u64,
+    pub exp_secs: Option<u64>,
+    pub nbf_secs: Option<u64>,
+    pub wascap_revision: Option<u32>,
+}
+
+impl ActorClaims {
+    /// Typed view of a decoded token: issuer must be an account key, subject a module key, and
+    /// the `wascap` object must be actor metadata. Does not check signature, times or hash.
+    pub fn from_jwt(jwt: &Jwt<'_>) -> Result<ActorClaims, ClaimsError> {
+        let claims = &jwt.claims;
+        let issuer_key_bytes = public_key(&claims.iss, KeyRole::Issuer)?;
+        public_key(&claims.sub, KeyRole::Subject)?;
+        let metadata = claims.wascap.as_ref().ok_or(ClaimsError::MissingMetadata)?;
+        let metadata =
+            ActorMetadata::deserialize(metadata).map_err(|e| ClaimsError::BadMetadata { reason: e.to_string() })?;
+        Ok(ActorClaims {
+            subject: claims.sub.clone(),
+            issuer: claims.iss.clone(),
+            issuer_key_bytes,
+            jti: claims.jti.clone(),
+            name: metadata.name,
+            hash: metadata.hash,
+            tags: metadata.tags.unwrap_or_default(),
+            caps: metadata.caps.unwrap_or_default(),
+            rev: metadata.rev,
+            ver: metadata.ver,
+            call_alias: metadata.call_alias,
+            prov: metadata.prov,
+            iat_secs: claims.iat_secs,
+            exp_secs: claims.exp_secs,
+            nbf_secs: claims.nbf_secs,
+            wascap_revision: claims.wascap_revision,
+        })
+    }
+
+    /// The revision hosts report: `rev`, or `iat` when `rev` is missing or 0 (PROTOCOL §4.5).
+    pub fn revision_or_iat(&self) -> i64 {
+        match self.rev {
+            Some(rev) if rev != 0 => i64::from(rev),
+            _ => i64::try_from(self.iat_secs).unwrap_or(i64::MAX),
+        }
+    }
+}
+
+/// `exp`/`nbf` against `now_secs`, RFC 7519 style: expired once `exp <= now` (wascap 0.11 only
+/// once `exp < now`: it still accepts a token in its expiry second), not yet valid while
+/// `nbf > now` (same as wascap).
+fn check_times(claims: &ActorClaims, now_secs: u64) -> Result<(), ClaimsError> {
+    if let Some(exp_secs) = claims.exp_secs {
+        if exp_secs <= now_secs {
+            return Err(ClaimsError::Expired { exp_secs, now_secs });
+        }
+    }
+    if let Some(nbf_secs) = claims.nbf_secs {
+        if nbf_secs > now_secs {
+            return Err(ClaimsError::NotYetValid { nbf_secs, now_secs });
+        }
+    }
+    Ok(())
+}
+
+/// Every check a host applies before starting an actor (PROTOCOL §4.5): claims present, token
+/// well formed, issuer an account key, subject a module key, signature valid, not expired, not
+/// before `nbf`, and the module hash equal to the signed `hash`. The hash is checked for every
+/// `wascap_revision` (wascap skips it below revision 3; every real actor checked matches).
+pub fn validate_actor(module: &[u8], now_secs: u64) -> Result<ActorClaims, ClaimsError> {
+    let (token, _section) = extract_jwt(module)?.ok_or(ClaimsError::NoClaims)?;
+    let jwt = decode_jwt(token)?;
+    let claims = ActorClaims::from_jwt(&jwt)?;
+    verify_signature(&jwt)?;
+    check_times(&claims, now_secs)?;
+    let actual = module_hash(module)?;
+    if actual != claims.hash {
+        return Err(ClaimsError::HashMismatch {
+            expected: claims.hash,
+            actual,
+        });
+    }
+    Ok(claims)
+}
+
+/// The claims as the lattice KV bucket stores them, in the OTP all-string shape (PROTOCOL §7.3).
+pub fn to_stored_claims(claims: &ActorClaims) -> StoredClaims {
+    let fields = [
+        ("call_alias", claims.call_alias.clone().unwrap_or_default()),
+        ("caps", claims.caps.join(",")),
+        ("contract_id", String::new()),
+        ("iss", claims.issuer.clone()),
+        ("name", claims.name.clone().unwrap_or_default()),
+        ("rev", claims.revision_or_iat().to_string()),
+        ("sub", claims.subject.clone()),
+        ("tags", claims.tags.join(",")),
+        ("version", claims.ver.clone().unwrap_or_default()),
+    ];
+    StoredClaims(
+        fields
+            .into_iter()
+            .map(|(key, value)| (key.to_string(), value))
+            .collect::<BTreeMap<_, _>>(),
+    )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    //! Every test builds its actors in WAT and signs them with wascap 0.11 itself, so "valid"
+    //! means "valid to the library every wasmCloud 0.x host used".
+
+    use wascap::jwt::{Actor, ClaimsBuilder};
+    use wascap::prelude::KeyPair as WascapKeyPair;
+
+    use super::*;
+    use crate::auth::testkit::*;
+
+    const OTHER_WAT: &str = r#"(module
+        (memory (export "memory") 1)
+        (func (export "__guest_call") (param i32 i32) (result i32) i32.const 0)
+        (data (i32.const 16) "another actor"))"#;
+
+    fn leb(mut value: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        loop {
+            let low = (value & 0x7f) as u8;
+            value >>= 7;
+            if value == 0 {
+                out.push(low);
+                return out;
+            }
+            out.push(low | 0x80);
+        }
+    }
+
+    fn append_custom_section(module: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
+        let mut contents = leb(name.len() as u32);
+        contents.extend_from_slice(name.as_bytes());
+        contents.extend_from_slice(payload);
+        let mut out = module.to_vec();
+        out.push(0);
+        out.extend(leb(contents.len() as u32));
+        out.extend(contents);
+        out
+    }
+
+    /// Rewrite the size of the first section as a 5-byte (non-minimal) LEB128.
+    fn widen_first_section_size(module: &[u8]) -> Vec<u8> {
+        let (size, used) = read_leb_u32(module, WASM_HEADER_BYTES + 1).unwrap();
+        let mut out = module[..WASM_HEADER_BYTES + 1].to_vec();
+        for shift in 0..4 {
+            out.push(((size >> (7 * shift)) & 0x7f) as u8 | 0x80);
+        }
+        out.push((size >> 28) as u8);
+        out.extend_from_slice(&module[WASM_HEADER_BYTES + 1 + used..]);
+        out
+    }
+
+    /// The hash wascap put into the claims when it signed.
+    fn wascap_hash(signed: &[u8]) -> String {
+        let token = wascap::wasm::extract_claims(signed).unwrap().unwrap();
+        token.claims.metadata.unwrap().module_hash
+    }
+
+    fn token_of(signed: &[u8]) -> String {
+        extract_jwt(signed).unwrap().unwrap().0.to_string()
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// A token signed with our own nkeys version, from raw JSON (for header and shape tests).
+    fn forge(header: &str, payload: &str, key: &nkeys::KeyPair) -> String {
+        let signed_part = format!("{}.{}", b64(header.as_bytes()), b64(payload.as_bytes()));
+        let signature = key.sign(signed_part.as_bytes()).unwrap();
+        format!("{signed_part}.{}", b64(&signature))
+    }
+
+    fn forge_payload(account: &nkeys::KeyPair) -> String {
+        format!(
+            r#"{{"jti":"x","iat":1644843743,"iss":"{}","sub":"{}","wascap":{{"hash":"00","prov":false}}}}"#,
+            account.public_key(),
+            nkeys::KeyPair::new_module().public_key()
+        )
+    }
+
+    const GOOD_HEADER: &str = r#"{"typ":"jwt","alg":"Ed25519"}"#;
+
+    #[test]
+    fn module_hash_agrees_with_wascap() {
+        for wat_text in [ACTOR_WAT, OTHER_WAT, "(module)"] {
+            let module = wat::parse_str(wat_text).unwrap();
+            let signed = sign(&module).module;
+            let expected = wascap_hash(&signed);
+            assert_eq!(module_hash(&signed).unwrap(), expected);
+            assert_eq!(module_hash(&module).unwrap(), expected);
+            // For a minimally encoded module the strip is just "cut the sections out".
+            assert_eq!(hex_upper(&Sha256::digest(&module)), expected);
+        }
+    }
+
+    #[test]
+    fn non_minimal_section_size_hashes_like_wascap() {
+        let module = actor_module();
+        let widened = widen_first_section_size(&module);
+        assert_ne!(widened, module);
+        let expected = module_hash(&module).unwrap();
+        assert_eq!(module_hash(&widened).unwrap(), expected);
+        // wascap re-encodes minimally when it signs the widened module...
+        assert_eq!(wascap_hash(&sign(&widened).module), expected);
+        // ...and a signed module whose sizes are widened afterwards still validates for both.
+        let signed_widened = widen_first_section_size(&sign(&module).module);
+        assert!(wascap::wasm::extract_claims(&signed_widened).unwrap().is_some());
+        validate_actor(&signed_widened, now_secs()).unwrap();
+    }
+
+    #[test]
+    fn valid_token_is_accepted_with_every_field() {
+        let signed = sign(&actor_module());
+        let claims = validate_actor(&signed.module, now_secs()).unwrap();
+        let token = wascap::wasm::extract_claims(&signed.module).unwrap().unwrap();
+        let meta = token.claims.metadata.clone().unwrap();
+        assert_eq!(claims.subject, signed.subject.public_key());
+        assert_eq!(claims.issuer, signed.account.public_key());
+        assert_eq!(
+            claims.issuer_key_bytes,
+            nkeys::from_public_key(&claims.issuer).unwrap().1
+        );
+        assert_eq!(claims.jti, token.claims.id);
+        assert_eq!(claims.iat_secs, token.claims.issued_at);
+        assert_eq!(claims.hash, meta.module_hash);
+        assert_eq!(claims.name.as_deref(), Some("Echo"));
+        assert_eq!(claims.caps, ["wasmcloud:httpserver", "wasmcloud:keyvalue"]);
+        assert_eq!(claims.tags, ["test", "echo"]);
+        assert_eq!(claims.rev, Some(4));
+        assert_eq!(claims.ver.as_deref(), Some("0.3.4"));
+        assert_eq!(claims.call_alias, meta.call_alias);
+        assert!(!claims.prov);
+        assert_eq!((claims.exp_secs, claims.nbf_secs), (None, None));
+        assert_eq!(claims.wascap_revision, Some(3));
+        assert_eq!(claims.revision_or_iat(), 4);
+
+        let validation = wascap::jwt::validate_token::<Actor>(&token.jwt).unwrap();
+        assert!(validation.signature_valid && !validation.expired && !validation.cannot_use_yet);
+        assert_eq!(extract_jwt(&signed.module).unwrap().unwrap().1, JwtSection::Current);
+    }
+
+    #[test]
+    fn expired_token_is_rejected_like_wascap() {
+        let now = now_secs();
+        let signed = sign_with(&actor_module(), None, Some(now - 60), None).module;
+        assert_eq!(
+            validate_actor(&signed, now),
+            Err(ClaimsError::Expired {
+                exp_secs: now - 60,
+                now_secs: now
+            })
+        );
+        let validation = wascap::jwt::validate_token::<Actor>(&token_of(&signed)).unwrap();
+        assert!(validation.expired && validation.signature_valid);
+
+        // Boundary (RFC 7519): valid up to exp - 1, expired at exp. wascap 0.11 still accepts
+        // the token during its expiry second.
+        let exp = now + 3600;
+        let signed = sign_with(&actor_module(), None, Some(exp), None).module;
+        validate_actor(&signed, exp - 1).unwrap();
+        assert!(matches!(validate_actor(&signed, exp), Err(ClaimsError::Expired { .. })));
+    }
+
+    #[test]
+    fn not_yet_valid_token_is_rejected_like_wascap() {
+        let now = now_secs();
+        let nbf = now + 3600;
+        let signed = sign_with(&actor_module(), Some(nbf), None, None).module;
+        assert_eq!(
+            validate_actor(&signed, now),
+            Err(ClaimsError::NotYetValid {
+                nbf_secs: nbf,
+                now_secs: now
+            })
+        );
+        let validation = wascap::jwt::validate_token::<Actor>(&token_of(&signed)).unwrap();
+        assert!(validation.cannot_use_yet && validation.signature_valid);
+        validate_actor(&signed, nbf).unwrap();
+    }
+
+    #[test]
+    fn module_changed_after_signing_is_a_hash_mismatch() {
+        let signed = sign(&actor_module()).module;
+        let expected = wascap_hash(&signed);
+
+        let at = signed.windows(5).position(|w| w == b"hello").unwrap();
+        let mut changed = signed.clone();
+        changed[at] = b'j';
+        assert_eq!(
+            validate_actor(&changed, now_secs()),
+            Err(ClaimsError::HashMismatch {
+                expected: expected.clone(),
+                actual: module_hash(&changed).unwrap()
+            })
+        );
+        assert!(wascap::wasm::extract_claims(&changed).is_err());
+
+        // An extra (non-claims) custom section counts as a change too.
+        let extended = append_custom_section(&signed, "producers", b"x");
+        assert!(matches!(
+            validate_actor(&extended, now_secs()),
+            Err(ClaimsError::HashMismatch { .. })
+        ));
+        assert!(wascap::wasm::extract_claims(&extended).is_err());
+    }
+
+    #[test]
+    fn token_of_another_module_is_a_hash_mismatch() {
+        let token = token_of(&sign(&actor_module()).module);
+        let other = wat::parse_str(OTHER_WAT).unwrap();
+        let grafted = append_custom_section(&other, SECTION_NAME_JWT, token.as_bytes());
+        assert!(matches!(
+            validate_actor(&grafted, now_secs()),
+            Err(ClaimsError::HashMismatch { .. })
+        ));
+        assert!(wascap::wasm::extract_claims(&grafted).is_err());
+    }
+
+    /// wascap checks the hash only when `wascap_revision >= 3`; tokens from `ClaimsBuilder` have
+    /// no revision, so wascap accepts a modified module. We always check.
+    #[test]
+    fn hash_is_checked_without_wascap_revision_unlike_wascap() {
+        let account = WascapKeyPair::new_account();
+        let subject = WascapKeyPair::new_module();
+        let claims = ClaimsBuilder::<Actor>::new()
+            .issuer(&account.public_key())
+            .subject(&subject.public_key())
+            .with_metadata(Actor {
+                name: Some("builder".to_string()),
+                ..Actor::default()
+            })
+            .build();
+        let signed = wascap::wasm::embed_claims(&actor_module(), &claims, &account).unwrap();
+        let checked = validate_actor(&signed, now_secs()).unwrap();
+        assert_eq!(checked.wascap_revision, None);
+
+        let at = signed.windows(5).position(|w| w == b"hello").unwrap();
+        let mut changed = signed.clone();
+        changed[at] = b'j';
+        assert!(wascap::wasm::extract_claims(&changed).unwrap().is_some());
+        assert!(matches!(
+            validate_actor(&changed, now_secs()),
+            Err(ClaimsError::HashMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn tampered_signature_or_payload_is_rejected() {
+        let module = actor_module();
+        let signed = sign(&module);
+        let token = token_of(&signed.module);
+        let issuer = signed.account.public_key();
+
+        let signature_start = token.rfind('.').unwrap() + 1;
+        let mut tampered = token.clone().into_bytes();
+        let at = signature_start + 10;
+        tampered[at] = if tampered[at] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(tampered).unwrap();
+        let bad = append_custom_section(&module, SECTION_NAME_JWT, tampered.as_bytes());
+        assert_eq!(
+            validate_actor(&bad, now_secs()),
+            Err(ClaimsError::BadSignature { issuer: issuer.clone() })
+        );
+        assert!(!wascap::jwt::validate_token::<Actor>(&tampered).unwrap().signature_valid);
+
+        // Same signature over a payload with one more capability.
+        let parts: Vec<&str> = token.split('.').collect();
+        let payload = String::from_utf8(URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+        let payload = payload.replace(
+            "\"wasmcloud:keyvalue\"",
+            "\"wasmcloud:keyvalue\",\"wasmcloud:blobstore\"",
+        );
+        let forged = format!("{}.{}.{}", parts[0], b64(payload.as_bytes()), parts[2]);
+        let bad = append_custom_section(&module, SECTION_NAME_JWT, forged.as_bytes());
+        assert_eq!(
+            validate_actor(&bad, now_secs()),
+            Err(ClaimsError::BadSignature { issuer })
+        );
+        assert!(!wascap::jwt::validate_token::<Actor>(&forged).unwrap().signature_valid);
+    }
+
+    #[test]
+    fn module_without_claims_has_no_claims() {
+        for module in [actor_module(), b"\0asm\x01\0\0\0".to_vec()] {
+            assert_eq!(extract_jwt(&module), Ok(None));
+            assert_eq!(validate_actor(&module, now_secs()), Err(ClaimsError::NoClaims));
+            assert!(wascap::wasm::extract_claims(&module).unwrap().is_none());
+        }
+        assert_eq!(ClaimsError::NoClaims.to_string(), "actor module has no embedded claims");
+    }
+
+    #[test]
+    fn legacy_jwt_section_name_is_accepted() {
+        let module = actor_module();
+        let token = token_of(&sign(&module).module);
+        let legacy = append_custom_section(&module, SECTION_NAME_JWT_LEGACY, token.as_bytes());
+        assert_eq!(
+            extract_jwt(&legacy).unwrap(),
+            Some((token.as_str(), JwtSection::Legacy))
+        );
+        assert_eq!(module_hash(&legacy).unwrap(), module_hash(&module).unwrap());
+        validate_actor(&legacy, now_secs()).unwrap();
+        assert!(wascap::wasm::extract_claims(&legacy).unwrap().is_some());
+    }
+
+    #[test]
+    fn every_claims_section_is_stripped_and_the_first_wins() {
+        let signed = sign(&actor_module()).module;
+        let doubled = append_custom_section(&signed, SECTION_NAME_JWT_LEGACY, b"not a token");
+        assert_eq!(module_hash(&doubled).unwrap(), module_hash(&signed).unwrap());
+        validate_actor(&doubled, now_secs()).unwrap();
+        assert!(wascap::wasm::extract_claims(&doubled).unwrap().is_some());
+    }
+
+    /// wascap accepts any nkey type as issuer and any non-empty subject; we require an account
+    /// issuer and a module subject.
+    #[test]
+    fn issuer_must_be_an_account_and_subject_a_module() {
+        let module = actor_module();
+        for issuer in [
+            WascapKeyPair::new_module(),
+            WascapKeyPair::new_operator(),
+            WascapKeyPair::new_user(),
+        ] {
+            let claims = wascap_claims(&issuer, &WascapKeyPair::new_module(), None, None, None);
+            let signed = wascap::wasm::embed_claims(&module, &claims, &issuer).unwrap();
+            assert_eq!(
+                validate_actor(&signed, now_secs()),
+                Err(ClaimsError::IssuerNotAccount {
+                    key: issuer.public_key()
+                })
+            );
+            let validation = wascap::jwt::validate_token::<Actor>(&token_of(&signed)).unwrap();
+            assert!(validation.signature_valid, "wascap accepts a {:?} issuer", issuer);
+        }
+
+        let account = WascapKeyPair::new_account();
+        let not_a_module = WascapKeyPair::new_account();
+        let claims = wascap_claims(&account, &not_a_module, None, None, None);
+        let signed = wascap::wasm::embed_claims(&module, &claims, &account).unwrap();
+        assert_eq!(
+            validate_actor(&signed, now_secs()),
+            Err(ClaimsError::SubjectNotModule {
+                key: not_a_module.public_key()
+            })
+        );
+    }
+
+    #[test]
+    fn header_and_token_shape_rules() {
+        let account = nkeys::KeyPair::new_account();
+        let payload = forge_payload(&account);
+
+        let good = forge(GOOD_HEADER, &payload, &account);
+        let jwt = decode_jwt(&good).unwrap();
+        assert_eq!(
+            verify_signature(&jwt).unwrap(),
+            nkeys::from_public_key(&account.public_key()).unwrap().1
+        );
+        // Extra header fields are ignored, as wascap's serde ignores them.
+        let extra = forge(r#"{"typ":"jwt","alg":"Ed25519","kid":"1"}"#, &payload, &account);
+        verify_signature(&decode_jwt(&extra).unwrap()).unwrap();
+
+        for header in [
+            r#"{"typ":"JWT","alg":"Ed25519"}"#,
+            r#"{"typ":"jwt","alg":"EdDSA"}"#,
+            r#"{"typ":"jwt","alg":"none"}"#,
+        ] {
+            let token = forge(header, &payload, &account);
+            assert!(
+                matches!(decode_jwt(&token), Err(ClaimsError::BadHeader { .. })),
+                "{header}"
+            );
+            assert!(wascap::jwt::validate_token::<Actor>(&token).is_err(), "{header}");
+        }
+        assert!(matches!(
+            decode_jwt(&forge(r#"{"alg":"Ed25519"}"#, &payload, &account)),
+            Err(ClaimsError::Json {
+                part: TokenPart::Header,
+                ..
+            })
+        ));
+        // wascap requires jti and iat, so do we.
+        let no_jti = payload.replace(r#""jti":"x","#, "");
+        assert!(matches!(
+            decode_jwt(&forge(GOOD_HEADER, &no_jti, &account)),
+            Err(ClaimsError::Json {
+                part: TokenPart::Payload,
+                ..
+            })
+        ));
+
+        let parts: Vec<&str> = good.split('.').collect();
+        assert_eq!(
+            decode_jwt(&parts[..2].join(".")),
+            Err(ClaimsError::TokenParts { parts_count: 2 })
+        );
+        assert_eq!(
+            decode_jwt(&format!("{good}.x")),
+            Err(ClaimsError::TokenParts { parts_count: 4 })
+        );
+        assert_eq!(decode_jwt(""), Err(ClaimsError::TokenParts { parts_count: 1 }));
+        let padded = format!("{}=.{}.{}", parts[0], parts[1], parts[2]);
+        assert!(matches!(decode_jwt(&padded), Err(ClaimsError::Base64 { .. })));
+        let short_signature = format!("{}.{}.{}", parts[0], parts[1], b64(&[7u8; 63]));
+        assert_eq!(
+            decode_jwt(&short_signature),
+            Err(ClaimsError::SignatureLength { signature_bytes: 63 })
+        );
+        let big = "a".repeat(TOKEN_BYTES_MAX + 1);
+        assert!(matches!(decode_jwt(&big), Err(ClaimsError::TokenTooLarge { .. })));
+
+        // A token without actor metadata is refused at the typed view.
+        let bare = payload.replace(r#","wascap":{"hash":"00","prov":false}"#, "");
+        let module = append_custom_section(
+            &actor_module(),
+            SECTION_NAME_JWT,
+            forge(GOOD_HEADER, &bare, &account).as_bytes(),
+        );
+        assert_eq!(validate_actor(&module, now_secs()), Err(ClaimsError::MissingMetadata));
+        // A garbage issuer is a key error, not a panic.
+        let garbage = payload.replace(&account.public_key(), "Anot-a-key");
+        let module = append_custom_section(
+            &actor_module(),
+            SECTION_NAME_JWT,
+            forge(GOOD_HEADER, &garbage, &account).as_bytes(),
+        );
+        assert!(matches!(
+            validate_actor(&module, now_secs()),
+            Err(ClaimsError::BadKey {
+                role: KeyRole::Issuer,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn stored_claims_use_the_otp_string_shape() {
+        let signed = sign(&actor_module());
+        let claims = validate_actor(&signed.module, now_secs()).unwrap();
+        let stored = to_stored_claims(&claims);
+        let keys: Vec<&str> = stored.0.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "call_alias",
+                "caps",
+                "contract_id",
+                "iss",
+                "name",
+                "rev",
+                "sub",
+                "tags",
+                "version"
+            ]
+        );
+        assert_eq!(stored.0["caps"], "wasmcloud:httpserver,wasmcloud:keyvalue");
+        assert_eq!(stored.0["tags"], "test,echo");
+        assert_eq!(stored.0["rev"], "4");
+        assert_eq!(stored.0["version"], "0.3.4");
+        assert_eq!(stored.0["contract_id"], "");
+        assert_eq!(stored.0["call_alias"], claims.call_alias.clone().unwrap());
+        assert_eq!(stored.subject(), Some(signed.subject.public_key().as_str()));
+        // What we write, our own reader reads back unchanged.
+        let json = serde_json::to_vec(&stored.0).unwrap();
+        assert_eq!(StoredClaims::parse(&json).unwrap(), stored);
+
+        // rev missing or 0 → iat; no ver → "".
+        for rev in [None, Some(0)] {
+            let mut claims = claims.clone();
+            claims.rev = rev;
+            claims.ver = None;
+            let stored = to_stored_claims(&claims);
+            assert_eq!(stored.0["rev"], claims.iat_secs.to_string());
+            assert_eq!(stored.0["version"], "");
+        }
+    }
+
+    #[test]
+    fn malformed_modules_are_errors() {
+        let header = b"\0asm\x01\0\0\0";
+        let with = |tail: &[u8]| [header.as_slice(), tail].concat();
+        let cases: Vec<(Vec<u8>, ClaimsError)> = vec![
+            (b"\0as".to_vec(), ClaimsError::Truncated { offset: 3 }),
+            (b"\0asm\x01\0".to_vec(), ClaimsError::Truncated { offset: 6 }),
+            (b"\0ASM\x01\0\0\0".to_vec(), ClaimsError::BadMagic),
+            (
+                b"\0asm\x0d\0\x01\0".to_vec(),
+                ClaimsError::UnsupportedVersion {
+                    version: [0x0d, 0, 1, 0],
+                },
+            ),
+            (with(&[1]), ClaimsError::Truncated { offset: 9 }),
+            (with(&[1, 0x80, 0x80]), ClaimsError::Truncated { offset: 9 }),
+            (
+                with(&[1, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00]),
+                ClaimsError::BadLeb { offset: 9 },
+            ),
+            (
+                with(&[1, 0xff, 0xff, 0xff, 0xff, 0x1f]),
+                ClaimsError::BadLeb { offset: 9 },
+            ),
+            (
+                with(&[1, 5, 0, 0]),
+                ClaimsError::SectionOverrun {
+                    offset: 8,
+                    size_bytes: 5,
+                    left_bytes: 2,
+                },
+            ),
+            (
+                with(&[0, 0xff, 0xff, 0xff, 0xff, 0x0f]),
+                ClaimsError::SectionOverrun {
+                    offset: 8,
+                    size_bytes: u32::MAX,
+                    left_bytes: 0,
+                },
+            ),
+            (with(&[0, 0]), ClaimsError::BadCustomSectionName { offset: 8 }),
+            (with(&[0, 2, 5, b'j']), ClaimsError::BadCustomSectionName { offset: 8 }),
+            (
+                with(&[0, 3, 2, 0xc3, 0x28]),
+                ClaimsError::BadCustomSectionName { offset: 8 },
+            ),
+            (
+                with(&[0, 6, 3, b'j', b'w', b't', 0xff, 0xfe]),
+                ClaimsError::TokenNotUtf8,
+            ),
+        ];
+        for (module, expected) in cases {
+            let found = extract_jwt(&module).and_then(|_| module_hash(&module));
+            assert_eq!(found, Err(expected.clone()), "{module:02x?}");
+            match expected {
+                // wascap also walks components (an empty one has no claims); no 0.x actor is one.
+                ClaimsError::UnsupportedVersion { .. } => {
+                    assert!(wascap::wasm::extract_claims(&module).unwrap().is_none())
+                }
+                _ => assert!(
+                    wascap::wasm::extract_claims(&module).is_err(),
+                    "wascap takes {module:02x?}"
+                ),
+            }
+        }
+        // A bad UTF-8 token only matters to extraction; the hash skips the section.
+        let module = with(&[0, 6, 3, b'j', b'w', b't', 0xff, 0xfe]);
+        assert_eq!(module_hash(&module).unwrap(), module_hash(header).unwrap());
+    }
+
+    /// Simple xorshift64*: deterministic, no extra dependency.
+    struct XorShift(u64);
+
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+
+        fn below(&mut self, bound: usize) -> usize {
+            (self.next() % bound as u64) as usize
+        }
+    }
+
+    fn run_all(module: &[u8], now: u64) -> Result<ActorClaims, ClaimsError> {
+        let _ = extract_jwt(module);
+        let _ = module_hash(module);
+        validate_actor(module, now)
+    }
+
+    #[test]
+    fn truncations_and_byte_flips_never_panic_or_validate() {
+        let now = now_secs();
+        let signed = sign(&actor_module()).module;
+        run_all(&signed, now).unwrap();
+        for end in 0..signed.len() {
+            assert!(run_all(&signed[..end], now).is_err(), "truncated to {end} bytes");
+        }
+
+        let seed = 0x5eed_cafe_f00d_0001;
+        let mut rng = XorShift(seed);
+        for round in 0..3000 {
+            let mut mutated = signed.clone();
+            let flips = 1 + rng.below(3);
+            for _ in 0..flips {
+                let at = rng.below(mutated.len());
+                mutated[at] ^= 1 << rng.below(8);
+            }
+            if mutated != signed {
+                assert!(
+                    run_all(&mutated, now).is_err(),
+                    "seed {seed:#x} round {round} validated"
+                );
+            }
+        }
+
+        // Random tails after a valid header, including random section ids and sizes.
+        for _ in 0..2000 {
+            let mut module = b"\0asm\x01\0\0\0".to_vec();
+            let tail_bytes = rng.below(64);
+            module.extend((0..tail_bytes).map(|_| rng.next() as u8));
+            let _ = run_all(&module, now);
+        }
+    }
+}
