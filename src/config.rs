@@ -192,6 +192,27 @@ pub struct HostArgs {
     /// Heartbeat period in ms.
     #[arg(long = "heartbeat-interval-ms", env = "SHARDHOST_HEARTBEAT_INTERVAL_MS", default_value_t = HEARTBEAT_INTERVAL_MS_DEFAULT)]
     pub heartbeat_interval_ms: u64,
+    /// Invocations one warm actor instance serves before it is replaced; 0 = never (guest state
+    /// may persist between calls), 1 = a fresh instance per call.
+    #[arg(
+        long = "instance-max-invocations",
+        env = "SHARDHOST_INSTANCE_MAX_INVOCATIONS",
+        default_value_t = 0
+    )]
+    pub instance_max_invocations: u64,
+    /// Linear memory one actor instance may grow to, in MiB.
+    #[arg(
+        long = "actor-memory-max-mib",
+        env = "SHARDHOST_ACTOR_MEMORY_MAX_MIB",
+        default_value_t = 64
+    )]
+    pub actor_memory_max_mib: u64,
+    /// Instance slots the pooling allocator reserves (warm instances of all actors on all shards).
+    #[arg(long = "instance-slots", env = "SHARDHOST_INSTANCE_SLOTS", default_value_t = 1000)]
+    pub instance_slots: u32,
+    /// Directory for compiled-module and pulled-module caches (reused across restarts).
+    #[arg(long = "cache-dir", env = "SHARDHOST_CACHE_DIR")]
+    pub cache_dir: Option<std::path::PathBuf>,
     /// Friendly name shown by `wash get hosts` (a random adjective-noun-number by default).
     #[arg(long = "friendly-name", env = "SHARDHOST_FRIENDLY_NAME")]
     pub friendly_name: Option<String>,
@@ -335,6 +356,9 @@ pub struct Config {
     pub heartbeat_interval: Duration,
     pub shard_count: usize,
     pub policy_topic: Option<String>,
+    /// Actor runtime limits (validated here, at start).
+    pub runtime_limits: crate::runtime::RuntimeLimits,
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 fn port_parser() -> clap::builder::RangedI64ValueParser<u16> {
@@ -433,6 +457,14 @@ impl Config {
             None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         }
         .min(SHARD_COUNT_MAX);
+        let runtime_limits = crate::runtime::RuntimeLimits {
+            memory_bytes_max: args.actor_memory_max_mib.saturating_mul(1 << 20),
+            instance_slots_total: args.instance_slots,
+            instance_max_invocations: args.instance_max_invocations,
+            execution_deadline_ms: args.max_execution_time_ms,
+            ..Default::default()
+        };
+        runtime_limits.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
         let oci_credential = match (args.oci_registry, args.oci_user, args.oci_password) {
             (Some(registry), Some(username), Some(password)) => Some(OciCredential {
                 registry,
@@ -466,6 +498,8 @@ impl Config {
             heartbeat_interval: Duration::from_millis(args.heartbeat_interval_ms),
             shard_count,
             policy_topic: args.policy_topic,
+            runtime_limits,
+            cache_dir: args.cache_dir,
         })
     }
 
@@ -583,6 +617,8 @@ mod tests {
         assert!(config(&["--heartbeat-interval-ms", "5"], &[]).is_err());
         assert!(config(&["--rpc-jwt", "x"], &[]).is_err());
         assert!(config(&["--log-level", "loud"], &[]).is_err());
+        assert!(config(&["--instance-slots", "0"], &[]).is_err());
+        assert!(config(&["--actor-memory-max-mib", "0"], &[]).is_err());
     }
 
     #[test]

@@ -17,7 +17,8 @@
 //! ```
 //!
 //! Module map:
-//! - data plane: [`shard`] (glommio executors, one per core).
+//! - data plane: [`shard`] (glommio executors, one per core), [`runtime`] (wasmtime engine,
+//!   compiled actors, warm instance pools, the wasmbus ABI).
 //! - between the planes: [`plane`] (commands and reports), [`routing`] (immutable snapshots).
 //! - control plane: [`control`] (ctl interface, events, heartbeat, KV, managed NATS).
 //! - shared: [`config`] (flags and limits), [`identity`] (keys, labels), [`lattice`] (KV
@@ -31,6 +32,7 @@ pub mod inspect;
 pub mod lattice;
 pub mod plane;
 pub mod routing;
+pub mod runtime;
 pub mod shard;
 #[cfg(test)]
 mod tidy;

@@ -83,8 +83,11 @@ fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!("{},async_nats=warn,cranelift_codegen=warn", config.log_level))
     });
+    use std::io::IsTerminal;
+    // Colours only for a person at a terminal: never in files, journald or pipes.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if config.structured_logging {
         builder.json().init();

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use crate::routing::RoutingSnapshot;
+use crate::runtime::CompiledActor;
 
 /// Index of a shard, 0-based, dense.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -23,6 +24,16 @@ impl std::fmt::Display for ShardId {
 pub enum ShardCommand {
     /// Swap in new routing tables between batches.
     Routing(Arc<RoutingSnapshot>),
+    /// Keep `warm_instances` ready instances of actor `key` built from `compiled` (replacing a
+    /// pool of another module: calls in flight finish on their leased instances).
+    ActorPool {
+        key: String,
+        compiled: CompiledActor,
+        caps: Arc<Vec<String>>,
+        warm_instances: u32,
+    },
+    /// Drop actor `key`'s pool.
+    ActorStop { key: String },
     /// Finish in-flight work and stop.
     Stop,
 }
@@ -49,6 +60,10 @@ pub enum ShardReport {
         version: u64,
         stats: ShardStats,
     },
+    /// The shard's pool for actor `key` holds `warm` ready instances (0 after a stop).
+    ActorPoolReady { shard: ShardId, key: String, warm: u32 },
+    /// The shard could not build actor `key`'s pool.
+    ActorPoolFailed { shard: ShardId, key: String, error: String },
     /// The shard finished; these are its final counters.
     Stopped { shard: ShardId, stats: ShardStats },
 }

@@ -72,3 +72,20 @@ pub fn sign_with(module: &[u8], nbf: Option<u64>, exp: Option<u64>, rev: Option<
 pub fn sign(module: &[u8]) -> Signed {
     sign_with(module, None, None, Some(4))
 }
+
+/// Sign `module` as an actor claiming the capabilities `caps` (with a call alias).
+pub fn sign_with_caps(module: &[u8], caps: &[&str]) -> Signed {
+    let account = WascapKeyPair::new_account();
+    let subject = WascapKeyPair::new_module();
+    let mut claims = wascap_claims(&account, &subject, None, None, Some(1));
+    if let Some(metadata) = claims.metadata.as_mut() {
+        metadata.caps = Some(caps.iter().map(|c| c.to_string()).collect());
+        metadata.call_alias = Some("wasmcloud/builtins".to_string());
+    }
+    let module = wascap::wasm::embed_claims(module, &claims, &account).unwrap();
+    Signed {
+        module,
+        account,
+        subject,
+    }
+}

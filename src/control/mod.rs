@@ -5,8 +5,11 @@
 //! It may allocate and use `anyhow`; one bad request is answered with an error and logged, and
 //! never stops the plane. It never touches shard state except through [`ShardSet`].
 
+pub mod actor_ops;
+pub mod actors;
 pub mod ctl;
 pub mod events;
+pub mod fetch;
 pub mod heartbeat;
 pub mod kv;
 pub mod managed_nats;
@@ -27,8 +30,12 @@ use crate::config::{Config, SHARD_STOP_TIMEOUT_MS};
 use crate::lattice::{Change, LatticeState, LinkDefinition};
 use crate::plane::{ShardCommand, ShardId, ShardReport, ShardStats};
 use crate::routing::RoutingSnapshot;
+use crate::runtime::{CompileCache, CompiledActor, Runtime};
+use actor_ops::{ActorJob, Preparer, ACTOR_JOBS_CHANNEL_CAPACITY};
+use actors::ActorTable;
 use ctl::{ack_err, ack_ok, parse_body, CtlRequest, HostCommand};
 use events::{Events, NatsEventSink};
+use fetch::{FetchPolicy, Fetcher};
 use heartbeat::HostInfo;
 use kv::LatticeStore;
 use registries::Registries;
@@ -63,6 +70,14 @@ pub struct ControlPlane {
     events: Events,
     registries: Registries,
     shard_stats: BTreeMap<ShardId, ShardStats>,
+    /// Actors running on this host.
+    actors: ActorTable,
+    /// Compiled module of each running actor, by key.
+    compiled: std::collections::HashMap<String, CompiledActor>,
+    /// Fetch + validate + compile, run in background tasks.
+    preparer: Preparer,
+    jobs_tx: tokio::sync::mpsc::Sender<ActorJob>,
+    jobs_rx: tokio::sync::mpsc::Receiver<ActorJob>,
 }
 
 impl ControlPlane {
@@ -86,9 +101,26 @@ impl ControlPlane {
             skipped,
             "lattice state loaded"
         );
-        let shards = ShardSet::start(config.shard_count, Duration::from_millis(SHARD_START_TIMEOUT_MS))
-            .await
-            .context("cannot start the shards")?;
+        let runtime = Runtime::new(&config.runtime_limits).context("cannot start the actor runtime")?;
+        tracing::info!(limits = %config.runtime_limits, "actor runtime ready");
+        let module_cache_dir = config.cache_dir.as_ref().map(|d| d.join("modules"));
+        let compile_cache = CompileCache::new(&runtime, module_cache_dir.as_deref()).context("compile cache")?;
+        let mut fetcher = Fetcher::new(FetchPolicy::from_config(&config));
+        if let Some(dir) = &config.cache_dir {
+            fetcher = fetcher.with_cache_dir(dir.join("oci"));
+        }
+        let preparer = Preparer {
+            fetcher: Arc::new(tokio::sync::Mutex::new(fetcher)),
+            compile_cache: Arc::new(std::sync::Mutex::new(compile_cache)),
+        };
+        let shards = ShardSet::start(
+            config.shard_count,
+            Duration::from_millis(SHARD_START_TIMEOUT_MS),
+            runtime,
+        )
+        .await
+        .context("cannot start the shards")?;
+        let (jobs_tx, jobs_rx) = tokio::sync::mpsc::channel(ACTOR_JOBS_CHANNEL_CAPACITY);
         let mut registries = Registries::default();
         if let Some(cred) = &config.oci_credential {
             registries.insert_basic(&cred.registry, &cred.username, &cred.password);
@@ -117,6 +149,11 @@ impl ControlPlane {
             events,
             registries,
             shard_stats: BTreeMap::new(),
+            actors: ActorTable::default(),
+            compiled: std::collections::HashMap::new(),
+            preparer,
+            jobs_tx,
+            jobs_rx,
         };
         plane.publish_routing();
         Ok(plane)
@@ -169,6 +206,7 @@ impl ControlPlane {
                     }
                 }
                 Some(report) = self.shards.reports.next() => self.on_shard_report(report),
+                Some(job) = self.jobs_rx.recv() => self.on_actor_job(job).await,
                 _ = sigterm.recv() => break StopReason::Signal("SIGTERM"),
                 _ = sigint.recv() => break StopReason::Signal("SIGINT"),
             }
@@ -218,7 +256,7 @@ impl ControlPlane {
         let mut stop = None;
         let reply: Option<Value> = match request {
             CtlRequest::PingHosts => Some(self.info.ping_reply()),
-            CtlRequest::Inventory => Some(self.info.inventory(Vec::new(), Vec::new())),
+            CtlRequest::Inventory => Some(self.info.inventory(self.actors.inventory(), Vec::new())),
             CtlRequest::GetLinks => {
                 let links: Vec<Value> = self.state.links.values().map(LinkDefinition::to_json_with_id).collect();
                 Some(json!({ "links": links }))
@@ -231,7 +269,12 @@ impl ControlPlane {
             CtlRequest::LinkdefsPut => Some(self.linkdefs_put(&msg.payload).await),
             CtlRequest::LinkdefsDel => Some(self.linkdefs_del(&msg.payload).await),
             CtlRequest::LabelPut | CtlRequest::LabelDel => Some(self.label_change(request, &msg.payload)),
-            CtlRequest::AuctionActor | CtlRequest::AuctionProvider => self.auction(request, &msg.payload),
+            CtlRequest::AuctionActor => self.actor_auction(&msg.payload),
+            CtlRequest::AuctionProvider => self.provider_auction(&msg.payload),
+            CtlRequest::Command(HostCommand::LaunchActor) => Some(self.actor_launch(&msg.payload)),
+            CtlRequest::Command(HostCommand::ScaleActor) => Some(self.actor_scale(&msg.payload)),
+            CtlRequest::Command(HostCommand::StopActor) => Some(self.actor_stop(&msg.payload)),
+            CtlRequest::Command(HostCommand::UpdateActor) => Some(self.actor_update(&msg.payload)),
             CtlRequest::Command(HostCommand::StopHost) => {
                 match parse_body::<ctl::StopHostCommand>("stop host", &msg.payload) {
                     Ok(cmd) => {
@@ -333,25 +376,20 @@ impl ControlPlane {
         }
     }
 
-    /// Auctions get a reply only from hosts that bid. Until actors and providers can be
-    /// started here, shardhost never bids, so schedulers pick hosts that can run the work.
-    fn auction(&self, request: CtlRequest, body: &[u8]) -> Option<Value> {
-        match parse_body::<ctl::AuctionRequest>("auction", body) {
-            Ok(auction) => {
-                let matches = ctl::labels_satisfy(&self.info.labels, &auction.constraints);
-                tracing::debug!(?request, matches, r#ref = ?auction.actor_ref.or(auction.provider_ref),
-                    "auction seen; not bidding: starting actors and providers is not supported yet");
-                None
+    /// Provider auctions get no bid until providers can be started here, so schedulers pick
+    /// hosts that can run them (a silent "no" is the protocol's way to decline).
+    fn provider_auction(&self, body: &[u8]) -> Option<Value> {
+        match parse_body::<ctl::AuctionRequest>("provider auction", body) {
+            Ok(a) => {
+                tracing::debug!(r#ref = ?a.provider_ref, "provider auction seen; not bidding: providers are not supported yet")
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "malformed auction request");
-                None
-            }
+            Err(e) => tracing::warn!(error = %e, "malformed provider auction"),
         }
+        None
     }
 
     async fn emit_heartbeat(&self) {
-        let data = self.info.heartbeat(&BTreeMap::new(), Vec::new());
+        let data = self.info.heartbeat(&self.actors.heartbeat_counts(), Vec::new());
         self.events.emit("host_heartbeat", data).await;
     }
 
@@ -412,6 +450,12 @@ impl ControlPlane {
                 self.shard_stats.insert(shard, stats);
             }
             ShardReport::Started { shard, .. } => tracing::debug!(%shard, "late shard start report"),
+            ShardReport::ActorPoolReady { shard, key, warm } => {
+                tracing::debug!(%shard, actor = %key, warm, "actor pool ready")
+            }
+            ShardReport::ActorPoolFailed { shard, key, error } => {
+                tracing::error!(%shard, actor = %key, %error, "shard cannot build the actor's pool")
+            }
         }
     }
 

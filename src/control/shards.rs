@@ -9,6 +9,7 @@ use glommio::CpuSet;
 
 use crate::config::{SHARD_COMMAND_CHANNEL_CAPACITY, SHARD_REPORT_CHANNEL_CAPACITY};
 use crate::plane::{ShardCommand, ShardId, ShardReport, ShardStats};
+use crate::runtime::Runtime;
 use crate::shard;
 
 /// Why the shards could not be started or reached.
@@ -39,7 +40,7 @@ pub struct ShardSet {
 impl ShardSet {
     /// Start `count` shards, shard i pinned to the i-th online CPU (wrapping when there are
     /// more shards than CPUs), and wait until each reports that it runs.
-    pub async fn start(count: usize, start_timeout: Duration) -> Result<ShardSet, ShardError> {
+    pub async fn start(count: usize, start_timeout: Duration, runtime: Runtime) -> Result<ShardSet, ShardError> {
         let cpus: Vec<usize> = CpuSet::online()
             .map_err(|e| ShardError::Topology(e.to_string()))?
             .into_iter()
@@ -59,10 +60,11 @@ impl ShardSet {
             let id = ShardId(index as u16);
             let cpu = cpus.get(index % cpus.len().max(1)).copied();
             let (tx, rx) = mpsc::channel(SHARD_COMMAND_CHANNEL_CAPACITY);
-            let handle = shard::spawn(id, cpu, rx, report_tx.clone()).map_err(|e| ShardError::Spawn {
-                shard: id,
-                reason: e.to_string(),
-            })?;
+            let handle =
+                shard::spawn(id, cpu, runtime.clone(), rx, report_tx.clone()).map_err(|e| ShardError::Spawn {
+                    shard: id,
+                    reason: e.to_string(),
+                })?;
             senders.push(tx);
             threads.push(handle);
         }
@@ -155,7 +157,13 @@ mod tests {
 
     #[tokio::test]
     async fn shards_start_apply_snapshots_and_stop() {
-        let mut set = ShardSet::start(2, Duration::from_secs(10)).await.expect("shards start");
+        let mut set = ShardSet::start(
+            2,
+            Duration::from_secs(10),
+            crate::runtime::Runtime::new(&Default::default()).expect("runtime"),
+        )
+        .await
+        .expect("shards start");
         assert_eq!(set.len(), 2);
         let snapshot = Arc::new(RoutingSnapshot {
             version: 3,

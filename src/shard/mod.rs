@@ -10,6 +10,7 @@
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::channel::mpsc;
@@ -19,16 +20,82 @@ use glommio::{LocalExecutorBuilder, Placement};
 use crate::config::SHARD_IO_MEMORY_BYTES;
 use crate::plane::{ShardCommand, ShardId, ShardReport, ShardStats};
 use crate::routing::RoutingSnapshot;
+use crate::runtime::{ActorPool, CompiledActor, NoHostCalls, Parker, Runtime};
+
+mod send;
+use send::AssertSend;
+
+/// How long a busy guest parks at each epoch yield so the shard can poll its sockets and run
+/// other tasks (a plain yield would not let glommio poll I/O; TOOLCHAIN.md).
+pub const GUEST_PARK_US: u64 = 10;
 
 /// One shard's state, owned by its executor thread.
 struct Shard {
     id: ShardId,
     routing: Arc<RoutingSnapshot>,
     stats: ShardStats,
+    /// The engine every pool instantiates on.
+    runtime: Runtime,
+    /// Actor key → its warm instances on this shard.
+    actors: HashMap<String, ActorSlot>,
     reports: mpsc::Sender<ShardReport>,
 }
 
+/// One actor's warm instances on a shard, and the module they came from.
+struct ActorSlot {
+    module_hash: String,
+    warm_instances: u32,
+    pool: ActorPool,
+}
+
+/// The parker of guests on a glommio shard: a short real timer.
+fn glommio_parker() -> Parker {
+    Arc::new(|| {
+        Box::pin(AssertSend(glommio::timer::sleep(std::time::Duration::from_micros(
+            GUEST_PARK_US,
+        ))))
+    })
+}
+
 impl Shard {
+    /// Build actor `key`'s pool of `warm_instances`, unless one of the same module and size is
+    /// there. The new pool is complete before it replaces the old one, so a failed build keeps
+    /// the old pool serving.
+    async fn set_pool(
+        &mut self,
+        key: &str,
+        compiled: CompiledActor,
+        caps: Arc<Vec<String>>,
+        warm_instances: u32,
+    ) -> Result<u32, String> {
+        let unchanged = self
+            .actors
+            .get(key)
+            .is_some_and(|s| s.module_hash == compiled.module_hash() && s.warm_instances == warm_instances);
+        if let (true, Some(slot)) = (unchanged, self.actors.get(key)) {
+            return Ok(slot.pool.idle_count() as u32);
+        }
+        let pool = ActorPool::new(
+            &self.runtime,
+            &compiled,
+            key,
+            &caps,
+            Arc::new(NoHostCalls),
+            glommio_parker(),
+            warm_instances as usize,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let warm = pool.idle_count() as u32;
+        let slot = ActorSlot {
+            module_hash: compiled.module_hash().to_string(),
+            warm_instances,
+            pool,
+        };
+        self.actors.insert(key.to_string(), slot);
+        Ok(warm)
+    }
+
     /// Send a report without ever blocking the shard; a full channel is counted.
     fn report(&mut self, report: ShardReport) {
         if self.reports.try_send(report).is_err() {
@@ -37,7 +104,7 @@ impl Shard {
     }
 
     /// Apply one command; returns false when the shard must stop.
-    fn apply(&mut self, command: ShardCommand) -> bool {
+    async fn apply(&mut self, command: ShardCommand) -> bool {
         self.stats.commands_received += 1;
         match command {
             ShardCommand::Routing(snapshot) => {
@@ -54,6 +121,36 @@ impl Shard {
                 self.report(report);
                 true
             }
+            ShardCommand::ActorPool {
+                key,
+                compiled,
+                caps,
+                warm_instances,
+            } => {
+                let report = match self.set_pool(&key, compiled, caps, warm_instances).await {
+                    Ok(warm) => ShardReport::ActorPoolReady {
+                        shard: self.id,
+                        key,
+                        warm,
+                    },
+                    Err(error) => ShardReport::ActorPoolFailed {
+                        shard: self.id,
+                        key,
+                        error,
+                    },
+                };
+                self.report(report);
+                true
+            }
+            ShardCommand::ActorStop { key } => {
+                self.actors.remove(&key);
+                self.report(ShardReport::ActorPoolReady {
+                    shard: self.id,
+                    key,
+                    warm: 0,
+                });
+                true
+            }
             ShardCommand::Stop => false,
         }
     }
@@ -61,7 +158,7 @@ impl Shard {
     async fn run(mut self, mut commands: mpsc::Receiver<ShardCommand>, cpu: Option<usize>) {
         self.report(ShardReport::Started { shard: self.id, cpu });
         while let Some(command) = commands.next().await {
-            if !self.apply(command) {
+            if !self.apply(command).await {
                 break;
             }
         }
@@ -76,6 +173,7 @@ impl Shard {
 pub fn spawn(
     id: ShardId,
     cpu: Option<usize>,
+    runtime: Runtime,
     commands: mpsc::Receiver<ShardCommand>,
     reports: mpsc::Sender<ShardReport>,
 ) -> glommio::Result<glommio::ExecutorJoinHandle<()>, ()> {
@@ -84,6 +182,8 @@ pub fn spawn(
         id,
         routing: Arc::new(RoutingSnapshot::default()),
         stats: ShardStats::default(),
+        runtime,
+        actors: HashMap::new(),
         reports,
     };
     LocalExecutorBuilder::new(placement)

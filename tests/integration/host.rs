@@ -471,7 +471,7 @@ async fn stop_for_another_host_id_in_body_does_not_stop() {
 }
 
 #[tokio::test]
-async fn unsupported_commands_are_refused() {
+async fn unsupported_or_impossible_commands_are_refused() {
     let nats = Nats::start();
     let lattice = unique_lattice("unsup");
     let host = Host::start(&nats, HostOptions::new(&lattice)).await;
@@ -480,10 +480,6 @@ async fn unsupported_commands_are_refused() {
     let provider = crate::support::new_provider_key();
     let bodies = [
         ("sa", json!({"actor_ref": actor, "count": 1, "host_id": host.id})),
-        (
-            "scale",
-            json!({"actor_ref": "127.0.0.1:5000/echo:0.1", "count": 1, "host_id": host.id}),
-        ),
         (
             "lp",
             json!({"provider_ref": "127.0.0.1:5000/httpserver:0.1", "link_name": "default", "host_id": host.id}),
@@ -496,10 +492,12 @@ async fn unsupported_commands_are_refused() {
             "upd",
             json!({"actor_id": actor, "new_actor_ref": "127.0.0.1:5000/echo:0.2", "host_id": host.id}),
         ),
+        // `:latest` is refused unless --allow-latest.
         (
             "la",
-            json!({"actor_ref": "127.0.0.1:5000/echo:0.1", "count": 1, "host_id": host.id}),
+            json!({"actor_ref": "127.0.0.1:5000/echo:latest", "count": 1, "host_id": host.id}),
         ),
+        ("scale", json!({"actor_ref": "127.0.0.1:5000/echo", "host_id": host.id})),
     ];
     for (command, body) in bodies {
         let ack = request_json(&nc, &host.cmd(command), &serde_json::to_vec(&body).unwrap()).await;

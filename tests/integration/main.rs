@@ -5,7 +5,9 @@
 //! nats-server is found through `$SHARDHOST_NATS_SERVER`, `PATH`, or `.tools/venv/bin`
 //! (`scripts/setup` installs it there).
 
+mod actors;
 mod host;
 mod interop;
 mod lattice;
+mod oci;
 mod support;

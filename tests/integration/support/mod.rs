@@ -296,11 +296,12 @@ impl Host {
 
     /// The host's stderr so far.
     pub fn stderr(&self) -> String {
-        let mut text = String::new();
+        let mut bytes = Vec::new();
         if let Ok(mut file) = self.stderr_file.reopen() {
-            let _ = file.read_to_string(&mut text);
+            let _ = file.read_to_end(&mut bytes);
         }
-        text
+        // Lossy: one stray byte in a log line must not hide the whole log.
+        String::from_utf8_lossy(&bytes).into_owned()
     }
 
     /// `Some(status)` if the process has exited.
@@ -593,4 +594,222 @@ pub fn new_provider_key() -> String {
 
 pub fn new_account_key() -> String {
     nkeys::KeyPair::new_account().public_key()
+}
+
+// ---------------------------------------------------------------------------------------------
+// OCI registry (Debian docker-registry 2.8)
+// ---------------------------------------------------------------------------------------------
+
+/// Upper bound for docker-registry to answer `GET /v2/`.
+const REGISTRY_START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Locates docker-registry: `$SHARDHOST_DOCKER_REGISTRY`, `docker-registry` on `PATH`, then
+/// `/usr/bin/docker-registry`.
+pub fn docker_registry_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("SHARDHOST_DOCKER_REGISTRY") {
+        return PathBuf::from(path);
+    }
+    if let Some(paths) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&paths) {
+            let candidate = dir.join("docker-registry");
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    let debian = PathBuf::from("/usr/bin/docker-registry");
+    assert!(
+        debian.is_file(),
+        "no docker-registry found (looked at $SHARDHOST_DOCKER_REGISTRY, PATH and /usr/bin); run scripts/setup"
+    );
+    debian
+}
+
+/// A private, plain-HTTP OCI registry on 127.0.0.1 with filesystem storage in a temp dir,
+/// optionally behind htpasswd basic auth. Killed on drop.
+pub struct Registry {
+    child: Child,
+    /// `127.0.0.1:PORT`, as written in refs and in `allowed_insecure`.
+    pub addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    /// An anonymous registry.
+    pub fn start() -> Registry {
+        Registry::start_with(None)
+    }
+
+    /// A registry that wants HTTP basic auth as `user`/`password` for everything.
+    pub fn start_with_basic_auth(user: &str, password: &str) -> Registry {
+        Registry::start_with(Some((user, password)))
+    }
+
+    fn start_with(basic_auth: Option<(&str, &str)>) -> Registry {
+        let binary = docker_registry_binary();
+        let dir = tempfile::tempdir().expect("tempdir for the registry");
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n\
+             storage:\n  filesystem:\n    rootdirectory: {}\n\
+             http:\n  addr: {addr}\n",
+            dir.path().join("data").display()
+        );
+        if let Some((user, password)) = basic_auth {
+            // docker-registry's htpasswd backend takes bcrypt only; cost 4 keeps the test fast.
+            let hash = bcrypt::hash(password, 4).expect("bcrypt");
+            let htpasswd = dir.path().join("htpasswd");
+            std::fs::write(&htpasswd, format!("{user}:{hash}\n")).expect("write htpasswd");
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: shardhost-test\n    path: {}\n",
+                htpasswd.display()
+            ));
+        }
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config).expect("write registry config");
+        let child = Command::new(&binary)
+            .arg("serve")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e} (run scripts/setup)", binary.display()));
+        let mut registry = Registry { child, addr, _dir: dir };
+        registry.wait_ready();
+        registry
+    }
+
+    /// Waits (bounded) until `GET /v2/` gets any HTTP answer (200, or 401 behind auth).
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + REGISTRY_START_TIMEOUT;
+        loop {
+            if let Some(status) = http_get_status(&self.addr, "/v2/") {
+                if status == 200 || status == 401 {
+                    return;
+                }
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("docker-registry exited early ({status}) on {}", self.addr);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "docker-registry did not answer GET /v2/ on {} within {REGISTRY_START_TIMEOUT:?}",
+                self.addr
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The status code of a plain `GET path` to `addr`, or `None` if nothing answered (bounded:
+/// one second per connect, read and write).
+pub fn http_get_status(addr: &str, path: &str) -> Option<u16> {
+    use std::io::Write;
+    let socket: std::net::SocketAddr = addr.parse().ok()?;
+    let limit = Duration::from_secs(1);
+    let mut stream = TcpStream::connect_timeout(&socket, limit).ok()?;
+    stream.set_read_timeout(Some(limit)).ok()?;
+    stream.set_write_timeout(Some(limit)).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).ok()?;
+    // "HTTP/1.x NNN"
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Signed test actors (wascap 0.11, the real signer of the 0.x era)
+// ---------------------------------------------------------------------------------------------
+
+/// A wasmbus echo actor in WAT: fetches operation and payload with `__guest_request` and hands
+/// the payload back with `__guest_response`. `$marker` makes distinct modules (revisions).
+pub fn echo_actor_wat(marker: u32) -> String {
+    format!(
+        r#"(module
+  (import "wasmbus" "__guest_request" (func $req (param i32 i32)))
+  (import "wasmbus" "__guest_response" (func $resp (param i32 i32)))
+  (memory (export "memory") 1)
+  (global $marker i32 (i32.const {marker}))
+  (func (export "__guest_call") (param $op_len i32) (param $msg_len i32) (result i32)
+    (call $req (i32.const 1024) (i32.add (i32.const 1024) (local.get $op_len)))
+    (call $resp (i32.add (i32.const 1024) (local.get $op_len)) (local.get $msg_len))
+    (i32.const 1))
+  (func (export "__wasmbus_rpc_version") (result i32) (i32.const 1)))"#
+    )
+}
+
+/// How to sign a test actor.
+pub struct ActorSpec {
+    pub marker: u32,
+    pub caps: Vec<String>,
+    pub call_alias: Option<String>,
+    pub rev: i32,
+    pub not_before_secs: Option<u64>,
+    pub expires_secs: Option<u64>,
+    /// Reuse a module key (for updates); a new one otherwise.
+    pub subject: Option<wascap::prelude::KeyPair>,
+}
+
+impl Default for ActorSpec {
+    fn default() -> Self {
+        ActorSpec {
+            marker: 1,
+            caps: vec!["wasmcloud:httpserver".to_string()],
+            call_alias: None,
+            rev: 1,
+            not_before_secs: None,
+            expires_secs: None,
+            subject: None,
+        }
+    }
+}
+
+/// A signed actor module and its public key.
+pub struct SignedActor {
+    pub bytes: Vec<u8>,
+    pub key: String,
+}
+
+/// Sign the echo actor described by `spec` with a fresh account key.
+pub fn signed_echo(spec: ActorSpec) -> SignedActor {
+    use wascap::jwt::{Actor, Claims};
+    use wascap::prelude::KeyPair;
+    let module = wat::parse_str(echo_actor_wat(spec.marker)).expect("echo WAT");
+    let account = KeyPair::new_account();
+    let subject = spec.subject.unwrap_or_else(KeyPair::new_module);
+    let claims = Claims::<Actor>::with_dates(
+        format!("echo-{}", spec.marker),
+        account.public_key(),
+        subject.public_key(),
+        Some(spec.caps),
+        Some(vec!["test".to_string()]),
+        spec.not_before_secs,
+        spec.expires_secs,
+        false,
+        Some(spec.rev),
+        Some(format!("0.{}.0", spec.rev)),
+        spec.call_alias,
+    );
+    let bytes = wascap::wasm::embed_claims(&module, &claims, &account).expect("sign actor");
+    SignedActor {
+        bytes,
+        key: subject.public_key(),
+    }
+}
+
+/// Seconds since the epoch.
+pub fn unix_now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
 }

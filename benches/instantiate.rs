@@ -1,0 +1,124 @@
+//! Actor runtime costs (criterion): one echo call through a warm pool vs a fresh instance per
+//! call (the 0.82 host's way) vs on-demand instantiation from an empty pool; compile-cache hit
+//! vs compiling; and validating the claims of a signed echo actor.
+//!
+//! `cargo bench --bench instantiate -- --warm-up-time 1 --measurement-time 3`; in test mode
+//! (`cargo test --benches`) each routine runs once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use shardhost::auth::claims::{module_hash, validate_actor};
+use shardhost::runtime::{
+    fresh_instance_invoke, invoke, ActorPool, CompileCache, NoHostCalls, Parker, Runtime, RuntimeLimits,
+};
+
+const ECHO: &str = include_str!("../src/runtime/actors/echo.wat");
+const PAYLOAD: &[u8] = b"{\"method\":\"GET\",\"path\":\"/echo\",\"body\":\"hello, lattice\"}";
+
+fn limits() -> RuntimeLimits {
+    RuntimeLimits {
+        instance_slots_total: 64,
+        ..RuntimeLimits::default()
+    }
+}
+
+fn parker() -> Parker {
+    Arc::new(|| Box::pin(tokio::time::sleep(Duration::from_micros(10))))
+}
+
+fn tokio_rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+}
+
+fn bench_invoke(c: &mut Criterion) {
+    let rt = tokio_rt();
+    let runtime = Runtime::new(&limits()).unwrap();
+    let bytes = wat::parse_str(ECHO).unwrap();
+    let compiled = runtime.compile(&bytes, &module_hash(&bytes).unwrap()).unwrap();
+    let new_pool = |size| {
+        rt.block_on(ActorPool::new(
+            &runtime,
+            &compiled,
+            "MBENCH",
+            &[],
+            Arc::new(NoHostCalls),
+            parker(),
+            size,
+        ))
+        .unwrap()
+    };
+    let mut warm = new_pool(4);
+    let mut empty = new_pool(0);
+    let mut group = c.benchmark_group("echo_invoke");
+    group.bench_function("warm_pool", |b| {
+        b.iter(|| rt.block_on(invoke(&mut warm, "Echo.Echo", black_box(PAYLOAD))).unwrap())
+    });
+    group.bench_function("fresh_instance_per_call", |b| {
+        b.iter(|| {
+            rt.block_on(fresh_instance_invoke(&mut warm, "Echo.Echo", black_box(PAYLOAD)))
+                .unwrap()
+        })
+    });
+    group.bench_function("on_demand_from_empty_pool", |b| {
+        b.iter(|| {
+            rt.block_on(invoke(&mut empty, "Echo.Echo", black_box(PAYLOAD)))
+                .unwrap()
+        })
+    });
+    group.finish();
+    assert_eq!(warm.stats().created_on_demand, 0);
+}
+
+fn bench_compile(c: &mut Criterion) {
+    let runtime = Runtime::new(&limits()).unwrap();
+    let bytes = wat::parse_str(ECHO).unwrap();
+    let hash = module_hash(&bytes).unwrap();
+    let mut cache = CompileCache::new(&runtime, None).unwrap();
+    cache.compile(&bytes, &hash).unwrap();
+    let mut group = c.benchmark_group("compile_echo");
+    group.bench_function("cache_hit", |b| {
+        b.iter(|| cache.compile(black_box(&bytes), &hash).unwrap())
+    });
+    group.bench_function("compile", |b| {
+        b.iter(|| runtime.compile(black_box(&bytes), &hash).unwrap())
+    });
+    group.finish();
+}
+
+fn bench_claims(c: &mut Criterion) {
+    use wascap::jwt::{Actor, Claims};
+    use wascap::prelude::KeyPair;
+    let bytes = wat::parse_str(ECHO).unwrap();
+    let account = KeyPair::new_account();
+    let module = KeyPair::new_module();
+    let claims = Claims::<Actor>::with_dates(
+        "Echo".into(),
+        account.public_key(),
+        module.public_key(),
+        Some(vec!["wasmcloud:httpserver".into()]),
+        None,
+        None,
+        None,
+        false,
+        Some(1),
+        Some("0.1.0".into()),
+        None,
+    );
+    let signed = wascap::wasm::embed_claims(&bytes, &claims, &account).unwrap();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    validate_actor(&signed, now).unwrap();
+    c.bench_function("validate_actor_claims_echo", |b| {
+        b.iter(|| validate_actor(black_box(&signed), now).unwrap())
+    });
+}
+
+criterion_group!(benches, bench_invoke, bench_compile, bench_claims);
+criterion_main!(benches);

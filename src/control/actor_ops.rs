@@ -1,0 +1,480 @@
+//! Actor lifecycle over the control interface: `la`, `scale`, `sa`, `upd` and actor auctions.
+//!
+//! Control plane. A start or update acks at once; fetching, claims validation and compiling
+//! run in a background task (compiling on a blocking thread), and the control loop applies the
+//! result: alias check, actor table, KV (`CLAIMS_…`, `REFMAP_…`), shard pools, events. Every
+//! failure is reported through the `…_failed` events with a reason; nothing runs unsigned.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use crate::auth::claims::{self, ActorClaims};
+use crate::lattice::RefMap;
+use crate::plane::ShardCommand;
+use crate::runtime::{CompileCache, CompiledActor};
+
+use super::actors::{
+    self, Annotations, RunningActor, ScaleActorCommand, ScaleTarget, StartActorCommand, StopActorCommand,
+    UpdateActorCommand,
+};
+use super::ctl::{ack_err, ack_ok, parse_body};
+use super::fetch::{Fetched, Fetcher};
+use super::registries::Registries;
+use super::ControlPlane;
+
+/// Warm instances a shard keeps for an actor whose max concurrency is unbounded.
+pub const WARM_INSTANCES_UNBOUNDED_PER_SHARD: u32 = 4;
+/// Most warm instances a shard keeps per actor, whatever the requested concurrency.
+pub const WARM_INSTANCES_PER_SHARD_MAX: u32 = 64;
+/// Capacity of the channel that brings finished fetch/compile jobs back to the control loop.
+pub const ACTOR_JOBS_CHANNEL_CAPACITY: usize = 64;
+
+/// A control request that needs a module first.
+#[derive(Debug, Clone)]
+pub enum ActorRequest {
+    Start {
+        reference: String,
+        count: u16,
+        annotations: Annotations,
+    },
+    Scale {
+        reference: String,
+        target: ScaleTarget,
+        annotations: Annotations,
+    },
+    Update {
+        actor_id: String,
+        reference: String,
+        annotations: Annotations,
+    },
+}
+
+impl ActorRequest {
+    fn reference(&self) -> &str {
+        match self {
+            ActorRequest::Start { reference, .. }
+            | ActorRequest::Scale { reference, .. }
+            | ActorRequest::Update { reference, .. } => reference,
+        }
+    }
+
+    fn annotations(&self) -> &Annotations {
+        match self {
+            ActorRequest::Start { annotations, .. }
+            | ActorRequest::Scale { annotations, .. }
+            | ActorRequest::Update { annotations, .. } => annotations,
+        }
+    }
+}
+
+/// A module fetched, validated and compiled.
+pub struct Prepared {
+    pub fetched: Fetched,
+    pub claims: ActorClaims,
+    pub compiled: CompiledActor,
+}
+
+/// A finished background job.
+pub struct ActorJob {
+    pub request: ActorRequest,
+    pub result: Result<Prepared, String>,
+}
+
+/// What the background task needs, shared with the control plane.
+#[derive(Clone)]
+pub struct Preparer {
+    pub fetcher: Arc<tokio::sync::Mutex<Fetcher>>,
+    pub compile_cache: Arc<std::sync::Mutex<CompileCache>>,
+}
+
+fn unix_now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Preparer {
+    /// Fetch `reference`, validate its claims strictly, and compile it (once per module hash).
+    pub async fn prepare(&self, reference: &str, registries: &Registries) -> Result<Prepared, String> {
+        let fetched = self
+            .fetcher
+            .lock()
+            .await
+            .fetch_actor(reference, registries)
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+        let claims = claims::validate_actor(&fetched.bytes, unix_now_secs())
+            .map_err(|e| format!("actor {reference} refused: {e}"))?;
+        let cache = self.compile_cache.clone();
+        let bytes: Bytes = fetched.bytes.clone();
+        let hash = claims.hash.clone();
+        let compiled = tokio::task::spawn_blocking(move || {
+            let mut cache = cache.lock().map_err(|_| "compile cache poisoned".to_string())?;
+            cache
+                .compile(&bytes, &hash)
+                .map(|(actor, _)| actor)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| format!("compile task failed: {e}"))?
+        .map_err(|e| format!("actor {reference} cannot be compiled: {e}"))?;
+        Ok(Prepared {
+            fetched,
+            claims,
+            compiled,
+        })
+    }
+}
+
+impl ControlPlane {
+    /// `la`: ack, then fetch/validate/compile in the background.
+    pub(super) fn actor_launch(&mut self, body: &[u8]) -> Value {
+        match parse_body::<StartActorCommand>("launch actor", body) {
+            Ok(cmd) if cmd.actor_ref.is_empty() => ack_err("actor_ref must not be empty"),
+            Ok(cmd) if cmd.count == 0 => ack_err("count must be at least 1"),
+            Ok(cmd) => {
+                let annotations = cmd.annotations.unwrap_or_default();
+                let request = ActorRequest::Start {
+                    reference: cmd.actor_ref,
+                    count: cmd.count,
+                    annotations,
+                };
+                self.spawn_job(request).map_or_else(ack_err, |()| ack_ok())
+            }
+            Err(e) => ack_err(e),
+        }
+    }
+
+    /// `scale`: both shapes. Scaling a running actor of the same reference needs no fetch.
+    pub(super) fn actor_scale(&mut self, body: &[u8]) -> Value {
+        let cmd = match parse_body::<ScaleActorCommand>("scale actor", body) {
+            Ok(cmd) if cmd.actor_ref.is_empty() => return ack_err("actor_ref must not be empty"),
+            Ok(cmd) => cmd,
+            Err(e) => return ack_err(e),
+        };
+        let target = cmd.target();
+        let annotations = cmd.annotations.clone().unwrap_or_default();
+        let running = self.actors.actors.values().find(|a| {
+            a.image_ref == cmd.actor_ref
+                || a.claims.subject == cmd.actor_ref
+                || Some(&a.claims.subject) == cmd.actor_id.as_ref()
+        });
+        match running {
+            Some(actor) => {
+                let template = actor.clone();
+                self.apply_scale(template, annotations, target);
+            }
+            None if matches!(target, ScaleTarget::Stop | ScaleTarget::Instances(0)) => {
+                return ack_err(format!("actor {} is not running on this host", cmd.actor_ref));
+            }
+            None => {
+                let request = ActorRequest::Scale {
+                    reference: cmd.actor_ref,
+                    target,
+                    annotations,
+                };
+                if let Err(e) = self.spawn_job(request) {
+                    return ack_err(e);
+                }
+            }
+        }
+        ack_ok()
+    }
+
+    /// `sa`: stop matching instances now.
+    pub(super) fn actor_stop(&mut self, body: &[u8]) -> Value {
+        let cmd = match parse_body::<StopActorCommand>("stop actor", body) {
+            Ok(cmd) => cmd,
+            Err(e) => return ack_err(e),
+        };
+        let key = self.resolve_key(&cmd.actor_ref);
+        let annotations = cmd.annotations.unwrap_or_default();
+        let image_ref = self.actors.actors.get(&key).map(|a| a.image_ref.clone());
+        match self.actors.stop(&key, &annotations, cmd.count.filter(|c| *c > 0)) {
+            Ok(stopped) => {
+                self.after_stop(&key, image_ref.unwrap_or_default(), &annotations, stopped);
+                ack_ok()
+            }
+            Err(e) => ack_err(e),
+        }
+    }
+
+    /// `upd`: ack, then fetch the new module; it must have the same public key.
+    pub(super) fn actor_update(&mut self, body: &[u8]) -> Value {
+        let cmd = match parse_body::<UpdateActorCommand>("update actor", body) {
+            Ok(cmd) => cmd,
+            Err(e) => return ack_err(e),
+        };
+        if !self.actors.actors.contains_key(&cmd.actor_id) {
+            return ack_err(format!("actor {} is not running on this host", cmd.actor_id));
+        }
+        let annotations = cmd.annotations.unwrap_or_default();
+        let request = ActorRequest::Update {
+            actor_id: cmd.actor_id,
+            reference: cmd.new_actor_ref,
+            annotations,
+        };
+        self.spawn_job(request).map_or_else(ack_err, |()| ack_ok())
+    }
+
+    /// `auction.actor`: bid only when our labels hold every constraint.
+    pub(super) fn actor_auction(&self, body: &[u8]) -> Option<Value> {
+        let auction = parse_body::<super::ctl::AuctionRequest>("actor auction", body)
+            .map_err(|e| tracing::warn!(error = %e, "malformed actor auction"))
+            .ok()?;
+        let actor_ref = auction.actor_ref?;
+        if !super::ctl::labels_satisfy(&self.info.labels, &auction.constraints) {
+            tracing::debug!(%actor_ref, "not bidding: labels do not satisfy the constraints");
+            return None;
+        }
+        Some(
+            json!({ "actor_ref": actor_ref, "constraints": auction.constraints, "host_id": self.info.identity.host_id() }),
+        )
+    }
+
+    /// An actor key from `sa`'s `actor_ref`: a key as is, or the key of the running actor
+    /// started from that reference.
+    fn resolve_key(&self, actor_ref: &str) -> String {
+        self.actors
+            .actors
+            .values()
+            .find(|a| a.image_ref == actor_ref)
+            .map_or_else(|| actor_ref.to_string(), |a| a.claims.subject.clone())
+    }
+
+    /// Check the reference against the fetch policy (so `file://` without the flag or `:latest`
+    /// are refused in the ack), then fetch, validate and compile in the background.
+    fn spawn_job(&self, request: ActorRequest) -> Result<(), String> {
+        super::fetch::ActorRef::parse(
+            request.reference(),
+            &super::fetch::FetchPolicy::from_config(&self.config),
+        )
+        .map_err(|e| format!("{e:#}"))?;
+        let preparer = self.preparer.clone();
+        let registries = self.registries.clone();
+        let done = self.jobs_tx.clone();
+        tokio::spawn(async move {
+            let result = preparer.prepare(request.reference(), &registries).await;
+            if done.send(ActorJob { request, result }).await.is_err() {
+                tracing::warn!("actor job finished after the control plane stopped");
+            }
+        });
+        Ok(())
+    }
+
+    /// Apply a finished job in the control loop.
+    pub(super) async fn on_actor_job(&mut self, job: ActorJob) {
+        let ActorJob { request, result } = job;
+        let prepared = match result {
+            Ok(p) => p,
+            Err(error) => return self.job_failed(&request, None, &error).await,
+        };
+        let lattice_alias_owner = prepared.claims.call_alias.as_deref().and_then(|alias| {
+            let owner = self.state.claims.values().find(|c| c.call_alias() == Some(alias))?;
+            owner.subject().map(str::to_string)
+        });
+        if let Err(e) = self
+            .actors
+            .check_alias(&prepared.claims, lattice_alias_owner.as_deref())
+        {
+            return self
+                .job_failed(&request, Some(&prepared.claims.subject), &e.to_string())
+                .await;
+        }
+        let template = RunningActor {
+            claims: prepared.claims.clone(),
+            image_ref: request.reference().to_string(),
+            module_hash: prepared.claims.hash.clone(),
+            groups: Vec::new(),
+        };
+        self.compiled
+            .insert(prepared.claims.subject.clone(), prepared.compiled.clone());
+        match request {
+            ActorRequest::Start { count, annotations, .. } => {
+                let (actor, ids) = self.actors.add_instances(template, annotations.clone(), count);
+                let actor = actor.clone();
+                self.store_actor_metadata(&actor, prepared.fetched.digest.is_some())
+                    .await;
+                self.sync_shard_pools(&actor.claims.subject);
+                self.emit_started(&actor, &annotations, &ids).await;
+            }
+            ActorRequest::Scale {
+                target, annotations, ..
+            } => {
+                let store = prepared.fetched.digest.is_some();
+                self.apply_scale(template.clone(), annotations, target);
+                self.store_actor_metadata(&template, store).await;
+            }
+            ActorRequest::Update {
+                actor_id, annotations, ..
+            } => {
+                self.apply_update(&actor_id, template, &annotations, prepared.fetched.digest.is_some())
+                    .await;
+            }
+        }
+    }
+
+    fn apply_scale(&mut self, template: RunningActor, annotations: Annotations, target: ScaleTarget) {
+        let key = template.claims.subject.clone();
+        let image_ref = template.image_ref.clone();
+        let (started, stopped) = self.actors.scale(template, annotations.clone(), target);
+        let events = self.events.clone();
+        let actor = self.actors.actors.get(&key).cloned();
+        if !stopped.is_empty() {
+            self.after_stop(&key, image_ref, &annotations, stopped);
+        } else {
+            self.sync_shard_pools(&key);
+        }
+        if let (Some(actor), false) = (actor, started.is_empty()) {
+            let host_id = self.info.identity.host_id();
+            tokio::spawn(async move { emit_started_with(&events, &host_id, &actor, &annotations, &started).await });
+        }
+    }
+
+    async fn apply_update(&mut self, actor_id: &str, template: RunningActor, annotations: &Annotations, store: bool) {
+        let Some(current) = self.actors.actors.get_mut(actor_id) else {
+            let error = format!("actor {actor_id} stopped before its update was ready");
+            return self.update_failed(actor_id, &template.claims, &error).await;
+        };
+        if template.claims.subject != actor_id {
+            let error = format!("the new module's key {} is not {actor_id}", template.claims.subject);
+            return self.update_failed(actor_id, &template.claims, &error).await;
+        }
+        let _ = annotations; // every instance of the actor moves to the new module
+        current.claims = template.claims.clone();
+        current.image_ref = template.image_ref.clone();
+        current.module_hash = template.module_hash.clone();
+        let updated = current.clone();
+        self.store_actor_metadata(&updated, store).await;
+        // Shards build the new pool before dropping the old one: calls in flight finish on
+        // their leased instances, new calls take new instances.
+        self.sync_shard_pools(actor_id);
+        let revision = updated.claims.revision_or_iat();
+        for group in &updated.groups {
+            for id in &group.instance_ids {
+                let data = json!({ "public_key": actor_id, "revision": revision, "instance_id": id });
+                self.events.emit("actor_updated", data).await;
+            }
+        }
+    }
+
+    async fn update_failed(&self, actor_id: &str, claims: &ActorClaims, reason: &str) {
+        tracing::warn!(actor_id, reason, "actor update failed");
+        let data = json!({ "public_key": actor_id, "revision": claims.revision_or_iat(), "instance_id": "", "reason": reason });
+        self.events.emit("actor_update_failed", data).await;
+    }
+
+    async fn job_failed(&self, request: &ActorRequest, key: Option<&str>, error: &str) {
+        tracing::warn!(reference = request.reference(), error, "actor start failed");
+        if let ActorRequest::Update { actor_id, .. } = request {
+            let data = json!({ "public_key": actor_id, "revision": 0, "instance_id": "", "reason": error });
+            return self.events.emit("actor_update_failed", data).await;
+        }
+        self.events
+            .emit(
+                "actor_start_failed",
+                json!({ "actor_ref": request.reference(), "error": error }),
+            )
+            .await;
+        let data = json!({
+            "public_key": key.unwrap_or_default(),
+            "image_ref": request.reference(),
+            "annotations": request.annotations(),
+            "host_id": self.info.identity.host_id(),
+            "error": error,
+        });
+        self.events.emit("actors_start_failed", data).await;
+    }
+
+    async fn emit_started(&self, actor: &RunningActor, annotations: &Annotations, ids: &[String]) {
+        emit_started_with(&self.events, &self.info.identity.host_id(), actor, annotations, ids).await;
+    }
+
+    /// After instances stopped: shard pools, events, and forgetting the module when none remain.
+    fn after_stop(&mut self, key: &str, image_ref: String, annotations: &Annotations, stopped: Vec<String>) {
+        let remaining = self.actors.actors.get(key).map_or(0, RunningActor::instance_count);
+        self.sync_shard_pools(key);
+        if remaining == 0 {
+            self.compiled.remove(key);
+        }
+        let events = self.events.clone();
+        let host_id = self.info.identity.host_id();
+        let (key, annotations) = (key.to_string(), annotations.clone());
+        tokio::spawn(async move {
+            for id in &stopped {
+                let data = json!({ "public_key": key, "instance_id": id, "annotations": annotations });
+                events.emit("actor_stopped", data).await;
+            }
+            let data = json!({
+                "host_id": host_id, "public_key": key, "count": stopped.len(), "remaining": remaining,
+                "annotations": annotations, "image_ref": image_ref,
+            });
+            events.emit("actors_stopped", data).await;
+        });
+    }
+
+    /// Tell every shard how many warm instances of `key` to keep (0 = drop the pool).
+    fn sync_shard_pools(&mut self, key: &str) {
+        let shards = self.shards.len().max(1) as u32;
+        let command = match (self.actors.actors.get(key), self.compiled.get(key)) {
+            (Some(actor), Some(compiled)) => {
+                let total = actor.concurrency(WARM_INSTANCES_UNBOUNDED_PER_SHARD * shards);
+                let per_shard = total.div_ceil(shards).clamp(1, WARM_INSTANCES_PER_SHARD_MAX);
+                ShardCommand::ActorPool {
+                    key: key.to_string(),
+                    compiled: compiled.clone(),
+                    caps: Arc::new(actor.claims.caps.clone()),
+                    warm_instances: per_shard,
+                }
+            }
+            _ => ShardCommand::ActorStop { key: key.to_string() },
+        };
+        if let Err(e) = self.shards.broadcast(&command) {
+            tracing::error!(actor = key, error = %e, "cannot hand the actor's pool to a shard");
+        }
+    }
+
+    /// `CLAIMS_{key}` (OTP shape) and, for OCI references, `REFMAP_…`.
+    async fn store_actor_metadata(&self, actor: &RunningActor, oci: bool) {
+        let stored = claims::to_stored_claims(&actor.claims);
+        let key = format!("{}{}", crate::lattice::CLAIMS_PREFIX, actor.claims.subject);
+        let value: Bytes = serde_json::to_vec(&stored.0).unwrap_or_default().into();
+        if let Err(e) = self.lattice_store.store.put(&key, value).await {
+            tracing::warn!(%key, error = %e, "cannot store claims");
+        }
+        if oci {
+            let map = RefMap {
+                oci_url: actor.image_ref.clone(),
+                public_key: actor.claims.subject.clone(),
+            };
+            let value: Bytes = serde_json::to_vec(&map).unwrap_or_default().into();
+            if let Err(e) = self.lattice_store.store.put(map.kv_key(), value).await {
+                tracing::warn!(oci_url = %map.oci_url, error = %e, "cannot store refmap");
+            }
+        }
+    }
+}
+
+async fn emit_started_with(
+    events: &super::events::Events,
+    host_id: &str,
+    actor: &RunningActor,
+    annotations: &Annotations,
+    ids: &[String],
+) {
+    let claims = actors::event_claims(&actor.claims);
+    for id in ids {
+        let data = json!({
+            "public_key": actor.claims.subject, "image_ref": actor.image_ref, "api_version": "n/a",
+            "instance_id": id, "annotations": annotations, "claims": claims, "host_id": host_id,
+        });
+        events.emit("actor_started", data).await;
+    }
+    let data = json!({
+        "public_key": actor.claims.subject, "image_ref": actor.image_ref, "annotations": annotations,
+        "host_id": host_id, "claims": claims, "count": ids.len(),
+    });
+    events.emit("actors_started", data).await;
+}

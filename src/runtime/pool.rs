@@ -1,0 +1,421 @@
+//! Per-actor pools of warm instances ([`ActorPool`], [`WarmInstance`]) and the guest call
+//! sequence (PROTOCOL §9.2), plus the in-process entry points [`invoke`] and
+//! [`fresh_instance_invoke`] used by tests and benches.
+//!
+//! Data plane: a pool lives on one shard and is used through `&mut self`; nothing is shared
+//! between pools but the engine. The hot path (lease → call → give back) links nothing and
+//! allocates only the response. Instances that trapped, overran their deadline or reached
+//! `instance_max_invocations` are dropped on return and replaced by [`ActorPool::refill`], off
+//! the hot path.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::{InstancePre, Store, StoreContextMut, Trap, TypedFunc, UpdateDeadline};
+
+use super::abi::{self, AbiFault, ActorContext, GuestState, HostCalls};
+use super::engine::{CompiledActor, Runtime, INIT_EXPORTS};
+use super::{InvokeError, Parker, RuntimeError};
+
+/// Most warm instances one pool keeps (its slots come out of `instance_slots_total`).
+pub const POOL_SIZE_MAX: usize = 4_096;
+
+/// Distinguishes pools, so an instance is never given back to the wrong one.
+static POOL_IDS: AtomicU64 = AtomicU64::new(1);
+
+/// Counters of one pool (plain integers: the pool is owned by one shard).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Guest calls made (warm, on-demand and fresh).
+    pub invocations: u64,
+    /// Calls that ended in a trap, out-of-memory, bad pointer or `proc_exit`.
+    pub traps: u64,
+    /// Calls stopped at `execution_deadline_ms`.
+    pub deadline_overruns: u64,
+    /// Instances dropped on return because they failed or reached `instance_max_invocations`.
+    pub retired: u64,
+    /// Instances created (warm, refill, on-demand and fresh).
+    pub created: u64,
+    /// Of `created`: made on the hot path because no warm instance was idle.
+    pub created_on_demand: u64,
+    /// Healthy instances dropped on return because the pool was already full.
+    pub trimmed: u64,
+    /// Refills that failed to create an instance.
+    pub refill_failures: u64,
+}
+
+/// One live instance with its own store. Leased from an [`ActorPool`] and given back to it.
+pub struct WarmInstance {
+    store: Store<GuestState>,
+    guest_call: TypedFunc<(i32, i32), i32>,
+    pool_id: u64,
+    invocations: u64,
+    invocations_max: u64,
+    /// Why it must not be reused, once that is known.
+    retire: Option<InvokeError>,
+    /// Calls and failures not yet folded into the pool's counters.
+    unreported: PoolStats,
+}
+
+/// What [`ActorPool::give_back`] did with an instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GiveBack {
+    /// Back among the idle instances.
+    Idle,
+    /// Dropped: it failed (the error) or reached `instance_max_invocations` (`None`).
+    Retired(Option<InvokeError>),
+    /// Healthy but the pool was full.
+    Trimmed,
+}
+
+impl WarmInstance {
+    /// Calls served so far.
+    pub fn invocations(&self) -> u64 {
+        self.invocations
+    }
+
+    /// Whether the pool will drop this instance when it is given back.
+    pub fn must_retire(&self) -> bool {
+        self.retire.is_some() || (self.invocations_max != 0 && self.invocations >= self.invocations_max)
+    }
+
+    /// Run one guest call (PROTOCOL §9.2 steps 2–5).
+    pub async fn invoke(&mut self, operation: &str, payload: &[u8]) -> Result<Vec<u8>, InvokeError> {
+        if let Some(error) = &self.retire {
+            // A caller bug (reusing a failed instance); answer without touching the guest.
+            return Err(error.clone());
+        }
+        let (Ok(op_len), Ok(payload_len)) = (i32::try_from(operation.len()), i32::try_from(payload.len())) else {
+            return Err(InvokeError::TooLarge);
+        };
+        self.store.data_mut().begin_call(operation.as_bytes(), payload);
+        self.store.set_epoch_deadline(1);
+        let result = self.guest_call.call_async(&mut self.store, (op_len, payload_len)).await;
+        self.invocations += 1;
+        let state = self.store.data_mut();
+        state.call_started = None;
+        let outcome = match result {
+            Ok(code) => call_result(state, code),
+            Err(error) => Err(classify(&error, state)),
+        };
+        self.unreported.invocations += 1;
+        if let Err(error) = &outcome {
+            if *error == InvokeError::Deadline {
+                self.unreported.deadline_overruns += 1;
+            } else if error.retires_instance() {
+                self.unreported.traps += 1;
+            }
+            if error.retires_instance() {
+                self.retire = Some(error.clone());
+            }
+        }
+        outcome
+    }
+}
+
+/// §9.2 step 5: guest error, else pending host error, else a return code other than 1, else the
+/// guest's response (empty if it gave none).
+fn call_result(state: &mut GuestState, code: i32) -> Result<Vec<u8>, InvokeError> {
+    if let Some(error) = state.guest_error.take() {
+        return Err(InvokeError::GuestError(error));
+    }
+    if let Some(error) = state.host_error.take() {
+        return Err(InvokeError::HostError(error));
+    }
+    if code != 1 {
+        return Err(InvokeError::GuestFailed(code));
+    }
+    Ok(state.guest_response.take().unwrap_or_default())
+}
+
+/// Map a failed guest call to an [`InvokeError`], using what the store observed.
+fn classify(error: &wasmtime::Error, state: &GuestState) -> InvokeError {
+    if state.deadline_exceeded {
+        return InvokeError::Deadline;
+    }
+    if let Some(fault) = error.downcast_ref::<AbiFault>() {
+        return match *fault {
+            AbiFault::OutOfBounds(what) => InvokeError::BadGuestPointer(what),
+            AbiFault::NoMemory => InvokeError::Trap("guest has no memory".to_string()),
+            AbiFault::ProcExit(code) => InvokeError::ProcExit(code),
+            AbiFault::DeadlineExceeded => InvokeError::Deadline,
+            AbiFault::UnsupportedWasi => InvokeError::Trap("unsupported WASI call".to_string()),
+        };
+    }
+    if state.memory_limit.denied {
+        return InvokeError::OutOfMemory {
+            memory_bytes_max: state.actor.memory_bytes_max,
+        };
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => InvokeError::Deadline,
+        Some(trap) => InvokeError::Trap(trap.to_string()),
+        None => InvokeError::Trap(format!("{error:#}")),
+    }
+}
+
+/// The epoch deadline callback of every store: past the deadline, stop the guest; otherwise
+/// park (give the executor a turn) and run one more tick.
+fn on_epoch(park: Parker) -> impl FnMut(StoreContextMut<'_, GuestState>) -> wasmtime::Result<UpdateDeadline> {
+    move |mut ctx| {
+        let state = ctx.data_mut();
+        if state.past_deadline() {
+            state.deadline_exceeded = true;
+            return Err(wasmtime::Error::new(AbiFault::DeadlineExceeded));
+        }
+        Ok(UpdateDeadline::YieldCustom(1, park()))
+    }
+}
+
+/// The warm instances of one actor on one shard.
+pub struct ActorPool {
+    runtime: Runtime,
+    pre: InstancePre<GuestState>,
+    actor: Arc<ActorContext>,
+    park: Parker,
+    pool_id: u64,
+    size: usize,
+    idle: Vec<WarmInstance>,
+    leased_count: usize,
+    stats: PoolStats,
+}
+
+impl ActorPool {
+    /// Link `compiled` once (an `InstancePre`) and create `size` warm, initialised instances.
+    /// `caps` are the actor's claimed capabilities (they gate the builtins); `host_calls`
+    /// serves calls leaving the host; `park` is how a busy guest yields (see [`Parker`]).
+    pub async fn new(
+        runtime: &Runtime,
+        compiled: &CompiledActor,
+        actor_key: &str,
+        caps: &[String],
+        host_calls: Arc<dyn HostCalls>,
+        park: Parker,
+        size: usize,
+    ) -> Result<ActorPool, RuntimeError> {
+        if !wasmtime::Engine::same(runtime.engine(), compiled.module().engine()) {
+            return Err(RuntimeError::ForeignModule {
+                actor: actor_key.to_string(),
+            });
+        }
+        if size > POOL_SIZE_MAX {
+            return Err(RuntimeError::InvalidLimits(format!(
+                "pool size {size} exceeds {POOL_SIZE_MAX}"
+            )));
+        }
+        let link_error = |e: wasmtime::Error| RuntimeError::Link {
+            actor: actor_key.to_string(),
+            reason: format!("{e:#}"),
+        };
+        let linker = abi::linker_for(runtime.engine(), compiled.module()).map_err(link_error)?;
+        let pre = linker.instantiate_pre(compiled.module()).map_err(link_error)?;
+        let limits = runtime.limits();
+        let actor = Arc::new(ActorContext {
+            actor_key: Arc::from(actor_key),
+            allow_logging: caps.iter().any(|c| c == abi::BUILTIN_LOGGING),
+            allow_numbergen: caps.iter().any(|c| c == abi::BUILTIN_NUMBERGEN),
+            host_calls,
+            execution_deadline: Duration::from_millis(limits.execution_deadline_ms),
+            memory_bytes_max: limits.memory_bytes_max,
+        });
+        let mut pool = ActorPool {
+            runtime: runtime.clone(),
+            pre,
+            actor,
+            park,
+            pool_id: POOL_IDS.fetch_add(1, Ordering::Relaxed),
+            size,
+            idle: Vec::with_capacity(size),
+            leased_count: 0,
+            stats: PoolStats::default(),
+        };
+        while pool.idle.len() < size {
+            let instance = pool.instantiate().await.map_err(|reason| RuntimeError::Instantiate {
+                actor: actor_key.to_string(),
+                reason,
+            })?;
+            pool.idle.push(instance);
+        }
+        Ok(pool)
+    }
+
+    pub fn actor_key(&self) -> &str {
+        &self.actor.actor_key
+    }
+
+    pub fn stats(&self) -> PoolStats {
+        self.stats
+    }
+
+    /// Warm instances the pool aims to keep.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    pub fn idle_count(&self) -> usize {
+        self.idle.len()
+    }
+
+    pub fn leased_count(&self) -> usize {
+        self.leased_count
+    }
+
+    /// Whether retired instances left the pool below its size.
+    pub fn needs_refill(&self) -> bool {
+        self.idle.len() + self.leased_count < self.size
+    }
+
+    /// Create and initialise one instance: a store with the memory limit and the epoch
+    /// callback, the instance from the `InstancePre`, then the init exports (§9.2 step 1)
+    /// under the same deadline as a call.
+    async fn instantiate(&mut self) -> Result<WarmInstance, InvokeError> {
+        self.stats.created += 1;
+        let engine = self.runtime.engine();
+        let mut store = Store::new(engine, GuestState::new(Arc::clone(&self.actor)));
+        store.limiter(|state| &mut state.memory_limit);
+        store.epoch_deadline_callback(on_epoch(Arc::clone(&self.park)));
+        store.data_mut().begin_call(&[], &[]);
+        store.set_epoch_deadline(1);
+        let instance = match self.pre.instantiate_async(&mut store).await {
+            Ok(instance) => instance,
+            Err(e) => return Err(InvokeError::Instantiate(format!("{e:#}"))),
+        };
+        let memory = instance.get_memory(&mut store, "memory");
+        store.data_mut().memory = memory;
+        let guest_call = instance
+            .get_typed_func::<(i32, i32), i32>(&mut store, "__guest_call")
+            .map_err(|e| InvokeError::Instantiate(format!("{e:#}")))?;
+        for name in INIT_EXPORTS {
+            let Some(func) = instance.get_func(&mut store, name) else {
+                continue;
+            };
+            let init = func
+                .typed::<(), ()>(&store)
+                .map_err(|e| InvokeError::Instantiate(format!("{e:#}")))?;
+            if let Err(e) = init.call_async(&mut store, ()).await {
+                match classify(&e, store.data()) {
+                    // A WASI command's `_start` may end with exit(0): initialisation finished.
+                    InvokeError::ProcExit(0) => {}
+                    reason => return Err(InvokeError::Instantiate(format!("{name}: {reason}"))),
+                }
+            }
+        }
+        store.data_mut().call_started = None;
+        Ok(WarmInstance {
+            store,
+            guest_call,
+            pool_id: self.pool_id,
+            invocations: 0,
+            invocations_max: self.runtime.limits().instance_max_invocations,
+            retire: None,
+            unreported: PoolStats::default(),
+        })
+    }
+
+    /// Take an idle warm instance, or `None` when all are leased or retired.
+    pub fn try_lease(&mut self) -> Option<WarmInstance> {
+        let instance = self.idle.pop()?;
+        self.leased_count += 1;
+        Some(instance)
+    }
+
+    /// Create an instance now because none is idle (counted in `created_on_demand`). It is
+    /// leased like a warm one and must be given back.
+    pub async fn lease_on_demand(&mut self) -> Result<WarmInstance, InvokeError> {
+        let instance = self.instantiate().await?;
+        self.stats.created_on_demand += 1;
+        self.leased_count += 1;
+        Ok(instance)
+    }
+
+    /// Return a leased instance. It goes back to the idle list unless it failed, reached
+    /// `instance_max_invocations`, or the pool is full. Counts its calls and failures.
+    pub fn give_back(&mut self, mut instance: WarmInstance) -> GiveBack {
+        assert_eq!(instance.pool_id, self.pool_id, "instance given back to another pool");
+        assert!(self.leased_count > 0, "give_back without a lease");
+        self.leased_count -= 1;
+        self.count(&mut instance);
+        if instance.must_retire() {
+            self.stats.retired += 1;
+            return GiveBack::Retired(instance.retire);
+        }
+        if self.idle.len() >= self.size {
+            self.stats.trimmed += 1;
+            return GiveBack::Trimmed;
+        }
+        self.idle.push(instance);
+        GiveBack::Idle
+    }
+
+    /// Fold an instance's calls and failures since its last return into the pool's counters.
+    fn count(&mut self, instance: &mut WarmInstance) {
+        let unreported = std::mem::take(&mut instance.unreported);
+        self.stats.invocations += unreported.invocations;
+        self.stats.traps += unreported.traps;
+        self.stats.deadline_overruns += unreported.deadline_overruns;
+    }
+
+    /// Create instances until the pool is back at its size. Call it off the hot path after
+    /// retirements; returns how many were created.
+    pub async fn refill(&mut self) -> Result<usize, RuntimeError> {
+        let mut created = 0;
+        while self.needs_refill() {
+            match self.instantiate().await {
+                Ok(instance) => {
+                    self.idle.push(instance);
+                    created += 1;
+                }
+                Err(reason) => {
+                    self.stats.refill_failures += 1;
+                    return Err(RuntimeError::Instantiate {
+                        actor: self.actor.actor_key.to_string(),
+                        reason,
+                    });
+                }
+            }
+        }
+        Ok(created)
+    }
+}
+
+impl Drop for ActorPool {
+    fn drop(&mut self) {
+        debug_assert!(
+            self.leased_count == 0 || std::thread::panicking(),
+            "actor pool {} dropped with {} instances still leased",
+            self.actor.actor_key,
+            self.leased_count
+        );
+    }
+}
+
+/// One call through a pool: lease a warm instance (or instantiate one on demand), call it, give
+/// it back, and refill the pool if an instance was retired.
+pub async fn invoke(pool: &mut ActorPool, operation: &str, payload: &[u8]) -> Result<Vec<u8>, InvokeError> {
+    let mut instance = match pool.try_lease() {
+        Some(instance) => instance,
+        None => pool.lease_on_demand().await?,
+    };
+    let result = instance.invoke(operation, payload).await;
+    pool.give_back(instance);
+    if pool.needs_refill() {
+        if let Err(error) = pool.refill().await {
+            tracing::warn!(actor = pool.actor_key(), %error, "cannot refill the actor pool");
+        }
+    }
+    result
+}
+
+/// One call on a brand-new instance that is dropped afterwards: the 0.82 host's way, kept for
+/// comparison in the benches. Uses the pool's `InstancePre` and counters, not its instances.
+pub async fn fresh_instance_invoke(
+    pool: &mut ActorPool,
+    operation: &str,
+    payload: &[u8],
+) -> Result<Vec<u8>, InvokeError> {
+    let mut instance = pool.instantiate().await?;
+    let result = instance.invoke(operation, payload).await;
+    pool.count(&mut instance);
+    result
+}
