@@ -36,3 +36,4 @@ pub mod runtime;
 pub mod shard;
 #[cfg(test)]
 mod tidy;
+pub mod wire;

@@ -7,6 +7,8 @@
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod antiforgery;
 pub mod claims;
 #[cfg(test)]
 pub(crate) mod testkit;
+pub mod verify_batch;

@@ -403,16 +403,20 @@ impl ControlPlane {
         let host_id = self.info.identity.host_id();
         let (key, annotations) = (key.to_string(), annotations.clone());
         tokio::spawn(async move {
-            for id in &stopped {
-                let data = json!({ "public_key": key, "instance_id": id, "annotations": annotations });
-                events.emit("actor_stopped", data).await;
-            }
-            let data = json!({
-                "host_id": host_id, "public_key": key, "count": stopped.len(), "remaining": remaining,
-                "annotations": annotations, "image_ref": image_ref,
-            });
-            events.emit("actors_stopped", data).await;
+            emit_stopped(&events, &host_id, &key, &image_ref, &annotations, &stopped, remaining).await;
         });
+    }
+
+    /// At host stop: every actor's instances stop, with their events (as the OTP host does).
+    pub(super) async fn stop_all_actors(&mut self) {
+        let host_id = self.info.identity.host_id();
+        for (key, actor) in std::mem::take(&mut self.actors.actors) {
+            for group in &actor.groups {
+                let (image_ref, ids) = (&actor.image_ref, &group.instance_ids);
+                emit_stopped(&self.events, &host_id, &key, image_ref, &group.annotations, ids, 0).await;
+            }
+        }
+        self.compiled.clear();
     }
 
     /// Tell every shard how many warm instances of `key` to keep (0 = drop the pool).
@@ -455,6 +459,27 @@ impl ControlPlane {
             }
         }
     }
+}
+
+/// `actor_stopped` per instance, then one `actors_stopped`.
+async fn emit_stopped(
+    events: &super::events::Events,
+    host_id: &str,
+    key: &str,
+    image_ref: &str,
+    annotations: &Annotations,
+    stopped: &[String],
+    remaining: usize,
+) {
+    for id in stopped {
+        let data = json!({ "public_key": key, "instance_id": id, "annotations": annotations });
+        events.emit("actor_stopped", data).await;
+    }
+    let data = json!({
+        "host_id": host_id, "public_key": key, "count": stopped.len(), "remaining": remaining,
+        "annotations": annotations, "image_ref": image_ref,
+    });
+    events.emit("actors_stopped", data).await;
 }
 
 async fn emit_started_with(

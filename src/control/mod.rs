@@ -459,16 +459,19 @@ impl ControlPlane {
         }
     }
 
-    async fn shutdown(self, reason: &StopReason) {
+    async fn shutdown(mut self, reason: &StopReason) {
         tracing::info!(?reason, "stopping host");
         let timeout = match reason {
             StopReason::Command { timeout } => *timeout,
             StopReason::Signal(_) => Duration::from_millis(SHARD_STOP_TIMEOUT_MS),
         };
-        let finals = self.shards.stop(timeout).await;
-        tracing::info!(stopped = finals.len(), "shards stopped");
         // NATS may be gone: never wait on it longer than the budget.
         let budget = Duration::from_millis(SHUTDOWN_NATS_BUDGET_MS);
+        if tokio::time::timeout(budget, self.stop_all_actors()).await.is_err() {
+            tracing::warn!(?budget, "could not publish the actors' stop events: NATS unreachable");
+        }
+        let finals = self.shards.stop(timeout).await;
+        tracing::info!(stopped = finals.len(), "shards stopped");
         let farewell = async {
             self.events.emit("host_stopped", self.info.stopped_event()).await;
             self.events.flush().await;

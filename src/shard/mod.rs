@@ -22,6 +22,7 @@ use crate::plane::{ShardCommand, ShardId, ShardReport, ShardStats};
 use crate::routing::RoutingSnapshot;
 use crate::runtime::{ActorPool, CompiledActor, NoHostCalls, Parker, Runtime};
 
+pub mod conn;
 mod send;
 use send::AssertSend;
 

@@ -383,3 +383,43 @@ async fn actor_auctions_bid_only_when_labels_match() {
         "a host whose labels do not match must not bid"
     );
 }
+
+#[tokio::test]
+async fn host_stop_stops_its_actors_first() {
+    let mut lab = lab("actstop", &[], &["--allow-file-load"]).await;
+    let actor = signed_echo(ActorSpec::default());
+    let reference = lab.write("echo.wasm", &actor);
+    assert_accepted(
+        &lab.cmd("la", json!({ "actor_ref": reference, "count": 2 })).await,
+        "la",
+    );
+    expect_event(&mut lab.events, "actors_started", START_TIMEOUT, "la").await;
+    assert_accepted(&lab.cmd("stop", json!({ "host_id": lab.host.id })).await, "stop");
+    let mut order = Vec::new();
+    while let Ok(Some(msg)) = tokio::time::timeout(EVENT_TIMEOUT, futures::StreamExt::next(&mut lab.events)).await {
+        let event: Value = serde_json::from_slice(&msg.payload).expect("event JSON");
+        let name = event["type"]
+            .as_str()
+            .unwrap_or_default()
+            .trim_start_matches("com.wasmcloud.lattice.")
+            .to_string();
+        if name == "actors_stopped" {
+            assert_eq!(
+                (event["data"]["count"].as_u64(), event["data"]["remaining"].as_u64()),
+                (Some(2), Some(0))
+            );
+        }
+        let last = name == "host_stopped";
+        order.push(name);
+        if last {
+            break;
+        }
+    }
+    assert_eq!(
+        order,
+        ["actor_stopped", "actor_stopped", "actors_stopped", "host_stopped"],
+        "{order:?}"
+    );
+    let status = lab.host.wait_exit(crate::support::HOST_EXIT_TIMEOUT).await;
+    assert!(status.success(), "{status}");
+}

@@ -10,4 +10,5 @@ mod host;
 mod interop;
 mod lattice;
 mod oci;
+mod shard_conn;
 mod support;

@@ -79,9 +79,13 @@ pub struct Nats {
 
 impl Nats {
     pub fn start() -> Nats {
+        Self::start_on(free_port())
+    }
+
+    /// Starts a server on `port` (a restart after [`Nats::kill`] reuses the old port).
+    pub fn start_on(port: u16) -> Nats {
         let binary = nats_server_binary();
         let store_dir = tempfile::tempdir().expect("tempdir for JetStream");
-        let port = free_port();
         let mut child = Command::new(&binary)
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
             .arg(store_dir.path())

@@ -1,0 +1,11 @@
+//! Wire formats spoken by the data plane: pure codecs over byte slices.
+//!
+//! Plane: pure code, called by the shards (and the fuzz targets). Nothing here does I/O, awaits,
+//! locks, or panics on input: every byte reaching these parsers comes from the network, so a
+//! malformed frame is an error value and an incomplete one is "read more".
+
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod invocation;
+pub mod msgpack;
+pub mod nats;
