@@ -307,10 +307,8 @@ impl ControlPlane {
                 self.apply_scale(template.clone(), annotations, target);
                 self.store_actor_metadata(&template, store).await;
             }
-            ActorRequest::Update {
-                actor_id, annotations, ..
-            } => {
-                self.apply_update(&actor_id, template, &annotations, prepared.fetched.digest.is_some())
+            ActorRequest::Update { actor_id, .. } => {
+                self.apply_update(&actor_id, template, prepared.fetched.digest.is_some())
                     .await;
             }
         }
@@ -333,7 +331,9 @@ impl ControlPlane {
         }
     }
 
-    async fn apply_update(&mut self, actor_id: &str, template: RunningActor, annotations: &Annotations, store: bool) {
+    /// Every instance of the actor moves to the new module (annotations select nothing here,
+    /// as on the OTP host).
+    async fn apply_update(&mut self, actor_id: &str, template: RunningActor, store: bool) {
         let Some(current) = self.actors.actors.get_mut(actor_id) else {
             let error = format!("actor {actor_id} stopped before its update was ready");
             return self.update_failed(actor_id, &template.claims, &error).await;
@@ -342,7 +342,6 @@ impl ControlPlane {
             let error = format!("the new module's key {} is not {actor_id}", template.claims.subject);
             return self.update_failed(actor_id, &template.claims, &error).await;
         }
-        let _ = annotations; // every instance of the actor moves to the new module
         current.claims = template.claims.clone();
         current.image_ref = template.image_ref.clone();
         current.module_hash = template.module_hash.clone();
