@@ -25,14 +25,22 @@
 //!   entry types and parsers; pure).
 
 pub mod auth;
+#[cfg(feature = "host")]
 pub mod config;
+#[cfg(feature = "host")]
 pub mod control;
+#[cfg(feature = "host")]
 pub mod identity;
+#[cfg(feature = "host")]
 pub mod inspect;
 pub mod lattice;
+#[cfg(feature = "host")]
 pub mod plane;
+#[cfg(feature = "host")]
 pub mod routing;
+#[cfg(feature = "host")]
 pub mod runtime;
+#[cfg(feature = "host")]
 pub mod shard;
 #[cfg(test)]
 mod tidy;

@@ -74,6 +74,7 @@ pub fn sign(module: &[u8]) -> Signed {
 }
 
 /// Sign `module` as an actor claiming the capabilities `caps` (with a call alias).
+#[cfg_attr(not(feature = "host"), allow(dead_code))]
 pub fn sign_with_caps(module: &[u8], caps: &[&str]) -> Signed {
     let account = WascapKeyPair::new_account();
     let subject = WascapKeyPair::new_module();
