@@ -51,7 +51,7 @@ impl LinkDefinition {
 
     /// The KV key of this link.
     pub fn kv_key(&self) -> String {
-        format!("{LINKDEF_PREFIX}{}", self.id())
+        linkdef_key(&self.actor_id, &self.contract_id, &self.link_name)
     }
 
     /// JSON with the `id` field added (OTP writes it in KV, ctl replies and events).
@@ -77,6 +77,11 @@ impl LinkDefinition {
         }
         Ok(())
     }
+}
+
+/// KV key of the link (actor, contract, link name): what a delete names without a body.
+pub fn linkdef_key(actor_id: &str, contract_id: &str, link_name: &str) -> String {
+    format!("{LINKDEF_PREFIX}{}", linkdef_id(actor_id, contract_id, link_name))
 }
 
 /// Uppercase hex SHA-256 of the concatenated strings.

@@ -156,11 +156,10 @@ impl ControlPlane {
         };
         let target = cmd.target();
         let annotations = cmd.annotations.clone().unwrap_or_default();
-        let running = self.actors.actors.values().find(|a| {
-            a.image_ref == cmd.actor_ref
-                || a.claims.subject == cmd.actor_ref
-                || Some(&a.claims.subject) == cmd.actor_id.as_ref()
-        });
+        let running = self
+            .actors
+            .find(&cmd.actor_ref)
+            .or_else(|| self.actors.find(cmd.actor_id.as_deref()?));
         match running {
             Some(actor) => {
                 let template = actor.clone();
@@ -238,9 +237,7 @@ impl ControlPlane {
     /// started from that reference.
     fn resolve_key(&self, actor_ref: &str) -> String {
         self.actors
-            .actors
-            .values()
-            .find(|a| a.image_ref == actor_ref)
+            .find(actor_ref)
             .map_or_else(|| actor_ref.to_string(), |a| a.claims.subject.clone())
     }
 

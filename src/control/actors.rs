@@ -185,6 +185,14 @@ pub struct ActorTable {
 }
 
 impl ActorTable {
+    /// The running actor started from `reference`, or whose key is `reference` (control
+    /// requests name actors either way).
+    pub fn find(&self, reference: &str) -> Option<&RunningActor> {
+        self.actors
+            .get(reference)
+            .or_else(|| self.actors.values().find(|a| a.image_ref == reference))
+    }
+
     /// Which running actor (if any other) owns `alias`.
     pub fn alias_owner(&self, alias: &str) -> Option<&str> {
         self.actors

@@ -344,11 +344,7 @@ impl ControlPlane {
             Ok(del) => del,
             Err(e) => return ack_err(e),
         };
-        let key = format!(
-            "{}{}",
-            crate::lattice::LINKDEF_PREFIX,
-            crate::lattice::linkdef_id(&del.actor_id, &del.contract_id, &del.link_name)
-        );
+        let key = crate::lattice::linkdef_key(&del.actor_id, &del.contract_id, &del.link_name);
         match self.lattice_store.store.delete(&key).await {
             Ok(()) => ack_ok(),
             Err(e) => ack_err(format!("cannot delete link definition: {e}")),
