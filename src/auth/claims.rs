@@ -2,11 +2,12 @@
 //! it starts the actor (PROTOCOL §4).
 //!
 //! Owns: walking the top-level sections of a core wasm module, the wascap module hash, decoding
-//! and verifying the JWT, and the typed [`ActorClaims`] view with its KV shape
-//! ([`to_stored_claims`], PROTOCOL §7.3).
+//! and verifying the JWT, the typed [`ActorClaims`] view with its KV shape
+//! ([`to_stored_claims`], PROTOCOL §7.3), and the other direction: signing a module's claims
+//! ([`sign_actor_module`]) for tools and tests.
 //!
 //! Plane: pure code used by the control plane when it loads an actor. No I/O, no async, no clock:
-//! every time check takes `now_secs` as an argument.
+//! every time check takes `now_secs` as an argument (and the signer takes it for `iat`).
 //!
 //! Must never: panic on any module or token bytes (they come from registries and files we do not
 //! control), or accept claims that wascap's own rules would reject. Where this file is stricter
@@ -168,6 +169,8 @@ pub enum ClaimsError {
     BadMetadata { reason: String },
     #[error("module hash {actual} does not match the signed hash {expected}: the module changed after signing")]
     HashMismatch { expected: String, actual: String },
+    #[error("cannot sign the actor's claims: {reason}")]
+    CannotSign { reason: String },
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -619,6 +622,185 @@ pub fn to_stored_claims(claims: &ActorClaims) -> StoredClaims {
             .map(|(key, value)| (key.to_string(), value))
             .collect::<BTreeMap<_, _>>(),
     )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Signing (the other side of validate_actor: what `wash claims sign` did in the 0.x era)
+// ---------------------------------------------------------------------------------------------
+
+/// The only header wascap writes (PROTOCOL §4.1), in wascap's field order.
+const HEADER_JSON: &str = r#"{"typ":"jwt","alg":"Ed25519"}"#;
+/// `wascap_revision` written into signed actors: wascap 0.11's current revision, the one at
+/// which wascap itself checks the module hash.
+pub const WASCAP_REVISION_SIGNED: u32 = 3;
+/// Length of a `jti` (a NUID is 22 base-62 characters; the value only needs to be unique).
+const JTI_CHARS: usize = 22;
+const JTI_ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// What to claim for an actor when signing it (PROTOCOL §4.2). The subject key is not part of
+/// it: every signing makes a new module key, as `wash claims sign` does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActorSpec {
+    /// `wascap.name`.
+    pub name: String,
+    /// Capability contract ids, e.g. `wasmcloud:httpserver`.
+    pub caps: Vec<String>,
+    pub call_alias: Option<String>,
+    /// `rev`; hosts fall back to `iat` when it is missing or 0.
+    pub rev: Option<i32>,
+    /// Human version (`ver`).
+    pub ver: Option<String>,
+    pub tags: Vec<String>,
+    /// `exp`, seconds since the epoch; `None` = never expires.
+    pub expires_secs: Option<u64>,
+    /// `nbf`, seconds since the epoch; `None` = valid at once.
+    pub not_before_secs: Option<u64>,
+    /// `iat`, seconds since the epoch (the caller's clock: this module reads none).
+    pub now_secs: u64,
+}
+
+/// The claims payload we write, in wascap's field order and with its omissions.
+#[derive(serde::Serialize)]
+struct ActorPayloadOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exp: Option<u64>,
+    jti: &'a str,
+    iat: u64,
+    iss: &'a str,
+    sub: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nbf: Option<u64>,
+    wascap: ActorMetadataOut<'a>,
+    wascap_revision: u32,
+}
+
+#[derive(serde::Serialize)]
+struct ActorMetadataOut<'a> {
+    name: &'a str,
+    hash: &'a str,
+    tags: &'a [String],
+    caps: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rev: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ver: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    call_alias: Option<&'a str>,
+    prov: bool,
+}
+
+fn random_jti() -> String {
+    use rand::Rng as _;
+    let mut rng = rand::thread_rng();
+    (0..JTI_CHARS)
+        .map(|_| char::from(JTI_ALPHABET[rng.gen_range(0..JTI_ALPHABET.len())]))
+        .collect()
+}
+
+/// Sign `module` as an actor: strip every `wasmcloud_jwt`/`jwt` custom section, hash the rest
+/// exactly as [`module_hash`] does, make a new module key (`M…`) for the subject, build the
+/// claims JWT from `spec` (`iss` = `account`'s public key, `wascap_revision` 3), sign it with
+/// `account` and append it as a `wasmcloud_jwt` custom section. The output is the stripped
+/// module (sections re-emitted with minimal LEB128 sizes, as wascap writes them) plus that
+/// section, so `validate_actor` and wascap 0.11 both accept it.
+///
+/// Errors: the module is not a well-formed core module ([`ClaimsError`] walk variants),
+/// `account` is not an account key ([`ClaimsError::IssuerNotAccount`]) or has no seed
+/// ([`ClaimsError::CannotSign`]), or the token would exceed [`TOKEN_BYTES_MAX`].
+pub fn sign_actor_module(module: &[u8], account: &nkeys::KeyPair, spec: &ActorSpec) -> Result<Vec<u8>, ClaimsError> {
+    let issuer = account.public_key();
+    if account.key_pair_type() != KeyPairType::Account {
+        return Err(ClaimsError::IssuerNotAccount { key: issuer });
+    }
+    let stripped = strip_jwt_sections(module)?;
+    let hash = module_hash(&stripped)?;
+    let subject = nkeys::KeyPair::new_module().public_key();
+    let jti = random_jti();
+    let payload = ActorPayloadOut {
+        exp: spec.expires_secs,
+        jti: &jti,
+        iat: spec.now_secs,
+        iss: &issuer,
+        sub: &subject,
+        nbf: spec.not_before_secs,
+        wascap: ActorMetadataOut {
+            name: &spec.name,
+            hash: &hash,
+            tags: &spec.tags,
+            caps: &spec.caps,
+            rev: spec.rev,
+            ver: spec.ver.as_deref(),
+            call_alias: spec.call_alias.as_deref(),
+            prov: false,
+        },
+        wascap_revision: WASCAP_REVISION_SIGNED,
+    };
+    // Strings, integers and slices of strings always serialize; map the error anyway.
+    let payload_json = serde_json::to_vec(&payload).map_err(|e| ClaimsError::CannotSign { reason: e.to_string() })?;
+
+    let mut token = String::with_capacity((HEADER_JSON.len() + payload_json.len() + SIGNATURE_BYTES) * 4 / 3 + 4);
+    URL_SAFE_NO_PAD.encode_string(HEADER_JSON, &mut token);
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(&payload_json, &mut token);
+    let signature = account
+        .sign(token.as_bytes())
+        .map_err(|e| ClaimsError::CannotSign { reason: e.to_string() })?;
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(&signature, &mut token);
+    if token.len() > TOKEN_BYTES_MAX {
+        return Err(ClaimsError::TokenTooLarge {
+            token_bytes: token.len(),
+            token_bytes_max: TOKEN_BYTES_MAX,
+        });
+    }
+
+    let mut signed = stripped;
+    append_custom_section(&mut signed, SECTION_NAME_JWT, token.as_bytes())?;
+    Ok(signed)
+}
+
+/// The module with every top-level `jwt`/`wasmcloud_jwt` custom section removed: the 8-byte
+/// header, then each other section as `id || LEB128(size) || contents` with a minimal LEB128 —
+/// byte for byte what [`module_hash`] hashes.
+fn strip_jwt_sections(module: &[u8]) -> Result<Vec<u8>, ClaimsError> {
+    let mut out = Vec::with_capacity(module.len());
+    out.extend_from_slice(&WASM_MAGIC);
+    out.extend_from_slice(&WASM_VERSION_CORE);
+    let mut leb = [0u8; LEB_U32_BYTES_MAX];
+    for section in sections(module)? {
+        let section = section?;
+        if section.jwt.is_some() {
+            continue;
+        }
+        out.push(section.id);
+        out.extend_from_slice(write_leb_u32(section.size_bytes, &mut leb));
+        out.extend_from_slice(section.contents);
+    }
+    Ok(out)
+}
+
+/// Append a custom section `name` holding `payload` at the end of `module`.
+fn append_custom_section(module: &mut Vec<u8>, name: &str, payload: &[u8]) -> Result<(), ClaimsError> {
+    let too_large = || ClaimsError::TokenTooLarge {
+        token_bytes: payload.len(),
+        token_bytes_max: TOKEN_BYTES_MAX,
+    };
+    let name_bytes = u32::try_from(name.len()).map_err(|_| too_large())?;
+    let mut name_leb = [0u8; LEB_U32_BYTES_MAX];
+    let name_leb = write_leb_u32(name_bytes, &mut name_leb);
+    let contents_bytes = name_leb
+        .len()
+        .checked_add(name.len())
+        .and_then(|bytes| bytes.checked_add(payload.len()))
+        .and_then(|bytes| u32::try_from(bytes).ok())
+        .ok_or_else(too_large)?;
+    let mut size_leb = [0u8; LEB_U32_BYTES_MAX];
+    module.push(SECTION_ID_CUSTOM);
+    module.extend_from_slice(write_leb_u32(contents_bytes, &mut size_leb));
+    module.extend_from_slice(name_leb);
+    module.extend_from_slice(name.as_bytes());
+    module.extend_from_slice(payload);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -1169,6 +1351,194 @@ mod tests {
         // A bad UTF-8 token only matters to extraction; the hash skips the section.
         let module = with(&[0, 6, 3, b'j', b'w', b't', 0xff, 0xfe]);
         assert_eq!(module_hash(&module).unwrap(), module_hash(header).unwrap());
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // sign_actor_module
+    // -----------------------------------------------------------------------------------------
+
+    fn echo_spec(now: u64) -> ActorSpec {
+        ActorSpec {
+            name: "Echo".to_string(),
+            caps: vec!["wasmcloud:httpserver".to_string(), "wasmcloud:keyvalue".to_string()],
+            call_alias: Some("loadtest/echo".to_string()),
+            rev: Some(7),
+            ver: Some("1.2.3".to_string()),
+            tags: vec!["loadtest".to_string()],
+            expires_secs: None,
+            not_before_secs: None,
+            now_secs: now,
+        }
+    }
+
+    #[test]
+    fn signed_module_is_accepted_by_us_and_by_wascap() {
+        let now = now_secs();
+        let module = actor_module();
+        let account = nkeys::KeyPair::new_account();
+        let signed = sign_actor_module(&module, &account, &echo_spec(now)).unwrap();
+
+        let ours = validate_actor(&signed, now).unwrap();
+        assert_eq!(ours.issuer, account.public_key());
+        assert!(ours.subject.starts_with('M'), "{}", ours.subject);
+        assert_eq!(ours.hash, module_hash(&module).unwrap());
+        assert_eq!(ours.name.as_deref(), Some("Echo"));
+        assert_eq!(ours.caps, ["wasmcloud:httpserver", "wasmcloud:keyvalue"]);
+        assert_eq!(ours.tags, ["loadtest"]);
+        assert_eq!(ours.call_alias.as_deref(), Some("loadtest/echo"));
+        assert_eq!((ours.rev, ours.ver.as_deref()), (Some(7), Some("1.2.3")));
+        assert_eq!((ours.iat_secs, ours.exp_secs, ours.nbf_secs), (now, None, None));
+        assert_eq!(ours.wascap_revision, Some(WASCAP_REVISION_SIGNED));
+        assert!(!ours.prov);
+        assert_eq!(ours.jti.len(), JTI_CHARS);
+        assert_eq!(extract_jwt(&signed).unwrap().unwrap().1, JwtSection::Current);
+
+        // wascap extracts the same claims (checking the hash itself, revision 3) and finds the
+        // signature and times valid.
+        let token = wascap::wasm::extract_claims(&signed).unwrap().unwrap();
+        let meta = token.claims.metadata.clone().unwrap();
+        assert_eq!(meta.module_hash, ours.hash);
+        assert_eq!(wascap_hash(&signed), module_hash(&signed).unwrap());
+        assert_eq!(token.claims.issuer, ours.issuer);
+        assert_eq!(token.claims.subject, ours.subject);
+        assert_eq!(token.claims.id, ours.jti);
+        assert_eq!(token.claims.issued_at, now);
+        assert_eq!(meta.name.as_deref(), Some("Echo"));
+        assert_eq!(meta.caps, Some(ours.caps.clone()));
+        assert_eq!(meta.tags, Some(ours.tags.clone()));
+        assert_eq!(meta.call_alias, ours.call_alias);
+        assert_eq!((meta.rev, meta.ver.clone()), (Some(7), Some("1.2.3".to_string())));
+        assert!(!meta.provider);
+        let validation = wascap::jwt::validate_token::<Actor>(&token.jwt).unwrap();
+        assert!(validation.signature_valid);
+        assert!(!validation.expired && !validation.cannot_use_yet);
+        // wascap writes the header and fields in the same shape we do.
+        let header = token.jwt.split('.').next().unwrap();
+        assert_eq!(URL_SAFE_NO_PAD.decode(header).unwrap(), GOOD_HEADER.as_bytes());
+
+        // Each signing is a new actor: a new module key and a new jti.
+        let again = validate_actor(&sign_actor_module(&module, &account, &echo_spec(now)).unwrap(), now).unwrap();
+        assert_ne!(again.subject, ours.subject);
+        assert_ne!(again.jti, ours.jti);
+        assert_eq!(again.hash, ours.hash);
+    }
+
+    #[test]
+    fn module_changed_after_our_signing_is_refused() {
+        let now = now_secs();
+        let account = nkeys::KeyPair::new_account();
+        let signed = sign_actor_module(&actor_module(), &account, &echo_spec(now)).unwrap();
+        let at = signed.windows(5).position(|w| w == b"hello").unwrap();
+        let mut changed = signed.clone();
+        changed[at] = b'j';
+        assert!(matches!(
+            validate_actor(&changed, now),
+            Err(ClaimsError::HashMismatch { .. })
+        ));
+        // wascap checks the hash at revision 3 and refuses it too.
+        assert!(wascap::wasm::extract_claims(&changed).is_err());
+
+        // A section appended after signing changes the hash as well.
+        let appended = append_custom_section(&signed, "extra", b"payload");
+        assert!(matches!(
+            validate_actor(&appended, now),
+            Err(ClaimsError::HashMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn signing_replaces_every_earlier_claims_section() {
+        let now = now_secs();
+        let module = actor_module();
+        // Signed by wascap, then a stray legacy section on top, and a widened section size.
+        let earlier = sign(&module).module;
+        let earlier = append_custom_section(&earlier, SECTION_NAME_JWT_LEGACY, b"not a token");
+        let earlier = widen_first_section_size(&earlier);
+        let account = nkeys::KeyPair::new_account();
+        let resigned = sign_actor_module(&earlier, &account, &echo_spec(now)).unwrap();
+
+        let claims = validate_actor(&resigned, now).unwrap();
+        assert_eq!(claims.issuer, account.public_key());
+        assert_eq!(claims.hash, module_hash(&module).unwrap());
+        // The output is the minimal re-encoding plus exactly one claims section.
+        let jwt_sections = sections(&resigned)
+            .unwrap()
+            .filter(|s| s.as_ref().unwrap().jwt.is_some())
+            .count();
+        assert_eq!(jwt_sections, 1);
+        let token = token_of(&resigned);
+        assert_eq!(
+            resigned,
+            append_custom_section(&module, SECTION_NAME_JWT, token.as_bytes())
+        );
+        assert!(wascap::wasm::extract_claims(&resigned).unwrap().is_some());
+    }
+
+    #[test]
+    fn signed_times_are_honoured_by_both() {
+        let now = now_secs();
+        let account = nkeys::KeyPair::new_account();
+        let module = actor_module();
+
+        let expired = ActorSpec {
+            expires_secs: Some(now - 60),
+            ..echo_spec(now - 120)
+        };
+        let signed = sign_actor_module(&module, &account, &expired).unwrap();
+        assert!(matches!(validate_actor(&signed, now), Err(ClaimsError::Expired { .. })));
+        let token = wascap::wasm::extract_claims(&signed).unwrap().unwrap();
+        assert!(wascap::jwt::validate_token::<Actor>(&token.jwt).unwrap().expired);
+
+        let later = ActorSpec {
+            not_before_secs: Some(now + 3600),
+            expires_secs: Some(now + 7200),
+            ..echo_spec(now)
+        };
+        let signed = sign_actor_module(&module, &account, &later).unwrap();
+        assert!(matches!(
+            validate_actor(&signed, now),
+            Err(ClaimsError::NotYetValid { .. })
+        ));
+        let token = wascap::wasm::extract_claims(&signed).unwrap().unwrap();
+        let validation = wascap::jwt::validate_token::<Actor>(&token.jwt).unwrap();
+        assert!(validation.cannot_use_yet && !validation.expired);
+        let claims = validate_actor(&signed, now + 3601).unwrap();
+        assert_eq!((claims.nbf_secs, claims.exp_secs), (Some(now + 3600), Some(now + 7200)));
+    }
+
+    #[test]
+    fn signing_refuses_wrong_keys_and_modules() {
+        let now = now_secs();
+        let module = actor_module();
+        let cluster = nkeys::KeyPair::new_cluster();
+        assert_eq!(
+            sign_actor_module(&module, &cluster, &echo_spec(now)),
+            Err(ClaimsError::IssuerNotAccount {
+                key: cluster.public_key()
+            })
+        );
+        let public_only = nkeys::KeyPair::from_public_key(&nkeys::KeyPair::new_account().public_key()).unwrap();
+        assert!(matches!(
+            sign_actor_module(&module, &public_only, &echo_spec(now)),
+            Err(ClaimsError::CannotSign { .. })
+        ));
+        let account = nkeys::KeyPair::new_account();
+        assert_eq!(
+            sign_actor_module(b"\0ASM\x01\0\0\0", &account, &echo_spec(now)),
+            Err(ClaimsError::BadMagic)
+        );
+        assert!(matches!(
+            sign_actor_module(&module[..module.len() - 1], &account, &echo_spec(now)),
+            Err(ClaimsError::SectionOverrun { .. })
+        ));
+        let huge = ActorSpec {
+            tags: vec!["t".repeat(TOKEN_BYTES_MAX)],
+            ..echo_spec(now)
+        };
+        assert!(matches!(
+            sign_actor_module(&module, &account, &huge),
+            Err(ClaimsError::TokenTooLarge { .. })
+        ));
     }
 
     /// Simple xorshift64*: deterministic, no extra dependency.
