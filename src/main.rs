@@ -4,18 +4,47 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::Parser;
+use clap::{Args as _, CommandFactory as _, FromArgMatches as _};
 
 use shardhost::config::{ClaimsCommand, Cli, Command, Config, NatsPlan};
 use shardhost::control::managed_nats::{self, ManagedNats};
 use shardhost::control::ControlPlane;
+use shardhost::inspect::SignArgs;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// What the command line asks for: the host's own flags and subcommands, or `claims sign`.
+enum Parsed {
+    Cli(Box<Cli>),
+    ClaimsSign(Box<SignArgs>),
+}
+
+/// `Cli` plus `claims sign`, whose arguments live next to the signer in `inspect.rs`.
+fn cli_command() -> clap::Command {
+    Cli::command().mut_subcommand("claims", |claims| {
+        // `about` after `augment_args`: the derive would put the struct's doc comment there.
+        claims.subcommand(SignArgs::augment_args(clap::Command::new("sign")).about(
+            "Sign a wasm module as an actor: embed new claims (a new module key) signed by an account seed, \
+             and print the module key",
+        ))
+    })
+}
+
+fn parse() -> Result<Parsed, clap::Error> {
+    let matches = cli_command().try_get_matches()?;
+    if let Some(("claims", claims)) = matches.subcommand() {
+        if let Some(("sign", sign)) = claims.subcommand() {
+            return Ok(Parsed::ClaimsSign(Box::new(SignArgs::from_arg_matches(sign)?)));
+        }
+    }
+    Ok(Parsed::Cli(Box::new(Cli::from_arg_matches(&matches)?)))
+}
+
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let cli = match parse() {
+        Ok(Parsed::Cli(cli)) => *cli,
+        Ok(Parsed::ClaimsSign(args)) => return claims_sign(&args),
         Err(e) if !e.use_stderr() => e.exit(), // --help, --version
         Err(e) => {
             // One line, as operators grep for it; clap's long form follows on --help.
@@ -71,6 +100,20 @@ fn claims_inspect(file: &std::path::Path) -> ExitCode {
             } else {
                 ExitCode::from(1)
             }
+        }
+        Err(e) => {
+            eprintln!("shardhost: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Prints the new module key alone on stdout, so scripts can capture it.
+fn claims_sign(args: &SignArgs) -> ExitCode {
+    match shardhost::inspect::sign_file(args) {
+        Ok(module_key) => {
+            println!("{module_key}");
+            ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("shardhost: {e:#}");
