@@ -35,6 +35,10 @@ pub const SHARD_COMMAND_CHANNEL_CAPACITY: usize = 64;
 pub const SHARD_REPORT_CHANNEL_CAPACITY: usize = 1024;
 /// How long a graceful stop waits for a shard thread to finish.
 pub const SHARD_STOP_TIMEOUT_MS: u64 = 5_000;
+/// Default of `--shard-inflight-max`: invocations one shard runs at once.
+pub const SHARD_INFLIGHT_MAX_DEFAULT: u64 = 1_024;
+/// Largest `--shard-inflight-max` accepted.
+pub const SHARD_INFLIGHT_MAX_LIMIT: u64 = 1 << 20;
 /// Default timeout of outbound RPC (`WASMCLOUD_RPC_TIMEOUT_MS`).
 pub const RPC_TIMEOUT_MS_DEFAULT: u64 = 2_000;
 /// Default delay between a provider shutdown request and killing its process.
@@ -189,6 +193,10 @@ pub struct HostArgs {
     /// this process may run on.
     #[arg(long = "shards", env = "SHARDHOST_SHARDS", value_parser = clap::value_parser!(u64).range(1..=SHARD_COUNT_MAX as u64))]
     pub shards: Option<u64>,
+    /// Invocations one shard runs at once; beyond it the shard stops reading its socket and
+    /// NATS hands the work to other subscribers (other shards and hosts) or queues it.
+    #[arg(long = "shard-inflight-max", env = "SHARDHOST_SHARD_INFLIGHT_MAX", default_value_t = SHARD_INFLIGHT_MAX_DEFAULT, value_parser = clap::value_parser!(u64).range(1..=SHARD_INFLIGHT_MAX_LIMIT))]
+    pub shard_inflight_max: u64,
     /// Heartbeat period in ms.
     #[arg(long = "heartbeat-interval-ms", env = "SHARDHOST_HEARTBEAT_INTERVAL_MS", default_value_t = HEARTBEAT_INTERVAL_MS_DEFAULT)]
     pub heartbeat_interval_ms: u64,
@@ -355,6 +363,7 @@ pub struct Config {
     pub max_execution_time: Duration,
     pub heartbeat_interval: Duration,
     pub shard_count: usize,
+    pub shard_inflight_max: usize,
     pub policy_topic: Option<String>,
     /// Actor runtime limits (validated here, at start).
     pub runtime_limits: crate::runtime::RuntimeLimits,
@@ -497,6 +506,7 @@ impl Config {
             max_execution_time: Duration::from_millis(args.max_execution_time_ms),
             heartbeat_interval: Duration::from_millis(args.heartbeat_interval_ms),
             shard_count,
+            shard_inflight_max: args.shard_inflight_max as usize,
             policy_topic: args.policy_topic,
             runtime_limits,
             cache_dir: args.cache_dir,

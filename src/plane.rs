@@ -5,9 +5,11 @@
 //! on it (a report that does not fit is counted and folded into the next one).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::routing::RoutingSnapshot;
 use crate::runtime::CompiledActor;
+use crate::shard::conn::ConnConfig;
 
 /// Index of a shard, 0-based, dense.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -38,6 +40,61 @@ pub enum ShardCommand {
     Stop,
 }
 
+/// What every shard needs to serve invocations, fixed for the life of the process.
+#[derive(Debug, Clone)]
+pub struct ShardConfig {
+    /// The shard's own NATS connection (the host's rpc endpoint); `None` runs the shard
+    /// without NATS (pools only: unit tests and benches).
+    pub conn: Option<ConnConfig>,
+    pub lattice: String,
+    /// The host id (`N…`) put in outbound invocations.
+    pub host_id: String,
+    /// Signs outbound invocations (§3.2).
+    pub cluster_key: Arc<nkeys::KeyPair>,
+    /// How long an outbound call waits for its reply (`--rpc-timeout-ms`).
+    pub rpc_timeout: Duration,
+    /// Invocations a shard runs at once before it stops reading its socket.
+    pub inflight_max: usize,
+    /// Where payloads over the chunking threshold go (the control plane's object store
+    /// worker); `None`: chunked payloads are refused with an error.
+    pub chunks: Option<futures::channel::mpsc::Sender<ChunkRequest>>,
+}
+
+impl ShardConfig {
+    /// A shard without NATS (pools only), for tests and benches.
+    pub fn offline() -> ShardConfig {
+        ShardConfig {
+            conn: None,
+            lattice: "default".to_string(),
+            host_id: nkeys::KeyPair::new_server().public_key(),
+            cluster_key: Arc::new(nkeys::KeyPair::new_cluster()),
+            rpc_timeout: Duration::from_millis(2_000),
+            inflight_max: 1_024,
+            chunks: None,
+        }
+    }
+}
+
+/// Payloads larger than this go through the object store (PROTOCOL §2.6: 900 KiB).
+pub const CHUNK_THRESHOLD_BYTES: usize = 900 * 1024;
+
+/// Object store work a shard hands to the control plane (§2.6): the shard never blocks on it,
+/// it awaits `done` while serving other invocations.
+#[derive(Debug)]
+pub struct ChunkRequest {
+    pub op: ChunkOp,
+    pub done: futures::channel::oneshot::Sender<Result<bytes::Bytes, String>>,
+}
+
+/// One object store operation on the bucket named after the lattice.
+#[derive(Debug)]
+pub enum ChunkOp {
+    /// Read object `key` and delete it (the receiver of a chunked payload owns it).
+    Take(String),
+    /// Store `bytes` as object `key` (the sender of a chunked payload); `done` gets empty bytes.
+    Put(String, bytes::Bytes),
+}
+
 /// Plain counters a shard keeps (no atomics: only the owning shard writes them).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ShardStats {
@@ -47,6 +104,45 @@ pub struct ShardStats {
     pub routing_swaps: u64,
     /// Reports that did not fit in the report channel.
     pub reports_dropped: u64,
+    /// Messages received on actor subjects.
+    pub received: u64,
+    /// Invocations answered with the guest's result.
+    pub served: u64,
+    /// Refused before reaching a guest, by reason.
+    pub rejected_decode: u64,
+    pub rejected_auth: u64,
+    pub rejected_capability: u64,
+    pub rejected_target: u64,
+    pub rejected_not_running: u64,
+    /// Answered "overloaded": the in-flight bound and the waiting room were both full.
+    pub rejected_overload: u64,
+    /// Accepted while the shard was at its bound and run later.
+    pub queued: u64,
+    /// Invocations that reached a guest and failed (trap, deadline, guest error …).
+    pub guest_errors: u64,
+    /// Replies that could not be written (too large, bad reply subject).
+    pub reply_failures: u64,
+    /// Invocations without a reply subject (nobody to answer; counted and logged).
+    pub no_reply_subject: u64,
+    /// Running now.
+    pub inflight: u64,
+    /// Times the shard stopped reading because it was at `inflight_max` with a full waiting
+    /// room (and no outbound call waiting for a reply on the socket).
+    pub backpressure_pauses: u64,
+    /// Socket reads that carried invocations, and the invocations they carried.
+    pub batches: u64,
+    pub batched_invocations: u64,
+    pub batch_max: u64,
+    /// Nanoseconds spent verifying signatures (all batches).
+    pub verify_ns: u64,
+    /// Outbound calls (`__host_call` to providers and actors): sent, failed, timed out.
+    pub calls_sent: u64,
+    pub calls_failed: u64,
+    pub calls_timed_out: u64,
+    /// Payloads moved through the object store (in and out).
+    pub chunked: u64,
+    /// Reconnects of the shard's NATS connection.
+    pub reconnects: u64,
 }
 
 /// Shard → control plane.
@@ -64,6 +160,14 @@ pub enum ShardReport {
     ActorPoolReady { shard: ShardId, key: String, warm: u32 },
     /// The shard could not build actor `key`'s pool.
     ActorPoolFailed { shard: ShardId, key: String, error: String },
+    /// The shard's NATS connection is up (`connected`) or lost.
+    Connection {
+        shard: ShardId,
+        connected: bool,
+        detail: String,
+    },
+    /// Periodic counters.
+    Stats { shard: ShardId, stats: ShardStats },
     /// The shard finished; these are its final counters.
     Stopped { shard: ShardId, stats: ShardStats },
 }

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use crate::auth::claims::{self, ActorClaims};
 use crate::lattice::RefMap;
-use crate::plane::ShardCommand;
+use crate::plane::{ShardCommand, ShardId};
 use crate::runtime::{CompileCache, CompiledActor};
 
 use super::actors::{
@@ -294,8 +294,14 @@ impl ControlPlane {
                 let actor = actor.clone();
                 self.store_actor_metadata(&actor, prepared.fetched.digest.is_some())
                     .await;
-                self.sync_shard_pools(&actor.claims.subject);
-                self.emit_started(&actor, &annotations, &ids).await;
+                let ready = self.sync_shard_pools(&actor.claims.subject);
+                let events = self.events.clone();
+                let host_id = self.info.identity.host_id();
+                tokio::spawn(async move {
+                    // Announce once every shard serves it (bounded: a stuck shard delays, never blocks).
+                    wait_ready(ready).await;
+                    emit_started_with(&events, &host_id, &actor, &annotations, &ids).await;
+                });
             }
             ActorRequest::Scale {
                 target, annotations, ..
@@ -317,14 +323,20 @@ impl ControlPlane {
         let (started, stopped) = self.actors.scale(template, annotations.clone(), target);
         let events = self.events.clone();
         let actor = self.actors.actors.get(&key).cloned();
-        if !stopped.is_empty() {
+        let ready = if !stopped.is_empty() {
             self.after_stop(&key, image_ref, &annotations, stopped);
+            None
         } else {
-            self.sync_shard_pools(&key);
-        }
+            Some(self.sync_shard_pools(&key))
+        };
         if let (Some(actor), false) = (actor, started.is_empty()) {
             let host_id = self.info.identity.host_id();
-            tokio::spawn(async move { emit_started_with(&events, &host_id, &actor, &annotations, &started).await });
+            tokio::spawn(async move {
+                if let Some(ready) = ready {
+                    wait_ready(ready).await;
+                }
+                emit_started_with(&events, &host_id, &actor, &annotations, &started).await
+            });
         }
     }
 
@@ -345,15 +357,20 @@ impl ControlPlane {
         let updated = current.clone();
         self.store_actor_metadata(&updated, store).await;
         // Shards build the new pool before dropping the old one: calls in flight finish on
-        // their leased instances, new calls take new instances.
-        self.sync_shard_pools(actor_id);
+        // their leased instances, new calls take new instances. Announced once all swapped.
+        let ready = self.sync_shard_pools(actor_id);
         let revision = updated.claims.revision_or_iat();
-        for group in &updated.groups {
-            for id in &group.instance_ids {
-                let data = json!({ "public_key": actor_id, "revision": revision, "instance_id": id });
-                self.events.emit("actor_updated", data).await;
+        let events = self.events.clone();
+        let actor_id = actor_id.to_string();
+        tokio::spawn(async move {
+            wait_ready(ready).await;
+            for group in &updated.groups {
+                for id in &group.instance_ids {
+                    let data = json!({ "public_key": actor_id, "revision": revision, "instance_id": id });
+                    events.emit("actor_updated", data).await;
+                }
             }
-        }
+        });
     }
 
     async fn update_failed(&self, actor_id: &str, claims: &ActorClaims, reason: &str) {
@@ -384,10 +401,6 @@ impl ControlPlane {
         self.events.emit("actors_start_failed", data).await;
     }
 
-    async fn emit_started(&self, actor: &RunningActor, annotations: &Annotations, ids: &[String]) {
-        emit_started_with(&self.events, &self.info.identity.host_id(), actor, annotations, ids).await;
-    }
-
     /// After instances stopped: shard pools, events, and forgetting the module when none remain.
     fn after_stop(&mut self, key: &str, image_ref: String, annotations: &Annotations, stopped: Vec<String>) {
         let remaining = self.actors.actors.get(key).map_or(0, RunningActor::instance_count);
@@ -415,8 +428,9 @@ impl ControlPlane {
         self.compiled.clear();
     }
 
-    /// Tell every shard how many warm instances of `key` to keep (0 = drop the pool).
-    fn sync_shard_pools(&mut self, key: &str) {
+    /// Tell every shard how many warm instances of `key` to keep (0 = drop the pool). The
+    /// receiver completes when every shard has applied it (see [`PoolBarrier`]).
+    fn sync_shard_pools(&mut self, key: &str) -> tokio::sync::oneshot::Receiver<()> {
         let shards = self.shards.len().max(1) as u32;
         let command = match (self.actors.actors.get(key), self.compiled.get(key)) {
             (Some(actor), Some(compiled)) => {
@@ -431,8 +445,34 @@ impl ControlPlane {
             }
             _ => ShardCommand::ActorStop { key: key.to_string() },
         };
-        if let Err(e) = self.shards.broadcast(&command) {
-            tracing::error!(actor = key, error = %e, "cannot hand the actor's pool to a shard");
+        let (done, ready) = tokio::sync::oneshot::channel();
+        match self.shards.broadcast(&command) {
+            Ok(()) => self.pool_barriers.push(PoolBarrier {
+                key: key.to_string(),
+                pending: (0..self.shards.len()).map(|i| ShardId(i as u16)).collect(),
+                done,
+            }),
+            // `done` dropped: nobody waits for a command that did not reach every shard.
+            Err(e) => tracing::error!(actor = key, error = %e, "cannot hand the actor's pool to a shard"),
+        }
+        ready
+    }
+
+    /// A shard applied (or failed) the latest pool command for `key`.
+    pub(super) fn on_pool_report(&mut self, shard: ShardId, key: &str) {
+        if let Some(barrier) = self
+            .pool_barriers
+            .iter_mut()
+            .find(|b| b.key == key && b.pending.contains(&shard))
+        {
+            barrier.pending.remove(&shard);
+        }
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pool_barriers)
+            .into_iter()
+            .partition(|b| b.pending.is_empty());
+        self.pool_barriers = waiting;
+        for barrier in done {
+            let _ = barrier.done.send(());
         }
     }
 
@@ -498,4 +538,26 @@ async fn emit_started_with(
         "host_id": host_id, "claims": claims, "count": ids.len(),
     });
     events.emit("actors_started", data).await;
+}
+
+/// Longest an event waits for the shards to apply an actor's pool before it is emitted anyway.
+pub const POOL_READY_WAIT_MS: u64 = 10_000;
+
+/// Waits for every shard to report on one pool command for `key` (each shard answers its
+/// commands in order, so the oldest barrier still waiting on a shard is the one it answered).
+pub struct PoolBarrier {
+    pub key: String,
+    pub pending: std::collections::BTreeSet<ShardId>,
+    pub done: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Wait (bounded) until the shards applied a pool command.
+async fn wait_ready(ready: tokio::sync::oneshot::Receiver<()>) {
+    let limit = std::time::Duration::from_millis(POOL_READY_WAIT_MS);
+    if tokio::time::timeout(limit, ready).await.is_err() {
+        tracing::warn!(
+            ?limit,
+            "shards did not confirm the actor's pool in time; announcing anyway"
+        );
+    }
 }

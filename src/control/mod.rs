@@ -7,6 +7,7 @@
 
 pub mod actor_ops;
 pub mod actors;
+pub mod chunks;
 pub mod ctl;
 pub mod events;
 pub mod fetch;
@@ -28,9 +29,10 @@ use serde_json::{json, Value};
 
 use crate::config::{Config, SHARD_STOP_TIMEOUT_MS};
 use crate::lattice::{Change, LatticeState, LinkDefinition};
-use crate::plane::{ShardCommand, ShardId, ShardReport, ShardStats};
+use crate::plane::{ShardCommand, ShardConfig, ShardId, ShardReport, ShardStats};
 use crate::routing::RoutingSnapshot;
 use crate::runtime::{CompileCache, CompiledActor, Runtime};
+use crate::shard::conn::ConnConfig;
 use actor_ops::{ActorJob, Preparer, ACTOR_JOBS_CHANNEL_CAPACITY};
 use actors::ActorTable;
 use ctl::{ack_err, ack_ok, parse_body, CtlRequest, HostCommand};
@@ -78,6 +80,8 @@ pub struct ControlPlane {
     preparer: Preparer,
     jobs_tx: tokio::sync::mpsc::Sender<ActorJob>,
     jobs_rx: tokio::sync::mpsc::Receiver<ActorJob>,
+    /// Pool commands waiting for every shard's report (events wait on them).
+    pool_barriers: Vec<actor_ops::PoolBarrier>,
 }
 
 impl ControlPlane {
@@ -113,10 +117,41 @@ impl ControlPlane {
             fetcher: Arc::new(tokio::sync::Mutex::new(fetcher)),
             compile_cache: Arc::new(std::sync::Mutex::new(compile_cache)),
         };
+        if config.rpc.tls {
+            anyhow::bail!(
+                "the shards' NATS client does not speak TLS: use a plain rpc connection (e.g. a local leaf node)"
+            );
+        }
+        let (chunks_tx, chunks_rx) = futures::channel::mpsc::channel(chunks::CHUNK_CHANNEL_CAPACITY);
+        tokio::spawn(chunks::serve(
+            ctl.clone(),
+            config.lattice.clone(),
+            config.js_domain.clone(),
+            chunks_rx,
+        ));
+        let rpc_host = if config.rpc.host.contains(':') && !config.rpc.host.starts_with('[') {
+            format!("[{}]", config.rpc.host)
+        } else {
+            config.rpc.host.clone()
+        };
+        let shard_config = ShardConfig {
+            conn: Some(ConnConfig {
+                servers: vec![format!("{rpc_host}:{}", config.rpc.port)],
+                auth: config.rpc.auth.clone(),
+                name: format!("shardhost rpc {host_id}"),
+            }),
+            lattice: config.lattice.clone(),
+            host_id: host_id.clone(),
+            cluster_key: Arc::clone(&config.identity.cluster_key),
+            rpc_timeout: config.rpc_timeout,
+            inflight_max: config.shard_inflight_max,
+            chunks: Some(chunks_tx),
+        };
         let shards = ShardSet::start(
             config.shard_count,
             Duration::from_millis(SHARD_START_TIMEOUT_MS),
             runtime,
+            shard_config,
         )
         .await
         .context("cannot start the shards")?;
@@ -154,6 +189,7 @@ impl ControlPlane {
             preparer,
             jobs_tx,
             jobs_rx,
+            pool_barriers: Vec::new(),
         };
         plane.publish_routing();
         Ok(plane)
@@ -387,6 +423,46 @@ impl ControlPlane {
     async fn emit_heartbeat(&self) {
         let data = self.info.heartbeat(&self.actors.heartbeat_counts(), Vec::new());
         self.events.emit("host_heartbeat", data).await;
+        self.log_shard_stats();
+    }
+
+    /// One log line per shard with its data-path counters (at every heartbeat).
+    fn log_shard_stats(&self) {
+        for (shard, s) in &self.shard_stats {
+            let rejected = s.rejected_decode
+                + s.rejected_auth
+                + s.rejected_capability
+                + s.rejected_target
+                + s.rejected_not_running;
+            let mean_batch = s.batched_invocations.checked_div(s.batches).unwrap_or(0);
+            let verify_ns_per_invocation = s.verify_ns.checked_div(s.batched_invocations).unwrap_or(0);
+            tracing::info!(
+                %shard,
+                received = s.received,
+                served = s.served,
+                rejected,
+                rejected_decode = s.rejected_decode,
+                rejected_auth = s.rejected_auth,
+                rejected_capability = s.rejected_capability,
+                rejected_target = s.rejected_target,
+                rejected_not_running = s.rejected_not_running,
+                rejected_overload = s.rejected_overload,
+                queued = s.queued,
+                guest_errors = s.guest_errors,
+                inflight = s.inflight,
+                backpressure_pauses = s.backpressure_pauses,
+                batches = s.batches,
+                mean_batch,
+                batch_max = s.batch_max,
+                verify_ns_per_invocation,
+                calls_sent = s.calls_sent,
+                calls_failed = s.calls_failed,
+                calls_timed_out = s.calls_timed_out,
+                chunked = s.chunked,
+                reconnects = s.reconnects,
+                "shard counters"
+            );
+        }
     }
 
     /// React to a lattice change seen after start: events, forwarding to providers, and a
@@ -446,11 +522,25 @@ impl ControlPlane {
                 self.shard_stats.insert(shard, stats);
             }
             ShardReport::Started { shard, .. } => tracing::debug!(%shard, "late shard start report"),
+            ShardReport::Connection {
+                shard,
+                connected: true,
+                detail,
+            } => tracing::info!(%shard, server = %detail, "shard NATS connection up"),
+            ShardReport::Connection { shard, detail, .. } => {
+                tracing::warn!(%shard, reason = %detail, "shard NATS connection down")
+            }
+            ShardReport::Stats { shard, stats } => {
+                tracing::debug!(%shard, ?stats, "shard counters");
+                self.shard_stats.insert(shard, stats);
+            }
             ShardReport::ActorPoolReady { shard, key, warm } => {
-                tracing::debug!(%shard, actor = %key, warm, "actor pool ready")
+                tracing::debug!(%shard, actor = %key, warm, "actor pool ready");
+                self.on_pool_report(shard, &key);
             }
             ShardReport::ActorPoolFailed { shard, key, error } => {
-                tracing::error!(%shard, actor = %key, %error, "shard cannot build the actor's pool")
+                tracing::error!(%shard, actor = %key, %error, "shard cannot build the actor's pool");
+                self.on_pool_report(shard, &key);
             }
         }
     }

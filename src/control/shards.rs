@@ -8,7 +8,7 @@ use futures::StreamExt;
 use glommio::CpuSet;
 
 use crate::config::{SHARD_COMMAND_CHANNEL_CAPACITY, SHARD_REPORT_CHANNEL_CAPACITY};
-use crate::plane::{ShardCommand, ShardId, ShardReport, ShardStats};
+use crate::plane::{ShardCommand, ShardConfig, ShardId, ShardReport, ShardStats};
 use crate::runtime::Runtime;
 use crate::shard;
 
@@ -40,7 +40,12 @@ pub struct ShardSet {
 impl ShardSet {
     /// Start `count` shards, shard i pinned to the i-th online CPU (wrapping when there are
     /// more shards than CPUs), and wait until each reports that it runs.
-    pub async fn start(count: usize, start_timeout: Duration, runtime: Runtime) -> Result<ShardSet, ShardError> {
+    pub async fn start(
+        count: usize,
+        start_timeout: Duration,
+        runtime: Runtime,
+        config: ShardConfig,
+    ) -> Result<ShardSet, ShardError> {
         let cpus: Vec<usize> = CpuSet::online()
             .map_err(|e| ShardError::Topology(e.to_string()))?
             .into_iter()
@@ -60,11 +65,15 @@ impl ShardSet {
             let id = ShardId(index as u16);
             let cpu = cpus.get(index % cpus.len().max(1)).copied();
             let (tx, rx) = mpsc::channel(SHARD_COMMAND_CHANNEL_CAPACITY);
-            let handle =
-                shard::spawn(id, cpu, runtime.clone(), rx, report_tx.clone()).map_err(|e| ShardError::Spawn {
-                    shard: id,
-                    reason: e.to_string(),
-                })?;
+            let mut shard_config = config.clone();
+            if let Some(conn) = &mut shard_config.conn {
+                conn.name = format!("{} {id}", conn.name);
+            }
+            let spawned = shard::spawn(id, cpu, runtime.clone(), shard_config, rx, report_tx.clone());
+            let handle = spawned.map_err(|e| ShardError::Spawn {
+                shard: id,
+                reason: e.to_string(),
+            })?;
             senders.push(tx);
             threads.push(handle);
         }
@@ -161,6 +170,7 @@ mod tests {
             2,
             Duration::from_secs(10),
             crate::runtime::Runtime::new(&Default::default()).expect("runtime"),
+            ShardConfig::offline(),
         )
         .await
         .expect("shards start");

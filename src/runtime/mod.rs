@@ -47,7 +47,7 @@ use std::sync::Arc;
 pub use abi::{HostCallFuture, HostCalls, NoHostCalls};
 pub use engine::{CacheSource, CompileCache, CompileCacheStats, CompiledActor, Runtime, ShapeError};
 pub use limits::{Reservation, RuntimeLimits};
-pub use pool::{fresh_instance_invoke, invoke, ActorPool, GiveBack, PoolStats, WarmInstance};
+pub use pool::{fresh_instance_invoke, invoke, ActorPool, GiveBack, InstanceFactory, PoolStats, WarmInstance};
 
 /// How a busy guest gives its executor a turn: called at every epoch tick while a guest runs;
 /// the guest resumes once the returned future completes. On tokio a ~10 µs sleep; on a glommio

@@ -59,7 +59,6 @@ pub struct WarmInstance {
 }
 
 /// What [`ActorPool::give_back`] did with an instance.
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GiveBack {
     /// Back among the idle instances.
     Idle,
@@ -67,6 +66,8 @@ pub enum GiveBack {
     Retired(Option<InvokeError>),
     /// Healthy but the pool was full.
     Trimmed,
+    /// Not leased from this pool: returned unchanged (a caller bug; nothing was counted).
+    Foreign(WarmInstance),
 }
 
 impl WarmInstance {
@@ -168,13 +169,69 @@ fn on_epoch(park: Parker) -> impl FnMut(StoreContextMut<'_, GuestState>) -> wasm
     }
 }
 
-/// The warm instances of one actor on one shard.
-pub struct ActorPool {
+/// Creates initialised instances of one pool's actor. Cheap to clone (reference counts), so a
+/// shard can build instances in a task of its own while the pool keeps serving; the instances
+/// are then handed to the pool with [`ActorPool::adopt_idle`] or [`ActorPool::adopt_leased`].
+#[derive(Clone)]
+pub struct InstanceFactory {
     runtime: Runtime,
     pre: InstancePre<GuestState>,
     actor: Arc<ActorContext>,
     park: Parker,
     pool_id: u64,
+}
+
+impl InstanceFactory {
+    /// Create and initialise one instance: a store with the memory limit and the epoch
+    /// callback, the instance from the `InstancePre`, then the init exports (§9.2 step 1)
+    /// under the same deadline as a call.
+    pub async fn instantiate(&self) -> Result<WarmInstance, InvokeError> {
+        let engine = self.runtime.engine();
+        let mut store = Store::new(engine, GuestState::new(Arc::clone(&self.actor)));
+        store.limiter(|state| &mut state.memory_limit);
+        store.epoch_deadline_callback(on_epoch(Arc::clone(&self.park)));
+        store.data_mut().begin_call(&[], &[]);
+        store.set_epoch_deadline(1);
+        let instance = match self.pre.instantiate_async(&mut store).await {
+            Ok(instance) => instance,
+            Err(e) => return Err(InvokeError::Instantiate(format!("{e:#}"))),
+        };
+        let memory = instance.get_memory(&mut store, "memory");
+        store.data_mut().memory = memory;
+        let guest_call = instance
+            .get_typed_func::<(i32, i32), i32>(&mut store, "__guest_call")
+            .map_err(|e| InvokeError::Instantiate(format!("{e:#}")))?;
+        for name in INIT_EXPORTS {
+            let Some(func) = instance.get_func(&mut store, name) else {
+                continue;
+            };
+            let init = func
+                .typed::<(), ()>(&store)
+                .map_err(|e| InvokeError::Instantiate(format!("{e:#}")))?;
+            if let Err(e) = init.call_async(&mut store, ()).await {
+                match classify(&e, store.data()) {
+                    // A WASI command's `_start` may end with exit(0): initialisation finished.
+                    InvokeError::ProcExit(0) => {}
+                    reason => return Err(InvokeError::Instantiate(format!("{name}: {reason}"))),
+                }
+            }
+        }
+        store.data_mut().call_started = None;
+        Ok(WarmInstance {
+            store,
+            guest_call,
+            pool_id: self.pool_id,
+            invocations: 0,
+            invocations_max: self.runtime.limits().instance_max_invocations,
+            retire: None,
+            unreported: PoolStats::default(),
+        })
+    }
+}
+
+/// The warm instances of one actor on one shard.
+pub struct ActorPool {
+    factory: InstanceFactory,
     size: usize,
     idle: Vec<WarmInstance>,
     leased_count: usize,
@@ -219,12 +276,15 @@ impl ActorPool {
             execution_deadline: Duration::from_millis(limits.execution_deadline_ms),
             memory_bytes_max: limits.memory_bytes_max,
         });
-        let mut pool = ActorPool {
+        let factory = InstanceFactory {
             runtime: runtime.clone(),
             pre,
             actor,
             park,
             pool_id: POOL_IDS.fetch_add(1, Ordering::Relaxed),
+        };
+        let mut pool = ActorPool {
+            factory,
             size,
             idle: Vec::with_capacity(size),
             leased_count: 0,
@@ -241,7 +301,7 @@ impl ActorPool {
     }
 
     pub fn actor_key(&self) -> &str {
-        &self.actor.actor_key
+        &self.factory.actor.actor_key
     }
 
     pub fn stats(&self) -> PoolStats {
@@ -266,51 +326,59 @@ impl ActorPool {
         self.idle.len() + self.leased_count < self.size
     }
 
-    /// Create and initialise one instance: a store with the memory limit and the epoch
-    /// callback, the instance from the `InstancePre`, then the init exports (§9.2 step 1)
-    /// under the same deadline as a call.
+    /// Create one instance through the factory, counted as created.
     async fn instantiate(&mut self) -> Result<WarmInstance, InvokeError> {
         self.stats.created += 1;
-        let engine = self.runtime.engine();
-        let mut store = Store::new(engine, GuestState::new(Arc::clone(&self.actor)));
-        store.limiter(|state| &mut state.memory_limit);
-        store.epoch_deadline_callback(on_epoch(Arc::clone(&self.park)));
-        store.data_mut().begin_call(&[], &[]);
-        store.set_epoch_deadline(1);
-        let instance = match self.pre.instantiate_async(&mut store).await {
-            Ok(instance) => instance,
-            Err(e) => return Err(InvokeError::Instantiate(format!("{e:#}"))),
-        };
-        let memory = instance.get_memory(&mut store, "memory");
-        store.data_mut().memory = memory;
-        let guest_call = instance
-            .get_typed_func::<(i32, i32), i32>(&mut store, "__guest_call")
-            .map_err(|e| InvokeError::Instantiate(format!("{e:#}")))?;
-        for name in INIT_EXPORTS {
-            let Some(func) = instance.get_func(&mut store, name) else {
-                continue;
-            };
-            let init = func
-                .typed::<(), ()>(&store)
-                .map_err(|e| InvokeError::Instantiate(format!("{e:#}")))?;
-            if let Err(e) = init.call_async(&mut store, ()).await {
-                match classify(&e, store.data()) {
-                    // A WASI command's `_start` may end with exit(0): initialisation finished.
-                    InvokeError::ProcExit(0) => {}
-                    reason => return Err(InvokeError::Instantiate(format!("{name}: {reason}"))),
-                }
-            }
+        self.factory.instantiate().await
+    }
+
+    /// A handle that creates instances for this pool without borrowing it.
+    pub fn factory(&self) -> InstanceFactory {
+        self.factory.clone()
+    }
+
+    /// Identifies this pool among all pools of the process.
+    pub fn pool_id(&self) -> u64 {
+        self.factory.pool_id
+    }
+
+    /// Whether `instance` was made for this pool.
+    pub fn owns(&self, instance: &WarmInstance) -> bool {
+        instance.pool_id == self.factory.pool_id
+    }
+
+    /// Instances missing for the pool to be back at its size (idle + leased).
+    pub fn missing(&self) -> usize {
+        self.size.saturating_sub(self.idle.len() + self.leased_count)
+    }
+
+    /// Take an instance made by [`ActorPool::factory`] as idle. Refused (handed back as
+    /// `Some`) when it belongs to another pool or the pool is already at its size.
+    pub fn adopt_idle(&mut self, instance: WarmInstance) -> Option<WarmInstance> {
+        if !self.owns(&instance) || self.missing() == 0 {
+            return Some(instance);
         }
-        store.data_mut().call_started = None;
-        Ok(WarmInstance {
-            store,
-            guest_call,
-            pool_id: self.pool_id,
-            invocations: 0,
-            invocations_max: self.runtime.limits().instance_max_invocations,
-            retire: None,
-            unreported: PoolStats::default(),
-        })
+        self.stats.created += 1;
+        self.idle.push(instance);
+        None
+    }
+
+    /// Count an instance made by [`ActorPool::factory`] on the hot path (no instance was
+    /// idle) as leased; it must then be given back like any leased instance. Returns false
+    /// (nothing counted) when it belongs to another pool.
+    pub fn adopt_leased(&mut self, instance: &WarmInstance) -> bool {
+        if !self.owns(instance) {
+            return false;
+        }
+        self.stats.created += 1;
+        self.stats.created_on_demand += 1;
+        self.leased_count += 1;
+        true
+    }
+
+    /// Record that an on-demand instantiation failed.
+    pub fn note_instantiate_failure(&mut self) {
+        self.stats.refill_failures += 1;
     }
 
     /// Take an idle warm instance, or `None` when all are leased or retired.
@@ -332,8 +400,9 @@ impl ActorPool {
     /// Return a leased instance. It goes back to the idle list unless it failed, reached
     /// `instance_max_invocations`, or the pool is full. Counts its calls and failures.
     pub fn give_back(&mut self, mut instance: WarmInstance) -> GiveBack {
-        assert_eq!(instance.pool_id, self.pool_id, "instance given back to another pool");
-        assert!(self.leased_count > 0, "give_back without a lease");
+        if !self.owns(&instance) || self.leased_count == 0 {
+            return GiveBack::Foreign(instance);
+        }
         self.leased_count -= 1;
         self.count(&mut instance);
         if instance.must_retire() {
@@ -369,7 +438,7 @@ impl ActorPool {
                 Err(reason) => {
                     self.stats.refill_failures += 1;
                     return Err(RuntimeError::Instantiate {
-                        actor: self.actor.actor_key.to_string(),
+                        actor: self.factory.actor.actor_key.to_string(),
                         reason,
                     });
                 }
@@ -384,7 +453,7 @@ impl Drop for ActorPool {
         debug_assert!(
             self.leased_count == 0 || std::thread::panicking(),
             "actor pool {} dropped with {} instances still leased",
-            self.actor.actor_key,
+            self.factory.actor.actor_key,
             self.leased_count
         );
     }

@@ -7,22 +7,32 @@
 //! [`Conn::reconnect`] tries every known server with exponential backoff, sends `CONNECT`
 //! again (signing the new nonce) and re-subscribes every subscription under its old sid.
 
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
+use std::future::poll_fn;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::ops::Range;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
-use futures::{AsyncReadExt, AsyncWriteExt};
+use futures::io::{ReadHalf, WriteHalf};
+use futures::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use serde::Deserialize;
+
+use super::notify::Notify;
 
 use crate::config::NatsAuth;
 use crate::wire::nats::{self as proto, ConnectOptions, ProtocolError, ServerOp};
 
 /// Bytes asked of the socket per read; the buffer grows to hold one whole frame if needed.
 pub const READ_CHUNK_BYTES: usize = 64 << 10;
+/// Smallest free space offered to a read before the buffer is extended by a chunk.
+pub const READ_MIN_BYTES: usize = 16 << 10;
 /// Largest payload we accept before the server told us its own `max_payload`.
 pub const MAX_PAYLOAD_BYTES_DEFAULT: usize = 1 << 20;
 /// Longest a TCP connect may take.
@@ -93,6 +103,11 @@ impl Inbound {
     pub fn reply(&self) -> Option<&str> {
         self.reply.as_deref().and_then(|r| std::str::from_utf8(r).ok())
     }
+
+    /// The reply subject as a slice of the frame (kept by tasks that answer later).
+    pub fn reply_bytes(&self) -> Option<Bytes> {
+        self.reply.clone()
+    }
 }
 
 /// Settings of a shard connection.
@@ -112,17 +127,249 @@ struct Subscription {
     queue: Option<String>,
 }
 
-/// One shard's NATS connection.
+/// The write side of a shard's connection, shared (in an `Rc`) by every task of the shard.
+///
+/// Publishing appends a frame to a buffer and wakes the connection's writer task, which sends
+/// everything queued in one `write` when it next runs: replies finished in the same executor
+/// turn leave together. Protocol frames (`SUB`, `UNSUB`, `PONG`) and publications are kept
+/// apart: after a reconnect the former are rebuilt from the subscription table while queued
+/// publications are sent on the new connection (a reply is never dropped because the socket
+/// broke before it left).
+#[derive(Default)]
+pub struct Outbox {
+    control: RefCell<Vec<u8>>,
+    data: RefCell<Vec<u8>>,
+    ready: Notify,
+    drained: Notify,
+    subscriptions: RefCell<BTreeMap<u64, Subscription>>,
+    next_sid: Cell<u64>,
+    max_payload: Cell<usize>,
+    /// Set by the writer when a write failed; the reader then ends its read with an error.
+    writer_failed: Cell<bool>,
+    failure_waker: Cell<Option<Waker>>,
+    /// `PING`s we sent after the handshake and `PONG`s that answered them.
+    pings_sent: Cell<u64>,
+    pongs_received: Cell<u64>,
+    pong: Notify,
+    /// Successful socket writes and the bytes they carried.
+    writes: Cell<u64>,
+    bytes_written: Cell<u64>,
+}
+
+impl Outbox {
+    /// An empty outbox; frames queued before the connection exists leave once it does.
+    pub fn new() -> Outbox {
+        let outbox = Outbox::default();
+        outbox.next_sid.set(1);
+        outbox.max_payload.set(MAX_PAYLOAD_BYTES_DEFAULT);
+        outbox
+    }
+
+    /// The server's `max_payload` (or our default before it said).
+    pub fn max_payload(&self) -> usize {
+        self.max_payload.get()
+    }
+
+    /// Subscribe to `subject` (in queue group `queue`); returns the sid. Restored after every
+    /// reconnect until [`Outbox::unsubscribe`].
+    pub fn subscribe(&self, subject: &str, queue: Option<&str>) -> Result<u64, ConnError> {
+        let sid = self.next_sid.get();
+        proto::write_sub(&mut *self.control.borrow_mut(), subject, queue, sid)
+            .map_err(|e| ConnError::Encode(e.to_string()))?;
+        self.next_sid.set(sid + 1);
+        let subscription = Subscription {
+            subject: subject.to_string(),
+            queue: queue.map(str::to_string),
+        };
+        self.subscriptions.borrow_mut().insert(sid, subscription);
+        self.ready.notify();
+        Ok(sid)
+    }
+
+    /// Drop subscription `sid` (unknown sids are ignored).
+    pub fn unsubscribe(&self, sid: u64) {
+        if self.subscriptions.borrow_mut().remove(&sid).is_some() {
+            proto::write_unsub(&mut *self.control.borrow_mut(), sid, None);
+            self.ready.notify();
+        }
+    }
+
+    /// Queue a publication. A payload over the server's `max_payload` is an error here rather
+    /// than a connection the server closes.
+    pub fn publish(&self, subject: &str, reply: Option<&str>, payload: &[u8]) -> Result<(), ConnError> {
+        proto::write_pub(
+            &mut *self.data.borrow_mut(),
+            subject,
+            reply,
+            payload,
+            self.max_payload(),
+        )
+        .map_err(|e| ConnError::Encode(e.to_string()))?;
+        self.ready.notify();
+        Ok(())
+    }
+
+    /// Queue a publication whose `payload_len` bytes `encode` writes straight into the write
+    /// buffer (see [`proto::write_pub_with`]).
+    pub fn publish_with(
+        &self,
+        subject: &str,
+        reply: Option<&str>,
+        payload_len: usize,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<(), ConnError> {
+        let max = self.max_payload();
+        proto::write_pub_with(&mut self.data.borrow_mut(), subject, reply, payload_len, max, encode)
+            .map_err(|e| ConnError::Encode(e.to_string()))?;
+        self.ready.notify();
+        Ok(())
+    }
+
+    /// Bytes queued and not yet handed to the socket.
+    pub fn pending_bytes(&self) -> usize {
+        self.control.borrow().len() + self.data.borrow().len()
+    }
+
+    /// Socket writes so far and the bytes they carried.
+    pub fn write_counts(&self) -> (u64, u64) {
+        (self.writes.get(), self.bytes_written.get())
+    }
+
+    /// Wait until everything queued so far has been written to the socket (one waiter at a
+    /// time).
+    pub async fn drained(&self) {
+        while self.pending_bytes() > 0 {
+            self.drained.notified().await;
+        }
+    }
+
+    /// Wait until the server has processed everything queued so far: send a `PING` and wait
+    /// for its `PONG` (the server handles one connection's commands in order). One waiter at a
+    /// time; bound the wait, as a connection may be down.
+    pub async fn confirmed(&self) {
+        let wanted = self.pings_sent.get() + 1;
+        self.pings_sent.set(wanted);
+        proto::write_ping(&mut *self.control.borrow_mut());
+        self.ready.notify();
+        while self.pongs_received.get() < wanted {
+            self.pong.notified().await;
+        }
+    }
+
+    fn on_pong(&self) {
+        self.pongs_received.set(self.pongs_received.get() + 1);
+        self.pong.notify();
+    }
+
+    /// Start over on a new connection: protocol frames queued for the old one are dropped and
+    /// every subscription is sent again under its sid, ahead of the queued publications.
+    fn restart(&self) -> Result<(), ConnError> {
+        let mut control = self.control.borrow_mut();
+        control.clear();
+        for (sid, sub) in self.subscriptions.borrow().iter() {
+            proto::write_sub(&mut *control, &sub.subject, sub.queue.as_deref(), *sid)
+                .map_err(|e| ConnError::Encode(e.to_string()))?;
+        }
+        self.writer_failed.set(false);
+        // PINGs lost with the old connection will never be answered: count them as answered
+        // (the subscriptions they confirmed are being sent again).
+        self.pongs_received.set(self.pings_sent.get());
+        self.pong.notify();
+        self.ready.notify();
+        Ok(())
+    }
+
+    fn fail_writer(&self) {
+        self.writer_failed.set(true);
+        if let Some(waker) = self.failure_waker.take() {
+            waker.wake();
+        }
+    }
+}
+
+/// The writer task of one connection: sends whatever is queued, protocol frames first, until a
+/// write fails. Publications of a failed write go back to the front of the queue.
+async fn write_loop(outbox: Rc<Outbox>, mut socket: WriteHalf<TcpStream>) {
+    let mut sending = Vec::with_capacity(READ_CHUNK_BYTES);
+    loop {
+        if outbox.pending_bytes() == 0 {
+            outbox.drained.notify();
+            outbox.ready.notified().await;
+            continue;
+        }
+        for control in [true, false] {
+            sending.clear();
+            let queue = if control { &outbox.control } else { &outbox.data };
+            std::mem::swap(&mut *queue.borrow_mut(), &mut sending);
+            if sending.is_empty() {
+                continue;
+            }
+            if let Err(error) = socket.write_all(&sending).await {
+                tracing::debug!(%error, "shard NATS write failed");
+                if !control {
+                    let mut data = outbox.data.borrow_mut();
+                    sending.extend_from_slice(&data);
+                    std::mem::swap(&mut *data, &mut sending);
+                }
+                outbox.fail_writer();
+                return;
+            }
+            outbox.writes.set(outbox.writes.get() + 1);
+            outbox
+                .bytes_written
+                .set(outbox.bytes_written.get() + sending.len() as u64);
+        }
+    }
+}
+
+/// Bytes read but not yet parsed, in a buffer whose tail past `filled` is already initialised
+/// (so a read does not zero 64 KiB first).
+struct ReadBuf {
+    buf: BytesMut,
+    filled: usize,
+}
+
+impl ReadBuf {
+    fn new(leftover: BytesMut) -> ReadBuf {
+        let filled = leftover.len();
+        ReadBuf { buf: leftover, filled }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        self.buf.get(..self.filled).unwrap_or_default()
+    }
+
+    /// Cut the first `used` bytes off as a frozen frame.
+    fn take(&mut self, used: usize) -> Bytes {
+        self.filled -= used;
+        self.buf.split_to(used).freeze()
+    }
+
+    /// Drop the first `used` bytes.
+    fn skip(&mut self, used: usize) {
+        let _ = self.take(used);
+    }
+
+    /// Space to read into: at least [`READ_MIN_BYTES`] past `filled`.
+    fn spare(&mut self) -> &mut [u8] {
+        if self.buf.len() - self.filled < READ_MIN_BYTES {
+            self.buf.resize(self.filled + READ_CHUNK_BYTES, 0);
+        }
+        &mut self.buf[self.filled..]
+    }
+}
+
+/// One shard's NATS connection: the reading side (this struct, owned by the shard's reader)
+/// plus a writer task and the shared [`Outbox`].
 pub struct Conn {
     config: ConnConfig,
-    stream: TcpStream,
-    read_buf: BytesMut,
-    write_buf: Vec<u8>,
+    read: ReadHalf<TcpStream>,
+    read_buf: ReadBuf,
     info: ServerInfo,
     /// Configured servers first, then those the cluster announced.
     servers: Vec<String>,
-    subscriptions: BTreeMap<u64, Subscription>,
-    next_sid: u64,
+    outbox: Rc<Outbox>,
+    writer: Option<glommio::Task<()>>,
     /// Completed reconnects, for the shard's report.
     pub reconnects: u64,
 }
@@ -155,22 +402,31 @@ fn read_creds(path: &str) -> Result<(String, String), ConnError> {
 }
 
 impl Conn {
-    /// Connect to the first server that answers.
+    /// Connect to the first server that answers and start the writer task. Must run on a
+    /// glommio executor.
     pub async fn connect(config: ConnConfig) -> Result<Conn, ConnError> {
+        Self::connect_with(config, Rc::new(Outbox::new())).await
+    }
+
+    /// [`Conn::connect`] with an outbox made earlier: subscriptions and publications queued
+    /// in it are sent once connected.
+    pub async fn connect_with(config: ConnConfig, outbox: Rc<Outbox>) -> Result<Conn, ConnError> {
         let mut last = ConnError::Resolve("no NATS server configured".to_string());
         for server in config.servers.clone() {
             match Self::open(&server, &config).await {
-                Ok((stream, read_buf, info)) => {
+                Ok((stream, leftover, info)) => {
                     let servers = config.servers.clone();
+                    let (read, write) = stream.split();
+                    outbox.restart()?;
+                    let writer = glommio::spawn_local(write_loop(Rc::clone(&outbox), write));
                     let mut conn = Conn {
                         config,
-                        stream,
-                        read_buf,
-                        write_buf: Vec::with_capacity(READ_CHUNK_BYTES),
+                        read,
+                        read_buf: ReadBuf::new(leftover),
                         info: ServerInfo::default(),
                         servers,
-                        subscriptions: BTreeMap::new(),
-                        next_sid: 1,
+                        outbox,
+                        writer: Some(writer),
                         reconnects: 0,
                     };
                     conn.apply_info(info);
@@ -236,16 +492,25 @@ impl Conn {
                 self.servers.push(url.clone());
             }
         }
+        if info.max_payload > 0 {
+            self.outbox.max_payload.set(info.max_payload);
+        }
         self.info = info;
+    }
+
+    /// The write side, to share with the shard's tasks.
+    pub fn outbox(&self) -> Rc<Outbox> {
+        Rc::clone(&self.outbox)
     }
 
     /// The server's `max_payload` (or our default before it said).
     pub fn max_payload(&self) -> usize {
-        if self.info.max_payload == 0 {
-            MAX_PAYLOAD_BYTES_DEFAULT
-        } else {
-            self.info.max_payload
-        }
+        self.outbox.max_payload()
+    }
+
+    /// The id of the server we are connected to.
+    pub fn server_id(&self) -> &str {
+        &self.info.server_id
     }
 
     /// The servers we know, configured and announced.
@@ -253,57 +518,45 @@ impl Conn {
         &self.servers
     }
 
-    /// Queue a subscription; returns its sid. Sent with the next [`Conn::flush`].
-    pub fn subscribe(&mut self, subject: &str, queue: Option<&str>) -> Result<u64, ConnError> {
-        let sid = self.next_sid;
-        proto::write_sub(&mut self.write_buf, subject, queue, sid).map_err(|e| ConnError::Encode(e.to_string()))?;
-        self.next_sid += 1;
-        let subscription = Subscription {
-            subject: subject.to_string(),
-            queue: queue.map(str::to_string),
-        };
-        self.subscriptions.insert(sid, subscription);
-        Ok(sid)
-    }
-
-    /// Queue an unsubscribe.
-    pub fn unsubscribe(&mut self, sid: u64) {
-        if self.subscriptions.remove(&sid).is_some() {
-            proto::write_unsub(&mut self.write_buf, sid, None);
-        }
-    }
-
-    /// Queue a publication. A payload over the server's `max_payload` is an error here rather
-    /// than a connection the server closes.
-    pub fn publish(&mut self, subject: &str, reply: Option<&str>, payload: &[u8]) -> Result<(), ConnError> {
-        let max = self.max_payload();
-        proto::write_pub(&mut self.write_buf, subject, reply, payload, max)
-            .map_err(|e| ConnError::Encode(e.to_string()))
-    }
-
-    /// Bytes queued and not yet written.
-    pub fn pending_write_bytes(&self) -> usize {
-        self.write_buf.len()
-    }
-
-    /// Write everything queued, in one write when it fits.
-    pub async fn flush(&mut self) -> Result<(), ConnError> {
-        if self.write_buf.is_empty() {
-            return Ok(());
-        }
-        self.stream.write_all(&self.write_buf).await?;
-        self.write_buf.clear();
-        Ok(())
-    }
-
-    /// Read once from the socket and return every complete message it completed, answering
-    /// `PING` and applying `INFO` on the way. Messages are slices of one frozen buffer.
+    /// Wait for bytes and return every complete message they completed (at least one, unless
+    /// the connection fails), answering `PING` and applying `INFO` on the way. Messages are
+    /// slices of the read buffer. Ends with an error when the socket closes or the writer
+    /// failed, after which [`Conn::reconnect`] restores the connection.
     pub async fn read_batch(&mut self, out: &mut Vec<Inbound>) -> Result<(), ConnError> {
-        fill(&mut self.stream, &mut self.read_buf).await?;
+        loop {
+            self.parse_available(out)?;
+            if !out.is_empty() {
+                return Ok(());
+            }
+            poll_fn(|cx| self.poll_fill(cx)).await?;
+        }
+    }
+
+    /// One read into the buffer; also ends when the writer reports a failed write.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ConnError>> {
+        if self.outbox.writer_failed.get() {
+            return Poll::Ready(Err(ConnError::Closed));
+        }
+        self.outbox.failure_waker.set(Some(cx.waker().clone()));
+        let spare = self.read_buf.spare();
+        match Pin::new(&mut self.read).poll_read(cx, spare) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(0)) => Poll::Ready(Err(ConnError::Closed)),
+            Poll::Ready(Ok(n)) => {
+                self.read_buf.filled += n;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(ConnError::Io(e))),
+        }
+    }
+
+    /// Parse every complete frame in the buffer.
+    fn parse_available(&mut self, out: &mut Vec<Inbound>) -> Result<(), ConnError> {
         loop {
             let max_payload = self.max_payload();
-            let parsed = proto::parse_server_op(&self.read_buf, max_payload).map_err(ConnError::Protocol)?;
-            let Some((op, used)) = parsed else { break };
+            let buf = self.read_buf.bytes();
+            let parsed = proto::parse_server_op(buf, max_payload).map_err(ConnError::Protocol)?;
+            let Some((op, used)) = parsed else { return Ok(()) };
             match op {
                 ServerOp::Msg {
                     sid,
@@ -311,13 +564,7 @@ impl Conn {
                     reply,
                     payload,
                 } => {
-                    let parts = (
-                        sid,
-                        offset(&self.read_buf, subject),
-                        reply.map(|r| offset(&self.read_buf, r)),
-                        None,
-                        payload,
-                    );
+                    let parts = (sid, offset(buf, subject), reply.map(|r| offset(buf, r)), None, payload);
                     out.push(self.take_message(parts, used));
                 }
                 ServerOp::HMsg {
@@ -327,42 +574,43 @@ impl Conn {
                     headers,
                     payload,
                 } => {
-                    let reply = reply.map(|r| offset(&self.read_buf, r));
-                    let parts = (sid, offset(&self.read_buf, subject), reply, Some(headers), payload);
+                    let reply = reply.map(|r| offset(buf, r));
+                    let parts = (sid, offset(buf, subject), reply, Some(headers), payload);
                     out.push(self.take_message(parts, used));
                 }
                 ServerOp::Ping => {
-                    let _ = self.read_buf.split_to(used);
-                    proto::write_pong(&mut self.write_buf);
+                    self.read_buf.skip(used);
+                    proto::write_pong(&mut *self.outbox.control.borrow_mut());
+                    self.outbox.ready.notify();
                 }
                 ServerOp::Info(json) => {
                     let info =
                         serde_json::from_slice::<ServerInfo>(json).map_err(|e| ConnError::BadInfo(e.to_string()));
-                    let _ = self.read_buf.split_to(used);
+                    self.read_buf.skip(used);
                     self.apply_info(info?);
                 }
                 ServerOp::Err(message) => {
                     let message = message.to_string();
-                    let _ = self.read_buf.split_to(used);
+                    self.read_buf.skip(used);
                     tracing::warn!(%message, "NATS server error");
                     if message.to_ascii_lowercase().contains("permissions violation") {
                         continue;
                     }
                     return Err(ConnError::Rejected(message));
                 }
-                ServerOp::Pong | ServerOp::Ok => {
-                    let _ = self.read_buf.split_to(used);
+                ServerOp::Pong => {
+                    self.read_buf.skip(used);
+                    self.outbox.on_pong();
                 }
+                ServerOp::Ok => self.read_buf.skip(used),
             }
         }
-        // Answer PINGs promptly even when the caller has nothing to send.
-        self.flush().await
     }
 
     /// Cut one message frame of `used` bytes off the read buffer and slice its parts out of it.
     fn take_message(&mut self, parts: MessageParts, used: usize) -> Inbound {
         let (sid, subject, reply, headers, payload) = parts;
-        let frame = self.read_buf.split_to(used).freeze();
+        let frame = self.read_buf.take(used);
         Inbound {
             sid,
             subject: frame.slice(subject),
@@ -373,25 +621,25 @@ impl Conn {
     }
 
     /// Reconnect after a failure: every known server in turn, with exponential backoff
-    /// between rounds, then re-subscribe everything under the old sids. Gives up after
-    /// `rounds_max` rounds (None = never).
+    /// between rounds; then the subscriptions are sent again under their sids and queued
+    /// publications follow. Gives up after `rounds_max` rounds (None = never).
     pub async fn reconnect(&mut self, rounds_max: Option<u32>) -> Result<(), ConnError> {
+        if let Some(writer) = self.writer.take() {
+            writer.cancel().await;
+        }
         let mut backoff = RECONNECT_BACKOFF_MS_MIN;
         let mut round = 0u32;
         loop {
             let mut last = None;
             for server in self.servers.clone() {
                 match Self::open(&server, &self.config).await {
-                    Ok((stream, read_buf, info)) => {
-                        self.stream = stream;
-                        self.read_buf = read_buf;
-                        self.write_buf.clear();
+                    Ok((stream, leftover, info)) => {
+                        let (read, write) = stream.split();
+                        self.read = read;
+                        self.read_buf = ReadBuf::new(leftover);
                         self.apply_info(info);
-                        for (sid, sub) in &self.subscriptions {
-                            proto::write_sub(&mut self.write_buf, &sub.subject, sub.queue.as_deref(), *sid)
-                                .map_err(|e| ConnError::Encode(e.to_string()))?;
-                        }
-                        self.flush().await?;
+                        self.outbox.restart()?;
+                        self.writer = Some(glommio::spawn_local(write_loop(Rc::clone(&self.outbox), write)));
                         self.reconnects += 1;
                         tracing::info!(%server, reconnects = self.reconnects, "shard NATS connection restored");
                         return Ok(());
@@ -407,6 +655,13 @@ impl Conn {
             glommio::timer::sleep(Duration::from_millis(backoff)).await;
             backoff = (backoff * 2).min(RECONNECT_BACKOFF_MS_MAX);
         }
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        // Dropping a glommio task cancels it; the writer must not outlive its connection.
+        drop(self.writer.take());
     }
 }
 

@@ -10,44 +10,40 @@
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::channel::mpsc;
 use futures::StreamExt;
 use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::config::SHARD_IO_MEMORY_BYTES;
-use crate::plane::{ShardCommand, ShardId, ShardReport, ShardStats};
-use crate::routing::RoutingSnapshot;
-use crate::runtime::{ActorPool, CompiledActor, NoHostCalls, Parker, Runtime};
+use crate::plane::{ShardCommand, ShardConfig, ShardId, ShardReport, ShardStats};
+use crate::runtime::{ActorPool, CompiledActor, Parker, Runtime};
 
+pub mod calls;
 pub mod conn;
+mod notify;
 mod send;
+mod serve;
+
+use calls::ShardHostCalls;
+use conn::{Conn, ConnConfig, Outbox};
 use send::AssertSend;
+use serve::{ActorSlot, ShardCore};
 
 /// How long a busy guest parks at each epoch yield so the shard can poll its sockets and run
 /// other tasks (a plain yield would not let glommio poll I/O; TOOLCHAIN.md).
 pub const GUEST_PARK_US: u64 = 10;
-
-/// One shard's state, owned by its executor thread.
-struct Shard {
-    id: ShardId,
-    routing: Arc<RoutingSnapshot>,
-    stats: ShardStats,
-    /// The engine every pool instantiates on.
-    runtime: Runtime,
-    /// Actor key → its warm instances on this shard.
-    actors: HashMap<String, ActorSlot>,
-    reports: mpsc::Sender<ShardReport>,
-}
-
-/// One actor's warm instances on a shard, and the module they came from.
-struct ActorSlot {
-    module_hash: String,
-    warm_instances: u32,
-    pool: ActorPool,
-}
+/// How often a shard sends its counters to the control plane (when they changed).
+pub const STATS_REPORT_INTERVAL_MS: u64 = 1_000;
+/// Longest a stopping shard waits for its running invocations to finish.
+pub const STOP_DRAIN_MS: u64 = 3_000;
+/// Longest a shard waits for queued frames (a new subscription, the last replies) to leave.
+pub const FLUSH_WAIT_MS: u64 = 1_000;
+/// First wait before retrying a failed first connection (then as `Conn::reconnect`).
+pub const FIRST_CONNECT_RETRY_MS: u64 = 200;
 
 /// The parker of guests on a glommio shard: a short real timer.
 fn glommio_parker() -> Parker {
@@ -58,10 +54,27 @@ fn glommio_parker() -> Parker {
     })
 }
 
+/// Wait for `future` at most `limit`; false when the time ran out.
+async fn within(limit: Duration, future: impl std::future::Future<Output = ()>) -> bool {
+    let timer = glommio::timer::sleep(limit);
+    matches!(
+        futures::future::select(Box::pin(future), Box::pin(timer)).await,
+        futures::future::Either::Left(_)
+    )
+}
+
+/// One shard's command side, owned by its executor's main task.
+struct Shard {
+    core: Rc<ShardCore>,
+    runtime: Runtime,
+    reports: mpsc::Sender<ShardReport>,
+}
+
 impl Shard {
     /// Build actor `key`'s pool of `warm_instances`, unless one of the same module and size is
-    /// there. The new pool is complete before it replaces the old one, so a failed build keeps
-    /// the old pool serving.
+    /// there, and subscribe to the actor's subject if this is a new actor. The new pool is
+    /// complete before it replaces the old one (a failed build keeps the old pool serving);
+    /// instances of the old pool still running finish and are dropped when given back.
     async fn set_pool(
         &mut self,
         key: &str,
@@ -69,55 +82,95 @@ impl Shard {
         caps: Arc<Vec<String>>,
         warm_instances: u32,
     ) -> Result<u32, String> {
-        let unchanged = self
-            .actors
-            .get(key)
-            .is_some_and(|s| s.module_hash == compiled.module_hash() && s.warm_instances == warm_instances);
-        if let (true, Some(slot)) = (unchanged, self.actors.get(key)) {
-            return Ok(slot.pool.idle_count() as u32);
+        let core = &self.core;
+        if let Some(slot) = core.actors.borrow().get(key) {
+            if slot.module_hash == compiled.module_hash() && slot.warm_instances == warm_instances {
+                return Ok(slot.pool.idle_count() as u32);
+            }
         }
         let pool = ActorPool::new(
             &self.runtime,
             &compiled,
             key,
             &caps,
-            Arc::new(NoHostCalls),
+            Arc::new(ShardHostCalls),
             glommio_parker(),
             warm_instances as usize,
         )
         .await
         .map_err(|e| e.to_string())?;
         let warm = pool.idle_count() as u32;
+        let existing = core.actors.borrow().get(key).map(|slot| slot.sid);
+        let sid = match existing {
+            Some(sid) => sid,
+            None => {
+                let subject = core.actor_subject(key);
+                let sid = core
+                    .outbox
+                    .subscribe(&subject, Some(&subject))
+                    .map_err(|e| format!("cannot subscribe to {subject}: {e}"))?;
+                core.subjects.borrow_mut().insert(sid, Rc::from(key));
+                sid
+            }
+        };
         let slot = ActorSlot {
             module_hash: compiled.module_hash().to_string(),
             warm_instances,
             pool,
+            sid,
         };
-        self.actors.insert(key.to_string(), slot);
+        let old = core.actors.borrow_mut().insert(Rc::from(key), slot);
+        if let Some(old) = old {
+            self.retire_pool(old.pool);
+        }
+        if existing.is_none() && core.config.conn.is_some() {
+            // The server has the subscription before the control plane announces the actor.
+            if !within(Duration::from_millis(FLUSH_WAIT_MS), core.outbox.confirmed()).await {
+                tracing::warn!(shard = %core.id, actor = key, "subscription not confirmed by NATS yet (down?)");
+            }
+        }
         Ok(warm)
+    }
+
+    /// Drop a pool, or keep it until its leased instances come back.
+    fn retire_pool(&self, pool: ActorPool) {
+        if pool.leased_count() > 0 {
+            self.core.draining.borrow_mut().push(pool);
+        }
+    }
+
+    fn stop_actor(&mut self, key: &str) {
+        let core = &self.core;
+        let Some(slot) = core.actors.borrow_mut().remove(key) else {
+            return;
+        };
+        core.outbox.unsubscribe(slot.sid);
+        core.subjects.borrow_mut().remove(&slot.sid);
+        self.retire_pool(slot.pool);
     }
 
     /// Send a report without ever blocking the shard; a full channel is counted.
     fn report(&mut self, report: ShardReport) {
         if self.reports.try_send(report).is_err() {
-            self.stats.reports_dropped += 1;
+            self.core.bump(|s| s.reports_dropped += 1);
         }
     }
 
     /// Apply one command; returns false when the shard must stop.
     async fn apply(&mut self, command: ShardCommand) -> bool {
-        self.stats.commands_received += 1;
+        self.core.bump(|s| s.commands_received += 1);
         match command {
             ShardCommand::Routing(snapshot) => {
                 // Snapshots only move forward: a stale one (reordered by a retry) is ignored.
-                if snapshot.version >= self.routing.version {
-                    self.routing = snapshot;
-                    self.stats.routing_swaps += 1;
+                let newer = snapshot.version >= self.core.routing.borrow().version;
+                if newer {
+                    *self.core.routing.borrow_mut() = snapshot;
+                    self.core.bump(|s| s.routing_swaps += 1);
                 }
                 let report = ShardReport::RoutingApplied {
-                    shard: self.id,
-                    version: self.routing.version,
-                    stats: self.stats,
+                    shard: self.core.id,
+                    version: self.core.routing.borrow().version,
+                    stats: self.core.stats.get(),
                 };
                 self.report(report);
                 true
@@ -128,25 +181,18 @@ impl Shard {
                 caps,
                 warm_instances,
             } => {
+                let shard = self.core.id;
                 let report = match self.set_pool(&key, compiled, caps, warm_instances).await {
-                    Ok(warm) => ShardReport::ActorPoolReady {
-                        shard: self.id,
-                        key,
-                        warm,
-                    },
-                    Err(error) => ShardReport::ActorPoolFailed {
-                        shard: self.id,
-                        key,
-                        error,
-                    },
+                    Ok(warm) => ShardReport::ActorPoolReady { shard, key, warm },
+                    Err(error) => ShardReport::ActorPoolFailed { shard, key, error },
                 };
                 self.report(report);
                 true
             }
             ShardCommand::ActorStop { key } => {
-                self.actors.remove(&key);
+                self.stop_actor(&key);
                 self.report(ShardReport::ActorPoolReady {
-                    shard: self.id,
+                    shard: self.core.id,
                     key,
                     warm: 0,
                 });
@@ -156,15 +202,131 @@ impl Shard {
         }
     }
 
+    /// Stop taking work (unsubscribe every actor), let running invocations finish and their
+    /// replies leave (both bounded), then stop reading.
+    async fn drain(&mut self, reader: Option<glommio::Task<()>>) {
+        let core = Rc::clone(&self.core);
+        let sids: Vec<u64> = core.actors.borrow().values().map(|slot| slot.sid).collect();
+        for sid in sids {
+            core.outbox.unsubscribe(sid);
+        }
+        let drained = within(Duration::from_millis(STOP_DRAIN_MS), async {
+            while core.inflight() > 0 {
+                core.quiet.notified().await;
+            }
+        })
+        .await;
+        if !drained {
+            tracing::warn!(shard = %core.id, inflight = core.inflight(), "invocations still running at stop");
+        }
+        core.stopping.set(true);
+        if core.config.conn.is_some() && !within(Duration::from_millis(FLUSH_WAIT_MS), core.outbox.drained()).await {
+            tracing::warn!(shard = %core.id, bytes = core.outbox.pending_bytes(), "replies not written at stop");
+        }
+        if let Some(reader) = reader {
+            reader.cancel().await;
+        }
+    }
+
     async fn run(mut self, mut commands: mpsc::Receiver<ShardCommand>, cpu: Option<usize>) {
-        self.report(ShardReport::Started { shard: self.id, cpu });
+        let core = Rc::clone(&self.core);
+        calls::install(Some(Rc::clone(&core)));
+        let inbox = format!("{}.*", core.calls.inbox_prefix);
+        match core.outbox.subscribe(&inbox, None) {
+            Ok(sid) => core.calls.set_inbox_sid(sid),
+            Err(e) => tracing::error!(shard = %core.id, error = %e, "cannot subscribe to the shard inbox"),
+        }
+        self.report(ShardReport::Started { shard: core.id, cpu });
+        let reader = core
+            .config
+            .conn
+            .clone()
+            .map(|config| glommio::spawn_local(read_loop(Rc::clone(&core), config, self.reports.clone())));
+        let ticker = glommio::spawn_local(report_stats(Rc::clone(&core), self.reports.clone()));
         while let Some(command) = commands.next().await {
             if !self.apply(command).await {
                 break;
             }
         }
-        let stats = self.stats;
-        self.report(ShardReport::Stopped { shard: self.id, stats });
+        self.drain(reader).await;
+        ticker.cancel().await;
+        calls::install(None);
+        let stats = core.stats.get();
+        self.report(ShardReport::Stopped { shard: core.id, stats });
+    }
+}
+
+/// Connect (retrying until it works), then read batches and hand them to the pipeline
+/// (accepted invocations run, wait for room, or are answered "overloaded"), stop reading while
+/// the shard is full, and reconnect when the connection breaks.
+async fn read_loop(core: Rc<ShardCore>, config: ConnConfig, mut reports: mpsc::Sender<ShardReport>) {
+    let shard = core.id;
+    let mut report = move |connected: bool, detail: String| {
+        let _ = reports.try_send(ShardReport::Connection {
+            shard,
+            connected,
+            detail,
+        });
+    };
+    let mut wait = Duration::from_millis(FIRST_CONNECT_RETRY_MS);
+    let mut conn = loop {
+        match Conn::connect_with(config.clone(), Rc::clone(&core.outbox)).await {
+            Ok(conn) => break conn,
+            Err(e) => {
+                tracing::warn!(%shard, error = %e, retry_ms = wait.as_millis() as u64, "shard cannot connect to NATS");
+                report(false, e.to_string());
+                glommio::timer::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_millis(conn::RECONNECT_BACKOFF_MS_MAX));
+            }
+        }
+    };
+    tracing::info!(%shard, server = conn.server_id(), "shard connected to NATS");
+    report(true, conn.server_id().to_string());
+    let mut batch = Vec::with_capacity(256);
+    let mut jobs = Vec::with_capacity(256);
+    loop {
+        // Back-pressure: with every slot busy and the waiting room full, stop reading (NATS
+        // keeps the messages meanwhile) — unless a guest awaits the reply to an outbound call,
+        // which can only arrive on this socket.
+        if core.saturated() && core.queue_full() && core.calls.waiting() == 0 {
+            core.bump(|s| s.backpressure_pauses += 1);
+            while core.saturated() && core.queue_full() && core.calls.waiting() == 0 {
+                let room = Box::pin(core.room.notified());
+                let call = Box::pin(core.calls.started.notified());
+                futures::future::select(room, call).await;
+            }
+        }
+        batch.clear();
+        match conn.read_batch(&mut batch).await {
+            Ok(()) => {
+                core.on_batch(&batch, &mut jobs);
+                for job in jobs.drain(..) {
+                    core.admit_or_queue(job);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(%shard, error = %e, "shard NATS connection lost; reconnecting");
+                report(false, e.to_string());
+                if let Err(e) = conn.reconnect(None).await {
+                    tracing::error!(%shard, error = %e, "shard gave up reconnecting");
+                    return;
+                }
+                core.bump(|s| s.reconnects += 1);
+                report(true, conn.server_id().to_string());
+            }
+        }
+    }
+}
+
+/// Send the counters every [`STATS_REPORT_INTERVAL_MS`] when they changed.
+async fn report_stats(core: Rc<ShardCore>, mut reports: mpsc::Sender<ShardReport>) {
+    let mut last = ShardStats::default();
+    loop {
+        glommio::timer::sleep(Duration::from_millis(STATS_REPORT_INTERVAL_MS)).await;
+        let stats = core.stats.get();
+        if stats != last && reports.try_send(ShardReport::Stats { shard: core.id, stats }).is_ok() {
+            last = stats;
+        }
     }
 }
 
@@ -175,20 +337,17 @@ pub fn spawn(
     id: ShardId,
     cpu: Option<usize>,
     runtime: Runtime,
+    config: ShardConfig,
     commands: mpsc::Receiver<ShardCommand>,
     reports: mpsc::Sender<ShardReport>,
 ) -> glommio::Result<glommio::ExecutorJoinHandle<()>, ()> {
     let placement = cpu.map_or(Placement::Unbound, Placement::Fixed);
-    let shard = Shard {
-        id,
-        routing: Arc::new(RoutingSnapshot::default()),
-        stats: ShardStats::default(),
-        runtime,
-        actors: HashMap::new(),
-        reports,
-    };
     LocalExecutorBuilder::new(placement)
         .name(&id.to_string())
         .io_memory(SHARD_IO_MEMORY_BYTES)
-        .spawn(move || shard.run(commands, cpu))
+        .spawn(move || async move {
+            let core = Rc::new(ShardCore::new(id, config, Rc::new(Outbox::new())));
+            let shard = Shard { core, runtime, reports };
+            shard.run(commands, cpu).await
+        })
 }

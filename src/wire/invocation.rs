@@ -54,6 +54,10 @@ pub enum Field {
     PublicKey,
     LinkName,
     ContractId,
+    /// `InvocationResponse.invocation_id`.
+    InvocationId,
+    /// `InvocationResponse.error`.
+    Error,
 }
 
 impl Field {
@@ -72,6 +76,8 @@ impl Field {
             Field::PublicKey => "public_key",
             Field::LinkName => "link_name",
             Field::ContractId => "contract_id",
+            Field::InvocationId => "invocation_id",
+            Field::Error => "error",
         }
     }
 
@@ -436,8 +442,10 @@ impl<'a> InvocationSlots<'a> {
                 set_once(&mut self.content_length, value, field)
             }
             Field::TraceContext => set_once(&mut self.trace_context, TraceContextRef::decode(reader)?, field),
-            // Entity fields never reach here; skipping keeps the function total.
-            Field::PublicKey | Field::LinkName | Field::ContractId => reader.skip_value().map_err(at),
+            // Entity and response fields never reach here; skipping keeps the function total.
+            Field::PublicKey | Field::LinkName | Field::ContractId | Field::InvocationId | Field::Error => {
+                reader.skip_value().map_err(at)
+            }
         }
     }
 
@@ -582,6 +590,87 @@ pub fn encode_response(
 
 fn write_response_header(out: &mut impl BufMut, has_error: bool) {
     msgpack::write_map_len(out, if has_error { 4 } else { 3 });
+}
+
+/// Bytes [`encode_response`] writes for these arguments, so a reply can be framed (`PUB …
+/// <#bytes>`) before it is encoded straight into the write buffer.
+pub fn response_len(invocation_id: &str, msg_len: usize, error: Option<&str>, content_length: u64) -> usize {
+    let key = |name: &str| msgpack::str_bytes(name.len());
+    let mut len = msgpack::map_header_bytes(if error.is_some() { 4 } else { 3 });
+    len += key("msg") + msgpack::bin_bytes(msg_len);
+    len += key("invocation_id") + msgpack::str_bytes(invocation_id.len());
+    if let Some(error) = error {
+        len += key("error") + msgpack::str_bytes(error.len());
+    }
+    len + key("content_length") + msgpack::uint_bytes(content_length)
+}
+
+/// A decoded `InvocationResponse` (PROTOCOL §2.4), borrowing the reply bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseRef<'a> {
+    pub msg: &'a [u8],
+    pub invocation_id: &'a str,
+    /// Present (and non-nil) ⇒ the call failed and `msg` means nothing.
+    pub error: Option<&'a str>,
+    /// Full result length; OTP error replies omit it.
+    pub content_length: Option<u64>,
+}
+
+/// Field order of the positional (array) form of `InvocationResponse`.
+const RESPONSE_ARRAY_FIELDS: [Field; 4] = [Field::Msg, Field::InvocationId, Field::Error, Field::ContentLength];
+
+fn response_field(key: &[u8]) -> Option<Field> {
+    Some(match key {
+        b"msg" => Field::Msg,
+        b"invocation_id" => Field::InvocationId,
+        b"error" => Field::Error,
+        b"content_length" => Field::ContentLength,
+        _ => return None,
+    })
+}
+
+/// Decode a reply to one of our invocations, leniently (§16): map or array form, unknown keys
+/// (`traceContext`, OTP's `instance_id`) skipped, `error` and `content_length` optional or nil,
+/// `msg` missing only when `error` is set. Bytes after the value are ignored, as rmp-serde does.
+pub fn decode_response(bytes: &[u8]) -> Result<ResponseRef<'_>, DecodeError> {
+    let mut reader = Reader::new(bytes);
+    let (is_map, len) = read_struct_header(&mut reader, None)?;
+    let mut msg = None;
+    let mut invocation_id = None;
+    let mut error = None;
+    let mut content_length = None;
+    for index in 0..len {
+        let field = if is_map {
+            read_key(&mut reader)?.and_then(response_field)
+        } else {
+            RESPONSE_ARRAY_FIELDS.get(index as usize).copied()
+        };
+        let Some(field) = field else {
+            reader.skip_value()?;
+            continue;
+        };
+        let at = DecodeError::at(field);
+        if reader.try_read_nil().map_err(&at)? {
+            continue;
+        }
+        match field {
+            Field::Msg => set_once(&mut msg, reader.read_bin_or_str().map_err(at)?, field)?,
+            Field::InvocationId => set_once(&mut invocation_id, reader.read_str().map_err(at)?, field)?,
+            Field::Error => set_once(&mut error, reader.read_str().map_err(at)?, field)?,
+            _ => set_once(&mut content_length, reader.read_u64().map_err(at)?, field)?,
+        }
+    }
+    let msg = match (msg, error) {
+        (Some(msg), _) => msg,
+        (None, Some(_)) => &[],
+        (None, None) => return Err(DecodeError::MissingField(Field::Msg)),
+    };
+    Ok(ResponseRef {
+        msg,
+        invocation_id: invocation_id.ok_or(DecodeError::MissingField(Field::InvocationId))?,
+        error,
+        content_length,
+    })
 }
 
 /// An outbound invocation to encode (the host's own calls: actor → provider, actor → actor).
@@ -1075,6 +1164,65 @@ mod tests {
         url.clear();
         wash.url(&mut url);
         assert_eq!(url, reference_url(&entity("__WASH__", "", "")));
+    }
+
+    #[test]
+    fn response_len_is_exact_and_decode_response_reads_every_shape() {
+        let big = vec![7u8; 70_000];
+        for (error, msg) in [
+            (None, b"result".as_slice()),
+            (None, big.as_slice()),
+            (Some("Anti-forgery check failed: x"), b"".as_slice()),
+        ] {
+            for id in ["i", "0123456789abcdef0123456789abcdef", &"x".repeat(300)] {
+                let mut out = Vec::new();
+                encode_response(&mut out, id, msg, error, msg.len() as u64);
+                assert_eq!(out.len(), response_len(id, msg.len(), error, msg.len() as u64));
+                let decoded = decode_response(&out).unwrap();
+                assert_eq!((decoded.msg, decoded.invocation_id, decoded.error), (msg, id, error));
+                assert_eq!(decoded.content_length, Some(msg.len() as u64));
+            }
+        }
+        // OTP's error reply: no content_length, an extra instance_id, a nil msg.
+        #[derive(serde::Serialize)]
+        struct Otp<'a> {
+            msg: Option<()>,
+            invocation_id: &'a str,
+            error: &'a str,
+            instance_id: &'a str,
+        }
+        let otp = rmp_serde::to_vec_named(&Otp {
+            msg: None,
+            invocation_id: "id",
+            error: "boom",
+            instance_id: "x",
+        })
+        .unwrap();
+        let decoded = decode_response(&otp).unwrap();
+        assert_eq!(
+            (decoded.msg, decoded.error, decoded.content_length),
+            (&b""[..], Some("boom"), None)
+        );
+        // Positional form, and a reply with neither msg nor error is refused.
+        let array = rmp_serde::to_vec(&(serde_bytes_vec(b"ok"), "id", Option::<String>::None, 2u64)).unwrap();
+        assert_eq!(decode_response(&array).unwrap().msg, b"ok");
+        let empty = rmp_serde::to_vec_named(&std::collections::HashMap::from([("invocation_id", "id")])).unwrap();
+        assert_eq!(decode_response(&empty), Err(DecodeError::MissingField(Field::Msg)));
+        assert!(decode_response(b"\xc1").is_err());
+    }
+
+    /// A `Vec<u8>` serialized as msgpack bin.
+    fn serde_bytes_vec(bytes: &[u8]) -> rmpv_bin::Bin {
+        rmpv_bin::Bin(bytes.to_vec())
+    }
+
+    mod rmpv_bin {
+        pub struct Bin(pub Vec<u8>);
+        impl serde::Serialize for Bin {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_bytes(&self.0)
+            }
+        }
     }
 
     #[test]

@@ -485,6 +485,58 @@ pub fn write_uint(out: &mut impl BufMut, value: u64) {
     }
 }
 
+/// Bytes [`write_map_len`] writes for a map of `len` pairs.
+pub fn map_header_bytes(len: usize) -> usize {
+    if len <= FIX_LEN_MAX_MAP as usize {
+        1
+    } else if len <= usize::from(u16::MAX) {
+        3
+    } else {
+        5
+    }
+}
+
+/// Bytes [`write_str`] writes for a string of `len` bytes.
+pub fn str_bytes(len: usize) -> usize {
+    let header = if len <= FIX_LEN_MAX_STR as usize {
+        1
+    } else if len <= usize::from(u8::MAX) {
+        2
+    } else if len <= usize::from(u16::MAX) {
+        3
+    } else {
+        5
+    };
+    header + len
+}
+
+/// Bytes [`write_bin`] writes for `len` bytes of binary.
+pub fn bin_bytes(len: usize) -> usize {
+    let header = if len <= usize::from(u8::MAX) {
+        2
+    } else if len <= usize::from(u16::MAX) {
+        3
+    } else {
+        5
+    };
+    header + len
+}
+
+/// Bytes [`write_uint`] writes for `value`.
+pub fn uint_bytes(value: u64) -> usize {
+    if value <= u64::from(POSITIVE_FIXINT_MAX) {
+        1
+    } else if value <= u64::from(u8::MAX) {
+        2
+    } else if value <= u64::from(u16::MAX) {
+        3
+    } else if value <= u64::from(u32::MAX) {
+        5
+    } else {
+        9
+    }
+}
+
 /// `nil`.
 pub fn write_nil(out: &mut impl BufMut) {
     out.put_u8(NIL);
@@ -493,6 +545,38 @@ pub fn write_nil(out: &mut impl BufMut) {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
+
+    #[test]
+    fn encoded_lengths_match_the_writers() {
+        for len in [0usize, 1, 15, 31, 32, 127, 128, 255, 256, 65_535, 65_536, 70_000] {
+            let text = "x".repeat(len);
+            let mut out = Vec::new();
+            write_str(&mut out, &text);
+            assert_eq!(out.len(), str_bytes(len), "str {len}");
+            out.clear();
+            write_bin(&mut out, text.as_bytes());
+            assert_eq!(out.len(), bin_bytes(len), "bin {len}");
+            out.clear();
+            write_map_len(&mut out, len);
+            assert_eq!(out.len(), map_header_bytes(len), "map {len}");
+        }
+        for value in [
+            0u64,
+            127,
+            128,
+            255,
+            256,
+            65_535,
+            65_536,
+            u64::from(u32::MAX),
+            u64::from(u32::MAX) + 1,
+            u64::MAX,
+        ] {
+            let mut out = Vec::new();
+            write_uint(&mut out, value);
+            assert_eq!(out.len(), uint_bytes(value), "uint {value}");
+        }
+    }
     use super::*;
     use proptest::prelude::*;
 

@@ -608,6 +608,8 @@ pub enum EncodeError {
     PayloadTooLarge,
     /// The `CONNECT` options did not serialize to JSON.
     ConnectJson,
+    /// A payload encoder wrote another number of bytes than it announced (our bug).
+    PayloadLengthMismatch,
 }
 
 impl EncodeError {
@@ -622,6 +624,7 @@ impl EncodeError {
             Self::ControlLineTooLong => "nats: control line too long",
             Self::PayloadTooLarge => "nats: payload exceeds max_payload",
             Self::ConnectJson => "nats: CONNECT options are not serializable",
+            Self::PayloadLengthMismatch => "nats: payload encoder wrote another length than announced",
         }
     }
 }
@@ -780,6 +783,43 @@ pub fn write_pub<B: WriteBuffer>(
     out.put(payload);
     out.put(b"\r\n");
     debug_assert_eq!(out.written().len() - start, line_bytes + payload.len() + 4);
+    Ok(())
+}
+
+/// Appends a `PUB` whose payload of `payload_len` bytes is written by `encode` straight into
+/// `out` (no intermediate buffer). If `encode` writes any other number of bytes the frame is
+/// removed again and [`EncodeError::PayloadLengthMismatch`] returned, so a miscount can never
+/// desynchronise the stream.
+pub fn write_pub_with(
+    out: &mut Vec<u8>,
+    subject: &str,
+    reply: Option<&str>,
+    payload_len: usize,
+    payload_bytes_max: usize,
+    encode: impl FnOnce(&mut Vec<u8>),
+) -> Result<(), EncodeError> {
+    check_publish_subjects(subject, reply)?;
+    if payload_len > payload_bytes_max {
+        return Err(EncodeError::PayloadTooLarge);
+    }
+    let total = Decimal::new(payload_len as u64);
+    let line_bytes = "PUB ".len() + subject.len() + reply.map_or(0, |r| r.len() + 1) + 1 + total.len();
+    if line_bytes > CONTROL_LINE_BYTES_MAX {
+        return Err(EncodeError::ControlLineTooLong);
+    }
+    let start = out.len();
+    out.reserve(line_bytes + payload_len + 4);
+    out.put(b"PUB ");
+    put_subjects(out, subject, reply);
+    out.put(total.as_bytes());
+    out.put(b"\r\n");
+    let payload_start = out.len();
+    encode(out);
+    if out.len() - payload_start != payload_len {
+        out.truncate(start);
+        return Err(EncodeError::PayloadLengthMismatch);
+    }
+    out.put(b"\r\n");
     Ok(())
 }
 
@@ -1770,6 +1810,26 @@ mod tests {
             Err(EncodeError::ControlLineTooLong)
         );
         assert_eq!(out, b"kept");
+    }
+
+    #[test]
+    fn pub_with_encoder_matches_pub_and_rolls_back_a_miscount() {
+        let mut expected = Vec::new();
+        write_pub(&mut expected, "a.b", Some("_INBOX.x"), b"hello", 1024).unwrap();
+        let mut out = b"PING\r\n".to_vec();
+        write_pub_with(&mut out, "a.b", Some("_INBOX.x"), 5, 1024, |o| {
+            o.extend_from_slice(b"hello")
+        })
+        .unwrap();
+        assert_eq!(&out[6..], &expected[..]);
+        let before = out.clone();
+        let wrong = write_pub_with(&mut out, "a.b", None, 4, 1024, |o| o.extend_from_slice(b"hello"));
+        assert_eq!(wrong, Err(EncodeError::PayloadLengthMismatch));
+        assert_eq!(out, before, "nothing of the bad frame stays");
+        assert_eq!(
+            write_pub_with(&mut out, "a.b", None, 5, 4, |_| {}),
+            Err(EncodeError::PayloadTooLarge)
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! (`scripts/setup` installs it there).
 
 mod actors;
+mod data_path;
 mod host;
 mod interop;
 mod lattice;

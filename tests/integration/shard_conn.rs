@@ -37,8 +37,9 @@ async fn echo_server(port: u16, subject: &str, count: usize, ready: mpsc::Sender
         name: "test-shard".into(),
     };
     let mut conn = Conn::connect(config).await.map_err(|e| format!("connect: {e}"))?;
-    conn.subscribe(subject, Some(subject)).map_err(|e| e.to_string())?;
-    conn.flush().await.map_err(|e| e.to_string())?;
+    let outbox = conn.outbox();
+    outbox.subscribe(subject, Some(subject)).map_err(|e| e.to_string())?;
+    outbox.drained().await;
     let _ = ready.send(());
     let mut served = Vec::new();
     let mut batch: Vec<Inbound> = Vec::new();
@@ -49,6 +50,7 @@ async fn echo_server(port: u16, subject: &str, count: usize, ready: mpsc::Sender
             conn.reconnect(Some(200))
                 .await
                 .map_err(|e2| format!("reconnect after {e}: {e2}"))?;
+            outbox.drained().await;
             let _ = ready.send(());
             continue;
         }
@@ -57,12 +59,12 @@ async fn echo_server(port: u16, subject: &str, count: usize, ready: mpsc::Sender
             let mut answer = b"echo:".to_vec();
             answer.extend_from_slice(&msg.payload);
             if let Some(reply) = msg.reply() {
-                conn.publish(reply, None, &answer).map_err(|e| e.to_string())?;
+                outbox.publish(reply, None, &answer).map_err(|e| e.to_string())?;
             }
             served.push(msg.payload.to_vec());
         }
-        conn.flush().await.map_err(|e| e.to_string())?;
     }
+    outbox.drained().await;
     Ok(served)
 }
 

@@ -785,9 +785,58 @@ pub struct SignedActor {
 
 /// Sign the echo actor described by `spec` with a fresh account key.
 pub fn signed_echo(spec: ActorSpec) -> SignedActor {
+    let wat = echo_actor_wat(spec.marker);
+    signed_wat(&wat, spec)
+}
+
+/// A wasmbus actor in WAT that forwards its payload with `__host_call(binding, namespace,
+/// operation)` and responds with the reply, or with `__guest_error(host error)` when the call
+/// fails.
+pub fn caller_actor_wat(binding: &str, namespace: &str, operation: &str) -> String {
+    let data = |offset: u32, text: &str| format!("(data (i32.const {offset}) \"{text}\")");
+    format!(
+        r#"(module
+  (import "wasmbus" "__guest_request" (func $guest_request (param i32 i32)))
+  (import "wasmbus" "__guest_response" (func $guest_response (param i32 i32)))
+  (import "wasmbus" "__guest_error" (func $guest_error (param i32 i32)))
+  (import "wasmbus" "__host_call" (func $host_call (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "wasmbus" "__host_response" (func $host_response (param i32)))
+  (import "wasmbus" "__host_response_len" (func $host_response_len (result i32)))
+  (import "wasmbus" "__host_error" (func $host_error (param i32)))
+  (import "wasmbus" "__host_error_len" (func $host_error_len (result i32)))
+  (memory (export "memory") 2)
+  {binding_data}
+  {namespace_data}
+  {operation_data}
+  (func (export "__guest_call") (param $op_len i32) (param $payload_len i32) (result i32)
+    (local $payload i32)
+    (local.set $payload (i32.add (i32.const 1024) (local.get $op_len)))
+    (call $guest_request (i32.const 1024) (local.get $payload))
+    (if (i32.ne (call $host_call (i32.const 16) (i32.const {binding_len}) (i32.const 128) (i32.const {namespace_len})
+                                 (i32.const 384) (i32.const {operation_len}) (local.get $payload) (local.get $payload_len))
+                (i32.const 1))
+      (then
+        (call $host_error (i32.const 65536))
+        (call $guest_error (i32.const 65536) (call $host_error_len))
+        (return (i32.const 0))))
+    (call $host_response (i32.const 65536))
+    (call $guest_response (i32.const 65536) (call $host_response_len))
+    i32.const 1))"#,
+        binding_data = data(16, binding),
+        namespace_data = data(128, namespace),
+        operation_data = data(384, operation),
+        binding_len = binding.len(),
+        namespace_len = namespace.len(),
+        operation_len = operation.len(),
+    )
+}
+
+/// Sign the module `wat` with the claims of `spec` and a fresh account key (wascap, the real
+/// wasmCloud signer).
+pub fn signed_wat(wat: &str, spec: ActorSpec) -> SignedActor {
     use wascap::jwt::{Actor, Claims};
     use wascap::prelude::KeyPair;
-    let module = wat::parse_str(echo_actor_wat(spec.marker)).expect("echo WAT");
+    let module = wat::parse_str(wat).expect("actor WAT");
     let account = KeyPair::new_account();
     let subject = spec.subject.unwrap_or_else(KeyPair::new_module);
     let claims = Claims::<Actor>::with_dates(

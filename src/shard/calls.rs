@@ -1,0 +1,299 @@
+//! Outbound calls from guests (`__host_call` to providers and other actors, PROTOCOL §9.3–9.4)
+//! over the shard's own NATS connection.
+//!
+//! Each shard subscribes once to its private inbox `_INBOX.{random}.*`; a call publishes a
+//! signed `Invocation` with reply subject `{inbox}.{n}` and awaits the reply as a future, so
+//! the guest's fiber is suspended while the shard keeps serving other invocations. The reply is
+//! matched by `n`, checked (same `invocation_id`), dechunked if needed, and handed to the
+//! guest; a call without a reply within `--rpc-timeout-ms` (plus 13 s when chunked, as
+//! wasmbus-rpc does) fails with a timeout error, and a call nobody subscribes to fails at once
+//! with "no responders" (NATS status 503).
+//!
+//! The guest side reaches the shard through [`ShardHostCalls`], a zero-sized [`HostCalls`]
+//! that finds its shard in a thread-local: wasmtime requires `Send + Sync` host state, and a
+//! thread-local keeps the shard's `Rc`s out of the stores (TOOLCHAIN.md).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::channel::oneshot;
+
+use crate::auth::antiforgery::sign_invocation;
+use crate::plane::{ShardId, CHUNK_THRESHOLD_BYTES};
+use crate::runtime::{HostCallFuture, HostCalls};
+use crate::wire::invocation::{decode_response, encode_invocation, EntityRef, InvocationFields};
+use crate::wire::nats::parse_headers;
+
+use super::conn::Inbound;
+use super::notify::Notify;
+use super::send::AssertSend;
+use super::serve::ShardCore;
+
+/// Extra time a chunked call gets (wasmbus-rpc's `CHUNK_RPC_EXTRA_TIME`).
+pub const CHUNK_RPC_EXTRA_MS: u64 = 13_000;
+/// Length of an actor public key (`M…`).
+const ACTOR_KEY_CHARS: usize = 56;
+
+thread_local! {
+    /// The shard running on this thread, for [`ShardHostCalls`].
+    static SHARD: RefCell<Option<Rc<ShardCore>>> = const { RefCell::new(None) };
+}
+
+/// Make `core` the shard of this thread (at shard start) or clear it (`None`, at stop).
+pub(crate) fn install(core: Option<Rc<ShardCore>>) {
+    SHARD.with(|shard| *shard.borrow_mut() = core);
+}
+
+/// Replies awaited by outbound calls of one shard.
+pub(crate) struct Calls {
+    /// `_INBOX.{random}`; replies come on `{prefix}.{n}`.
+    pub inbox_prefix: String,
+    inbox_sid: Cell<Option<u64>>,
+    pending: RefCell<HashMap<u64, oneshot::Sender<Inbound>>>,
+    next: Cell<u64>,
+    /// Woken when a call starts waiting (a reader that stopped reading must resume).
+    pub started: Notify,
+}
+
+impl Calls {
+    pub fn new(shard: ShardId) -> Calls {
+        Calls {
+            inbox_prefix: format!("_INBOX.{}{}", uuid::Uuid::new_v4().simple(), shard.0),
+            inbox_sid: Cell::new(None),
+            pending: RefCell::new(HashMap::new()),
+            next: Cell::new(1),
+            started: Notify::default(),
+        }
+    }
+
+    pub fn inbox_sid(&self) -> Option<u64> {
+        self.inbox_sid.get()
+    }
+
+    pub fn set_inbox_sid(&self, sid: u64) {
+        self.inbox_sid.set(Some(sid));
+    }
+
+    /// Hand a reply to the call waiting for it; late replies (the call timed out) are dropped.
+    pub fn deliver(&self, msg: &Inbound) {
+        let token = msg.subject().rsplit('.').next().and_then(|t| t.parse::<u64>().ok());
+        let waiter = token.and_then(|token| self.pending.borrow_mut().remove(&token));
+        match waiter {
+            Some(waiter) => {
+                let _ = waiter.send(msg.clone());
+            }
+            None => tracing::debug!(subject = msg.subject(), "late or unknown reply dropped"),
+        }
+    }
+
+    /// Register a call; returns its reply subject, its token and the receiver of its reply.
+    fn register(&self) -> (String, u64, oneshot::Receiver<Inbound>) {
+        let token = self.next.get();
+        self.next.set(token + 1);
+        let (tx, rx) = oneshot::channel();
+        self.pending.borrow_mut().insert(token, tx);
+        self.started.notify();
+        (format!("{}.{token}", self.inbox_prefix), token, rx)
+    }
+
+    /// Calls waiting for their reply.
+    pub fn waiting(&self) -> usize {
+        self.pending.borrow().len()
+    }
+
+    fn forget(&self, token: u64) {
+        self.pending.borrow_mut().remove(&token);
+    }
+}
+
+/// Where a guest's call goes (§9.4 steps 2–5).
+struct Target {
+    public_key: String,
+    link_name: String,
+    contract_id: String,
+    subject: String,
+}
+
+fn resolve(core: &ShardCore, origin: &str, binding: &str, namespace: &str) -> Result<Target, String> {
+    let routing = core.routing.borrow();
+    let lattice = &core.config.lattice;
+    if let Some(provider) = routing.provider_for(origin, namespace, binding) {
+        if !routing.has_capability(origin, namespace) {
+            return Err(format!(
+                "actor {origin} does not have the capability claim {namespace} needed to call it"
+            ));
+        }
+        return Ok(Target {
+            public_key: provider.to_string(),
+            link_name: binding.to_string(),
+            contract_id: namespace.to_string(),
+            subject: format!("wasmbus.rpc.{lattice}.{provider}.{binding}"),
+        });
+    }
+    let actor = if namespace.len() == ACTOR_KEY_CHARS && namespace.starts_with('M') {
+        Some(namespace)
+    } else {
+        routing.aliases.get(namespace).map(String::as_str)
+    };
+    match actor {
+        Some(actor) => Ok(Target {
+            public_key: actor.to_string(),
+            link_name: String::new(),
+            contract_id: String::new(),
+            subject: format!("wasmbus.rpc.{lattice}.{actor}"),
+        }),
+        None => Err(format!(
+            "Could not identify suitable target: missing link definition for {namespace} (link name {binding:?}) on lattice {lattice}"
+        )),
+    }
+}
+
+/// One outbound call: resolve, sign, send (chunked if large), await the reply.
+pub(crate) async fn host_call(
+    core: Rc<ShardCore>,
+    origin: &str,
+    binding: &str,
+    namespace: &str,
+    operation: &str,
+    payload: Vec<u8>,
+) -> Result<Vec<u8>, String> {
+    let target = resolve(&core, origin, binding, namespace)?;
+    let origin_entity = EntityRef {
+        public_key: origin,
+        link_name: "",
+        contract_id: "",
+    };
+    let target_entity = EntityRef {
+        public_key: &target.public_key,
+        link_name: &target.link_name,
+        contract_id: &target.contract_id,
+    };
+    let id = uuid::Uuid::new_v4().hyphenated().to_string();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let claims = sign_invocation(
+        &core.config.cluster_key,
+        &origin_entity,
+        &target_entity,
+        operation,
+        &payload,
+        &id,
+        now,
+    )
+    .map_err(|e| e.message().to_string())?;
+    let content_length = payload.len() as u64;
+    let chunked = payload.len() > CHUNK_THRESHOLD_BYTES;
+    let msg: &[u8] = if chunked {
+        core.put_object(id.clone(), Bytes::from(payload.clone()))
+            .await
+            .map_err(|e| format!("cannot store the chunked request: {e}"))?;
+        &[]
+    } else {
+        &payload
+    };
+    let mut encoded = Vec::with_capacity(msg.len() + claims.len() + 512);
+    encode_invocation(
+        &mut encoded,
+        &InvocationFields {
+            origin: origin_entity,
+            target: target_entity,
+            operation,
+            msg,
+            id: &id,
+            encoded_claims: &claims,
+            host_id: &core.config.host_id,
+            content_length,
+            trace_context: &[],
+        },
+    );
+    let (reply_subject, token, reply) = core.calls.register();
+    if let Err(e) = core.outbox.publish(&target.subject, Some(&reply_subject), &encoded) {
+        core.calls.forget(token);
+        core.bump(|s| s.calls_failed += 1);
+        return Err(format!("cannot send the call to {}: {e}", target.subject));
+    }
+    core.bump(|s| s.calls_sent += 1);
+    let mut timeout = core.config.rpc_timeout;
+    if chunked {
+        timeout += Duration::from_millis(CHUNK_RPC_EXTRA_MS);
+    }
+    let timer = glommio::timer::sleep(timeout);
+    let reply = match futures::future::select(reply, Box::pin(timer)).await {
+        futures::future::Either::Left((Ok(reply), _)) => reply,
+        futures::future::Either::Left((Err(_), _)) => {
+            core.bump(|s| s.calls_failed += 1);
+            return Err("the shard dropped the call".to_string());
+        }
+        futures::future::Either::Right(_) => {
+            core.calls.forget(token);
+            core.bump(|s| s.calls_timed_out += 1);
+            return Err(format!(
+                "rpc timeout: no reply from {} for {operation} within {} ms",
+                target.subject,
+                timeout.as_millis()
+            ));
+        }
+    };
+    let result = read_reply(&core, &reply, &id).await;
+    if result.is_err() {
+        core.bump(|s| s.calls_failed += 1);
+    }
+    result.map_err(|e| e.replace("{subject}", &target.subject))
+}
+
+/// Turn a reply into the guest's result: a 503 status is "no responders"; otherwise the
+/// `InvocationResponse` must answer our id; its `error` is the call's error; a chunked result
+/// is fetched from the object store.
+async fn read_reply(core: &ShardCore, reply: &Inbound, id: &str) -> Result<Vec<u8>, String> {
+    if let Some(headers) = reply.headers.as_deref() {
+        if parse_headers(headers).is_ok_and(|h| h.is_no_responders()) {
+            return Err("no responders: nothing in the lattice serves {subject}".to_string());
+        }
+    }
+    let response = decode_response(&reply.payload).map_err(|e| format!("malformed reply from {{subject}}: {e}"))?;
+    if response.invocation_id != id {
+        return Err(format!(
+            "reply from {{subject}} answers invocation {:?}, not {id:?}",
+            response.invocation_id
+        ));
+    }
+    if let Some(error) = response.error {
+        return Err(error.to_string());
+    }
+    let content_length = response.content_length.unwrap_or(response.msg.len() as u64);
+    if content_length > response.msg.len() as u64 {
+        let full = core.take_object(format!("{id}-r")).await?;
+        return Ok(full.to_vec());
+    }
+    Ok(response.msg.to_vec())
+}
+
+/// The [`HostCalls`] of actors on a shard: forwards to the shard of the calling thread.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ShardHostCalls;
+
+impl HostCalls for ShardHostCalls {
+    fn call<'a>(
+        &'a self,
+        origin_actor: &'a str,
+        binding: &'a str,
+        namespace: &'a str,
+        operation: &'a str,
+        payload: Vec<u8>,
+    ) -> HostCallFuture<'a> {
+        let core = SHARD.with(|shard| shard.borrow().clone());
+        // AssertSend: the future is made and polled on this shard's thread (see send.rs); a
+        // call on a thread without a shard fails instead.
+        Box::pin(AssertSend(async move {
+            let Some(core) = core else {
+                return Err("host calls need a shard; none runs on this thread".to_string());
+            };
+            host_call(core, origin_actor, binding, namespace, operation, payload).await
+        }))
+    }
+}

@@ -1,0 +1,653 @@
+//! The invocation pipeline of one shard (PROTOCOL §9.5): everything one socket read delivered
+//! is a batch — decoded without copies, its invocation tokens verified with one Ed25519 batch
+//! equation, checked (§3.3 anti-forgery, §4.5 capability, target = the subscribed actor) — and
+//! every accepted invocation runs as its own task on a warm instance of the actor's pool, whose
+//! reply is encoded straight into the connection's write buffer.
+//!
+//! Data plane: [`ShardCore`] is the state all tasks of one shard share through an `Rc`; it is
+//! only ever borrowed between awaits, never across one. Every refused invocation that has a
+//! reply subject is answered with an `InvocationResponse` whose `error` says why.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+use crate::auth::antiforgery::{self, check_capability, check_invocation, decode_invocation_token, AuthError};
+use crate::auth::verify_batch::{verify_batch, IssuerKeyCache, VerifyItem, VERIFY_BATCH_ITEMS_MAX};
+use crate::plane::{ChunkOp, ChunkRequest, ShardConfig, ShardId, ShardStats, CHUNK_THRESHOLD_BYTES};
+use crate::routing::RoutingSnapshot;
+use crate::runtime::{ActorPool, GiveBack, InstanceFactory, WarmInstance};
+use crate::wire::invocation::{decode_invocation, encode_response, response_len};
+
+use super::calls::Calls;
+use super::conn::{Inbound, Outbox};
+use super::notify::Notify;
+
+/// Reply to an invocation for an actor this shard does not run (any more).
+pub const NOT_RUNNING: &str = "Invocation received for an actor that is not running on this host";
+/// Reply when the invocation's target is not the actor whose subject it came on.
+pub const WRONG_TARGET: &str = "Invocation target does not match the actor of the subject it was sent on";
+/// Reply when a chunked payload arrives and the shard has no object store.
+pub const NO_OBJECT_STORE: &str = "Chunked payloads need the lattice object store, which this host cannot reach";
+
+/// One actor's warm instances on this shard.
+pub(crate) struct ActorSlot {
+    pub module_hash: String,
+    pub warm_instances: u32,
+    pub pool: ActorPool,
+    /// Our subscription to the actor's subject.
+    pub sid: u64,
+}
+
+/// State shared by every task of one shard.
+pub(crate) struct ShardCore {
+    pub id: ShardId,
+    pub config: ShardConfig,
+    pub outbox: Rc<Outbox>,
+    pub routing: RefCell<Arc<RoutingSnapshot>>,
+    /// Actor key → its pool and subscription.
+    pub actors: RefCell<HashMap<Rc<str>, ActorSlot>>,
+    /// Pools replaced (update, rescale) or stopped that still have instances leased; dropped
+    /// once the last one comes back.
+    pub draining: RefCell<Vec<ActorPool>>,
+    /// sid → actor key.
+    pub subjects: RefCell<HashMap<u64, Rc<str>>>,
+    pub keys: RefCell<IssuerKeyCache>,
+    pub stats: Cell<ShardStats>,
+    inflight: Cell<usize>,
+    /// Accepted invocations waiting for room (at most `inflight_max`); started as running
+    /// ones finish.
+    queue: RefCell<VecDeque<Job>>,
+    /// Woken when the queue loses an entry (a reader that stopped reading waits on it).
+    pub room: Notify,
+    /// Woken when nothing runs and nothing waits (a stopping shard waits on it).
+    pub quiet: Notify,
+    /// Set at stop: finishing invocations no longer start queued ones.
+    pub stopping: Cell<bool>,
+    pub calls: Calls,
+    /// Pools (by id) with a refill task running.
+    refilling: RefCell<Vec<u64>>,
+}
+
+/// An accepted invocation, owning slices of the frame it came in.
+pub(crate) struct Dispatch {
+    actor: Rc<str>,
+    operation: Bytes,
+    msg: Bytes,
+    id: Bytes,
+    reply: Option<Bytes>,
+}
+
+impl Dispatch {
+    fn operation(&self) -> &str {
+        std::str::from_utf8(&self.operation).unwrap_or_default()
+    }
+
+    fn id(&self) -> &str {
+        std::str::from_utf8(&self.id).unwrap_or_default()
+    }
+
+    fn reply(&self) -> Option<&str> {
+        self.reply.as_deref().and_then(|r| std::str::from_utf8(r).ok())
+    }
+}
+
+/// An invocation that passed every check, waiting for room to run.
+pub(crate) enum Job {
+    Serve(Dispatch),
+    /// Chunked: its payload is fetched (and its hash checked) first.
+    Chunked(Dechunk),
+}
+
+/// What a chunked invocation still needs checked once its payload is fetched.
+pub(crate) struct Dechunk {
+    dispatch: Dispatch,
+    content_length: u64,
+    origin_url: String,
+    target_url: String,
+    hash: String,
+}
+
+/// Counts one running invocation; dropping it (even by cancellation) frees the slot and
+/// starts the oldest queued invocation in it.
+pub(crate) struct InflightGuard(Rc<ShardCore>);
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        let core = &self.0;
+        let now = core.inflight.get().saturating_sub(1);
+        core.inflight.set(now);
+        core.bump(|s| s.inflight = now as u64);
+        if !core.stopping.get() {
+            let next = core.queue.borrow_mut().pop_front();
+            if let Some(job) = next {
+                core.room.notify();
+                core.start(job);
+                return;
+            }
+        }
+        if now == 0 {
+            core.quiet.notify();
+        }
+    }
+}
+
+/// How an invocation gets its instance.
+enum Lease {
+    Ready(WarmInstance),
+    /// None idle: make one with this factory.
+    Create(InstanceFactory),
+    NotRunning,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl ShardCore {
+    pub fn new(id: ShardId, config: ShardConfig, outbox: Rc<Outbox>) -> ShardCore {
+        let calls = Calls::new(id);
+        ShardCore {
+            id,
+            config,
+            outbox,
+            routing: RefCell::new(Arc::new(RoutingSnapshot::default())),
+            actors: RefCell::new(HashMap::new()),
+            draining: RefCell::new(Vec::new()),
+            subjects: RefCell::new(HashMap::new()),
+            keys: RefCell::new(IssuerKeyCache::new()),
+            stats: Cell::new(ShardStats::default()),
+            inflight: Cell::new(0),
+            queue: RefCell::new(VecDeque::new()),
+            room: Notify::default(),
+            quiet: Notify::default(),
+            stopping: Cell::new(false),
+            calls,
+            refilling: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Update the counters.
+    pub fn bump(&self, f: impl FnOnce(&mut ShardStats)) {
+        let mut stats = self.stats.get();
+        f(&mut stats);
+        self.stats.set(stats);
+    }
+
+    pub fn inflight(&self) -> usize {
+        self.inflight.get()
+    }
+
+    /// Whether the shard is at its in-flight bound.
+    pub fn saturated(&self) -> bool {
+        self.inflight.get() >= self.config.inflight_max
+    }
+
+    /// Invocations accepted and waiting for room.
+    pub fn queued(&self) -> usize {
+        self.queue.borrow().len()
+    }
+
+    /// Whether the waiting room is full too.
+    pub fn queue_full(&self) -> bool {
+        self.queued() >= self.config.inflight_max
+    }
+
+    /// Run `job` now if there is room, else queue it; when the queue is full as well, answer
+    /// it with an overload error (the shard keeps reading only while its guests await replies
+    /// to their own calls, which arrive on the same socket).
+    pub fn admit_or_queue(self: &Rc<Self>, job: Job) {
+        if !self.saturated() {
+            self.start(job);
+        } else if !self.queue_full() {
+            self.bump(|s| s.queued += 1);
+            self.queue.borrow_mut().push_back(job);
+        } else {
+            let dispatch = match &job {
+                Job::Serve(dispatch) => dispatch,
+                Job::Chunked(dechunk) => &dechunk.dispatch,
+            };
+            let text = format!(
+                "Host overloaded: {} has {} invocations running and {} waiting; try again later",
+                self.id,
+                self.inflight(),
+                self.queued()
+            );
+            self.bump(|s| s.rejected_overload += 1);
+            self.reply(dispatch.reply(), dispatch.id(), Err(&text), 0);
+        }
+    }
+
+    fn admit(self: &Rc<Self>) -> InflightGuard {
+        let now = self.inflight.get() + 1;
+        self.inflight.set(now);
+        self.bump(|s| s.inflight = now as u64);
+        InflightGuard(Rc::clone(self))
+    }
+
+    /// The subject a running actor is served on.
+    pub fn actor_subject(&self, actor: &str) -> String {
+        format!("wasmbus.rpc.{}.{actor}", self.config.lattice)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Replies
+    // -----------------------------------------------------------------------------------------
+
+    /// Queue an `InvocationResponse` on `reply`, encoded straight into the write buffer. A
+    /// result that does not fit the server's `max_payload` is answered with an error instead.
+    fn reply(&self, reply: Option<&str>, invocation_id: &str, result: Result<&[u8], &str>, content_length: u64) {
+        let Some(reply) = reply else {
+            self.bump(|s| s.no_reply_subject += 1);
+            tracing::debug!(shard = %self.id, invocation_id, "invocation without a reply subject: nobody to answer");
+            return;
+        };
+        let (msg, error) = match result {
+            Ok(msg) => (msg, None),
+            Err(error) => (&[][..], Some(error)),
+        };
+        let len = response_len(invocation_id, msg.len(), error, content_length);
+        let written = self.outbox.publish_with(reply, None, len, |buf| {
+            encode_response(buf, invocation_id, msg, error, content_length)
+        });
+        if let Err(e) = written {
+            self.bump(|s| s.reply_failures += 1);
+            tracing::warn!(shard = %self.id, invocation_id, error = %e, "cannot send the reply");
+            if error.is_none() {
+                let text = "Invocation response does not fit in a NATS message";
+                self.reply(Some(reply), invocation_id, Err(text), 0);
+            }
+        }
+    }
+
+    fn reject(&self, msg: &Inbound, invocation_id: &str, error: &str, count: impl FnOnce(&mut ShardStats)) {
+        self.bump(count);
+        tracing::debug!(shard = %self.id, invocation_id, error, "invocation refused");
+        self.reply(msg.reply(), invocation_id, Err(error), 0);
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // The batch
+    // -----------------------------------------------------------------------------------------
+
+    /// Handle everything one read delivered: replies to our outbound calls go to their
+    /// callers; invocations are decoded, verified as one batch and checked; the refused ones
+    /// are answered at once and the accepted ones appended to `jobs`, to be started with
+    /// [`ShardCore::start`] as room allows.
+    pub fn on_batch(&self, batch: &[Inbound], jobs: &mut Vec<Job>) {
+        let inbox_sid = self.calls.inbox_sid();
+        let now = now_secs();
+        let routing = Arc::clone(&self.routing.borrow());
+        let subjects = self.subjects.borrow();
+
+        struct Candidate<'a> {
+            msg: &'a Inbound,
+            actor: Rc<str>,
+            inv: crate::wire::invocation::InvocationRef<'a>,
+            token: antiforgery::DecodedInvocationToken<'a>,
+        }
+        let mut candidates = Vec::with_capacity(batch.len());
+        for msg in batch {
+            if Some(msg.sid) == inbox_sid {
+                self.calls.deliver(msg);
+                continue;
+            }
+            self.bump(|s| s.received += 1);
+            let Some(actor) = subjects.get(&msg.sid) else {
+                self.reject(msg, "", NOT_RUNNING, |s| s.rejected_not_running += 1);
+                continue;
+            };
+            let inv = match decode_invocation(&msg.payload) {
+                Ok(inv) => inv,
+                Err(e) => {
+                    self.reject(msg, "", e.message(), |s| s.rejected_decode += 1);
+                    continue;
+                }
+            };
+            let token = match decode_invocation_token(inv.encoded_claims) {
+                Ok(token) => token,
+                Err(e) => {
+                    self.reject(msg, inv.id, e.message(), |s| s.rejected_auth += 1);
+                    continue;
+                }
+            };
+            if !routing.cluster_issuers.contains(&token.issuer) {
+                // Not worth a signature check: refused whatever it says.
+                self.reject(msg, inv.id, AuthError::UntrustedIssuer.message(), |s| {
+                    s.rejected_auth += 1
+                });
+                continue;
+            }
+            candidates.push(Candidate {
+                msg,
+                actor: Rc::clone(actor),
+                inv,
+                token,
+            });
+        }
+        drop(subjects);
+        if candidates.is_empty() {
+            return;
+        }
+        self.bump(|s| {
+            s.batches += 1;
+            s.batched_invocations += candidates.len() as u64;
+            s.batch_max = s.batch_max.max(candidates.len() as u64);
+        });
+
+        // One batch equation per read (in slices of the batch limit).
+        let started = Instant::now();
+        let mut verified = vec![false; candidates.len()];
+        {
+            let mut keys = self.keys.borrow_mut();
+            for candidate in &candidates {
+                // A bad key leaves the item out of the batch; it fails below.
+                let _ = keys.insert(&candidate.token.issuer);
+            }
+            let mut items = Vec::with_capacity(candidates.len().min(VERIFY_BATCH_ITEMS_MAX));
+            let mut indices = Vec::with_capacity(items.capacity());
+            for (start, chunk) in candidates.chunks(VERIFY_BATCH_ITEMS_MAX).enumerate() {
+                items.clear();
+                indices.clear();
+                for (offset, candidate) in chunk.iter().enumerate() {
+                    if let Some(key) = keys.get(&candidate.token.issuer) {
+                        items.push(VerifyItem {
+                            message: candidate.token.signed_part.as_bytes(),
+                            signature: candidate.token.signature,
+                            key,
+                        });
+                        indices.push(start * VERIFY_BATCH_ITEMS_MAX + offset);
+                    }
+                }
+                let mut ok = vec![false; items.len()];
+                verify_batch(&items, &mut ok);
+                for (index, ok) in indices.iter().zip(ok) {
+                    verified[*index] = ok;
+                }
+            }
+        }
+        let verify_ns = started.elapsed().as_nanos() as u64;
+        self.bump(|s| s.verify_ns += verify_ns);
+
+        for (candidate, signature_ok) in candidates.into_iter().zip(verified) {
+            let Candidate { msg, actor, inv, token } = candidate;
+            if !signature_ok {
+                self.reject(msg, inv.id, AuthError::BadSignature.message(), |s| s.rejected_auth += 1);
+                continue;
+            }
+            if let Err(e) = check_invocation(&inv, &token, &routing.cluster_issuers, now) {
+                self.reject(msg, inv.id, e.message(), |s| s.rejected_auth += 1);
+                continue;
+            }
+            if inv.target.public_key != &*actor {
+                self.reject(msg, inv.id, WRONG_TARGET, |s| s.rejected_target += 1);
+                continue;
+            }
+            if let Err(e) = check_capability(&inv, routing.caps.get(&*actor)) {
+                self.reject(msg, inv.id, e.message(), |s| s.rejected_capability += 1);
+                continue;
+            }
+            let payload = &msg.payload;
+            let dispatch = Dispatch {
+                actor,
+                operation: payload.slice_ref(inv.operation.as_bytes()),
+                msg: payload.slice_ref(inv.msg),
+                id: payload.slice_ref(inv.id.as_bytes()),
+                reply: msg.reply_bytes(),
+            };
+            let content_length = inv.content_length_or_msg();
+            if content_length > inv.msg.len() as u64 {
+                // Chunked (§2.6): the hash was skipped above and is checked on the full bytes.
+                let Some(metadata) = token.metadata else { continue };
+                jobs.push(Job::Chunked(Dechunk {
+                    dispatch,
+                    content_length,
+                    origin_url: metadata.origin_url,
+                    target_url: metadata.target_url,
+                    hash: metadata.hash,
+                }));
+            } else {
+                jobs.push(Job::Serve(dispatch));
+            }
+        }
+    }
+
+    /// Start an accepted invocation as a task of its own, counted in flight until it replied.
+    fn start(self: &Rc<Self>, job: Job) {
+        let guard = self.admit();
+        match job {
+            Job::Serve(dispatch) => glommio::spawn_local(serve(Rc::clone(self), dispatch, guard)).detach(),
+            Job::Chunked(dechunk) => glommio::spawn_local(serve_chunked(Rc::clone(self), dechunk, guard)).detach(),
+        };
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Instances
+    // -----------------------------------------------------------------------------------------
+
+    fn lease(&self, actor: &str) -> Lease {
+        let mut actors = self.actors.borrow_mut();
+        match actors.get_mut(actor) {
+            None => Lease::NotRunning,
+            Some(slot) => match slot.pool.try_lease() {
+                Some(instance) => Lease::Ready(instance),
+                None => Lease::Create(slot.pool.factory()),
+            },
+        }
+    }
+
+    /// Count an instance made on demand as leased by its pool (the current one or one being
+    /// drained); an orphan (its pool is gone) is still used once and then dropped.
+    fn adopt_leased(&self, actor: &str, instance: &WarmInstance) {
+        let mut actors = self.actors.borrow_mut();
+        if actors
+            .get_mut(actor)
+            .is_some_and(|slot| slot.pool.adopt_leased(instance))
+        {
+            return;
+        }
+        drop(actors);
+        let mut draining = self.draining.borrow_mut();
+        let _ = draining.iter_mut().any(|pool| pool.adopt_leased(instance));
+    }
+
+    /// Return an instance to the pool it came from and refill that pool if it lost one.
+    fn give_back(self: &Rc<Self>, actor: &str, instance: WarmInstance) {
+        let mut actors = self.actors.borrow_mut();
+        let instance = match actors.get_mut(actor) {
+            Some(slot) => match slot.pool.give_back(instance) {
+                GiveBack::Foreign(instance) => instance,
+                _ => {
+                    if slot.pool.missing() > 0 {
+                        let factory = slot.pool.factory();
+                        let pool_id = slot.pool.pool_id();
+                        drop(actors);
+                        self.start_refill(Rc::from(actor), pool_id, factory);
+                    }
+                    return;
+                }
+            },
+            None => instance,
+        };
+        drop(actors);
+        let mut draining = self.draining.borrow_mut();
+        let mut instance = instance;
+        for pool in draining.iter_mut() {
+            match pool.give_back(instance) {
+                GiveBack::Foreign(back) => instance = back,
+                _ => {
+                    draining.retain(|p| p.leased_count() > 0);
+                    return;
+                }
+            }
+        }
+        // An orphan from an on-demand lease whose pool is gone: dropped here.
+    }
+
+    /// Build the instances a pool is missing in a task of its own, off the hot path.
+    fn start_refill(self: &Rc<Self>, actor: Rc<str>, pool_id: u64, factory: InstanceFactory) {
+        if self.refilling.borrow().contains(&pool_id) {
+            return;
+        }
+        self.refilling.borrow_mut().push(pool_id);
+        let core = Rc::clone(self);
+        glommio::spawn_local(async move {
+            loop {
+                let missing = core
+                    .actors
+                    .borrow()
+                    .get(&actor)
+                    .filter(|slot| slot.pool.pool_id() == pool_id)
+                    .map_or(0, |slot| slot.pool.missing());
+                if missing == 0 {
+                    break;
+                }
+                match factory.instantiate().await {
+                    Ok(instance) => {
+                        let mut actors = core.actors.borrow_mut();
+                        let adopted = actors
+                            .get_mut(&actor)
+                            .is_some_and(|slot| slot.pool.adopt_idle(instance).is_none());
+                        if !adopted {
+                            break;
+                        }
+                    }
+                    Err(error) => {
+                        if let Some(slot) = core.actors.borrow_mut().get_mut(&actor) {
+                            slot.pool.note_instantiate_failure();
+                        }
+                        tracing::warn!(shard = %core.id, %actor, %error, "cannot refill the actor pool");
+                        break;
+                    }
+                }
+            }
+            core.refilling.borrow_mut().retain(|id| *id != pool_id);
+        })
+        .detach();
+    }
+
+    /// Fetch a chunked payload (§2.6) through the control plane's object store worker.
+    pub async fn take_object(&self, key: String) -> Result<Bytes, String> {
+        self.object(ChunkOp::Take(key)).await
+    }
+
+    /// Store a payload as an object before sending it chunked.
+    pub async fn put_object(&self, key: String, bytes: Bytes) -> Result<(), String> {
+        self.object(ChunkOp::Put(key, bytes)).await.map(|_| ())
+    }
+
+    async fn object(&self, op: ChunkOp) -> Result<Bytes, String> {
+        let Some(mut chunks) = self.config.chunks.clone() else {
+            return Err(NO_OBJECT_STORE.to_string());
+        };
+        let (done, result) = futures::channel::oneshot::channel();
+        if chunks.try_send(ChunkRequest { op, done }).is_err() {
+            return Err("the object store worker is busy or gone".to_string());
+        }
+        self.bump(|s| s.chunked += 1);
+        result
+            .await
+            .unwrap_or_else(|_| Err("the object store worker dropped the request".to_string()))
+    }
+}
+
+/// Serve one accepted invocation: lease (or create) an instance, run the guest, give the
+/// instance back, reply.
+async fn serve(core: Rc<ShardCore>, dispatch: Dispatch, guard: InflightGuard) {
+    let mut instance = match core.lease(&dispatch.actor) {
+        Lease::Ready(instance) => instance,
+        Lease::Create(factory) => match factory.instantiate().await {
+            Ok(instance) => {
+                core.adopt_leased(&dispatch.actor, &instance);
+                instance
+            }
+            Err(error) => {
+                core.bump(|s| s.guest_errors += 1);
+                let text = format!("actor {} has no free instance on this host: {error}", dispatch.actor);
+                core.reply(dispatch.reply(), dispatch.id(), Err(&text), 0);
+                return;
+            }
+        },
+        Lease::NotRunning => {
+            core.bump(|s| s.rejected_not_running += 1);
+            core.reply(dispatch.reply(), dispatch.id(), Err(NOT_RUNNING), 0);
+            return;
+        }
+    };
+    let result = instance.invoke(dispatch.operation(), &dispatch.msg).await;
+    core.give_back(&dispatch.actor, instance);
+    match result {
+        Ok(response) if response.len() > CHUNK_THRESHOLD_BYTES => {
+            let key = format!("{}-r", dispatch.id());
+            let content_length = response.len() as u64;
+            match core.put_object(key, Bytes::from(response)).await {
+                Ok(()) => {
+                    core.bump(|s| s.served += 1);
+                    core.reply(dispatch.reply(), dispatch.id(), Ok(&[]), content_length);
+                }
+                Err(error) => {
+                    core.bump(|s| s.reply_failures += 1);
+                    let text = format!("cannot store the chunked response: {error}");
+                    core.reply(dispatch.reply(), dispatch.id(), Err(&text), 0);
+                }
+            }
+        }
+        Ok(response) => {
+            core.bump(|s| s.served += 1);
+            core.reply(dispatch.reply(), dispatch.id(), Ok(&response), response.len() as u64);
+        }
+        Err(error) => {
+            core.bump(|s| s.guest_errors += 1);
+            core.reply(dispatch.reply(), dispatch.id(), Err(&error.to_string()), 0);
+        }
+    }
+    drop(guard);
+}
+
+/// Fetch a chunked request's payload, check its hash on the full bytes, then serve it.
+async fn serve_chunked(core: Rc<ShardCore>, dechunk: Dechunk, guard: InflightGuard) {
+    let Dechunk {
+        mut dispatch,
+        content_length,
+        origin_url,
+        target_url,
+        hash,
+    } = dechunk;
+    let full = match core.take_object(dispatch.id().to_string()).await {
+        Ok(full) if full.len() as u64 == content_length => full,
+        Ok(full) => {
+            let text = format!(
+                "chunked payload has {} bytes, content_length says {content_length}",
+                full.len()
+            );
+            core.reply(dispatch.reply(), dispatch.id(), Err(&text), 0);
+            return;
+        }
+        Err(error) => {
+            let text = format!("cannot fetch the chunked payload: {error}");
+            core.reply(dispatch.reply(), dispatch.id(), Err(&text), 0);
+            return;
+        }
+    };
+    let computed = antiforgery::hex_upper(&antiforgery::invocation_hash(
+        &origin_url,
+        &target_url,
+        dispatch.operation(),
+        &full,
+    ));
+    if !hash.as_bytes().eq_ignore_ascii_case(&computed) {
+        core.bump(|s| s.rejected_auth += 1);
+        let text = AuthError::HashMismatch.message();
+        core.reply(dispatch.reply(), dispatch.id(), Err(text), 0);
+        return;
+    }
+    dispatch.msg = full;
+    serve(core, dispatch, guard).await;
+}

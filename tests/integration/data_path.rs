@@ -1,0 +1,763 @@
+//! The sharded invocation data path against a real nats-server and the real host process:
+//! invocations encoded with rmp-serde and signed with wascap's invocation claims (a third-party
+//! implementation of PROTOCOL §2.3 and §3) served by the WAT echo actor on every shard; bad
+//! invocations (forged, tampered, wrong target, garbage, missing capability) each answered
+//! with the right error while the host keeps serving; actor → actor calls by key and by alias;
+//! outbound calls to a fake provider that answers and to one that never does; a > 900 KiB
+//! payload through the object store both ways; a NATS restart; and a live update under load
+//! with zero failed invocations.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde::Serialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use shardhost::wire::invocation::decode_response;
+use tokio::io::AsyncReadExt;
+
+use crate::support::{
+    assert_accepted, caller_actor_wat, echo_actor_wat, eventually, expect_event, request_json, signed_echo, signed_wat,
+    unique_lattice, ActorSpec, Host, HostOptions, Nats, SignedActor,
+};
+
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
+const REPLY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// `msg` as msgpack bin, as serde_bytes writes it.
+struct Bin<'a>(&'a [u8]);
+
+impl Serialize for Bin<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
+}
+
+/// wasmbus-rpc's `WasmCloudEntity`.
+#[derive(Serialize, Clone)]
+struct Entity {
+    public_key: String,
+    link_name: String,
+    contract_id: String,
+}
+
+impl Entity {
+    fn actor(key: &str) -> Entity {
+        Entity {
+            public_key: key.to_string(),
+            link_name: String::new(),
+            contract_id: String::new(),
+        }
+    }
+
+    fn provider(key: &str, contract_id: &str, link_name: &str) -> Entity {
+        Entity {
+            public_key: key.to_string(),
+            link_name: link_name.to_string(),
+            contract_id: contract_id.to_string(),
+        }
+    }
+
+    /// PROTOCOL §2.2, written out independently of shardhost's code.
+    fn url(&self) -> String {
+        if self.public_key.to_uppercase().starts_with('M') {
+            format!("wasmbus://{}", self.public_key)
+        } else {
+            let contract = self.contract_id.replace(':', "/").replace(' ', "_").to_lowercase();
+            let link = self.link_name.replace(' ', "_").to_lowercase();
+            format!("wasmbus://{contract}/{link}/{}", self.public_key)
+        }
+    }
+}
+
+/// wasmbus-rpc's `Invocation`.
+#[derive(Serialize)]
+struct Invocation<'a> {
+    origin: Entity,
+    target: Entity,
+    operation: &'a str,
+    msg: Bin<'a>,
+    id: String,
+    encoded_claims: String,
+    host_id: String,
+    content_length: u64,
+}
+
+/// Sign and encode an invocation the way wasmbus-rpc does, with wascap's invocation claims.
+/// `hash_msg` is what the hash covers (the full payload; `msg` may be empty when chunked).
+fn invocation(
+    signer: &wascap::prelude::KeyPair,
+    origin: Entity,
+    target: Entity,
+    operation: &str,
+    msg: &[u8],
+    hash_msg: &[u8],
+) -> (String, Vec<u8>) {
+    invocation_with(signer, origin, target, operation, msg, hash_msg, |_| {})
+}
+
+/// [`invocation`], letting `tamper` change the signed token before it is encoded.
+fn invocation_with(
+    signer: &wascap::prelude::KeyPair,
+    origin: Entity,
+    target: Entity,
+    operation: &str,
+    msg: &[u8],
+    hash_msg: &[u8],
+    tamper: impl FnOnce(&mut String),
+) -> (String, Vec<u8>) {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let target_url = format!("{}/{operation}", target.url());
+    let origin_url = origin.url();
+    let mut hasher = Sha256::new();
+    hasher.update(origin_url.as_bytes());
+    hasher.update(target_url.as_bytes());
+    hasher.update(operation.as_bytes());
+    hasher.update(hash_msg);
+    let hash: String = hasher.finalize().iter().map(|b| format!("{b:02X}")).collect();
+    let claims = wascap::jwt::Claims::<wascap::jwt::Invocation>::new(
+        signer.public_key(),
+        id.clone(),
+        &target_url,
+        &origin_url,
+        &hash,
+    );
+    let mut encoded_claims = claims.encode(signer).expect("wascap signs the invocation");
+    tamper(&mut encoded_claims);
+    let inv = Invocation {
+        origin,
+        target,
+        operation,
+        msg: Bin(msg),
+        id: id.clone(),
+        encoded_claims,
+        host_id: nkeys::KeyPair::new_server().public_key(),
+        content_length: hash_msg.len() as u64,
+    };
+    (id, rmp_serde::to_vec_named(&inv).expect("encode invocation"))
+}
+
+/// The reply: Ok(msg) or Err(error), after checking that it answers `id`.
+fn outcome(reply: &[u8], id: &str) -> Result<Vec<u8>, String> {
+    let response = decode_response(reply).expect("reply is an InvocationResponse");
+    if !id.is_empty() {
+        assert_eq!(response.invocation_id, id, "reply answers the invocation");
+    }
+    match response.error {
+        Some(error) => Err(error.to_string()),
+        None => Ok(response.msg.to_vec()),
+    }
+}
+
+/// A host with two shards, a known cluster key, and a NATS client.
+struct Lab {
+    nats: Nats,
+    host: Host,
+    nc: async_nats::Client,
+    events: async_nats::Subscriber,
+    cluster: wascap::prelude::KeyPair,
+    dir: tempfile::TempDir,
+}
+
+async fn lab(tag: &str) -> Lab {
+    lab_with(tag, &[]).await
+}
+
+async fn lab_with(tag: &str, extra: &[(&str, &str)]) -> Lab {
+    let nats = Nats::start();
+    let cluster = wascap::prelude::KeyPair::new_cluster();
+    let seed = cluster.seed().expect("cluster seed");
+    let options = HostOptions::new(&unique_lattice(tag))
+        .arg("--cluster-seed", &seed)
+        .arg("--heartbeat-interval-ms", "500")
+        .arg("--rpc-timeout-ms", "1500");
+    let mut options = options;
+    options.args.push("--allow-file-load".to_string());
+    for (flag, value) in extra {
+        options = options.arg(flag, value);
+    }
+    let host = Host::start(&nats, options).await;
+    let nc = nats.client().await;
+    let events = nc
+        .subscribe(format!("wasmbus.evt.{}", host.lattice))
+        .await
+        .expect("subscribe events");
+    nc.flush().await.expect("flush");
+    Lab {
+        nats,
+        host,
+        nc,
+        events,
+        cluster,
+        dir: tempfile::tempdir().expect("tempdir"),
+    }
+}
+
+impl Lab {
+    fn subject(&self, actor: &str) -> String {
+        format!("wasmbus.rpc.{}.{actor}", self.host.lattice)
+    }
+
+    /// Start `actor` from a file and wait until the host serves it (the first signed echo
+    /// invocation that comes back).
+    async fn start(&mut self, name: &str, actor: &SignedActor, count: u32) {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, &actor.bytes).expect("write actor");
+        let body =
+            json!({ "actor_ref": format!("file://{}", path.display()), "count": count, "host_id": self.host.id });
+        let ack = request_json(&self.nc, &self.host.cmd("la"), body.to_string().as_bytes()).await;
+        assert_accepted(&ack, "la");
+        expect_event(&mut self.events, "actors_started", START_TIMEOUT, name).await;
+    }
+
+    async fn send(&self, subject: &str, bytes: Vec<u8>) -> Vec<u8> {
+        let reply = tokio::time::timeout(REPLY_TIMEOUT, self.nc.request(subject.to_string(), bytes.into()))
+            .await
+            .expect("reply in time")
+            .expect("request");
+        reply.payload.to_vec()
+    }
+
+    /// An invocation of `target` from a wash-like actor origin, signed with the host's key.
+    async fn call(&self, target: &str, operation: &str, msg: &[u8]) -> Result<Vec<u8>, String> {
+        let origin = Entity::actor(&nkeys::KeyPair::new_module().public_key());
+        let (id, bytes) = invocation(&self.cluster, origin, Entity::actor(target), operation, msg, msg);
+        outcome(&self.send(&self.subject(target), bytes).await, &id)
+    }
+
+    /// The shard counters the host logged last for `shard`, as `name=value` text.
+    fn shard_counters(&self, shard: &str) -> Option<String> {
+        let log = self.host.stderr();
+        log.lines()
+            .rev()
+            .find(|l| l.contains("shard counters") && l.contains(&format!("shard={shard} ")))
+            .map(str::to_string)
+    }
+}
+
+fn counter(line: &str, name: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|field| field.strip_prefix(&format!("{name}=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn third_party_signed_invocations_are_served_by_every_shard() {
+    let mut lab = lab("dpserve").await;
+    let echo = signed_echo(ActorSpec::default());
+    lab.start("echo.wasm", &echo, 2).await;
+    // Requests in flight together, so that one read carries several (a batch).
+    let mut pending = futures::stream::FuturesUnordered::new();
+    for i in 0..64u32 {
+        let payload = format!("payload-{i}").into_bytes();
+        let lab = &lab;
+        let key = echo.key.clone();
+        pending.push(async move {
+            (
+                payload.clone(),
+                lab.call(&key, "HttpServer.HandleRequest", &payload).await,
+            )
+        });
+    }
+    let mut served = 0;
+    while let Some((payload, result)) = pending.next().await {
+        assert_eq!(result.expect("echo served"), payload);
+        served += 1;
+    }
+    assert_eq!(served, 64);
+    // Both shards served some (NATS spreads the queue group over their connections).
+    for shard in ["shard-0", "shard-1"] {
+        let line = eventually(EVENT_TIMEOUT, &format!("{shard} counters"), || async {
+            lab.shard_counters(shard).filter(|l| counter(l, "served") > 0)
+        })
+        .await;
+        assert_eq!(counter(&line, "rejected"), 0, "{line}");
+    }
+    // Counters reach the log within a second or two; wait for the last ones.
+    eventually(EVENT_TIMEOUT, "64 served in the shard counters", || async {
+        let total: u64 = ["shard-0", "shard-1"]
+            .iter()
+            .filter_map(|s| lab.shard_counters(s))
+            .map(|l| counter(&l, "served"))
+            .sum();
+        assert!(total <= 64, "served more than sent: {total}");
+        (total == 64).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bad_invocations_are_answered_with_errors_and_the_host_keeps_serving() {
+    let mut lab = lab("dpbad").await;
+    let echo = signed_echo(ActorSpec::default());
+    let other = signed_echo(ActorSpec {
+        marker: 2,
+        ..Default::default()
+    });
+    lab.start("echo.wasm", &echo, 1).await;
+    let subject = lab.subject(&echo.key);
+    let origin = || Entity::actor(&nkeys::KeyPair::new_module().public_key());
+    let op = "HttpServer.HandleRequest";
+
+    // Forged: signed by a cluster key the host does not trust.
+    let forger = wascap::prelude::KeyPair::new_cluster();
+    let (id, bytes) = invocation(&forger, origin(), Entity::actor(&echo.key), op, b"x", b"x");
+    let error = outcome(&lab.send(&subject, bytes).await, &id).expect_err("forged");
+    assert!(error.starts_with("Anti-forgery check failed"), "{error}");
+    assert!(error.contains("trusted"), "{error}");
+
+    // Tampered: the payload differs from what the hash covers.
+    let (id, bytes) = invocation(&lab.cluster, origin(), Entity::actor(&echo.key), op, b"evil", b"good");
+    let error = outcome(&lab.send(&subject, bytes).await, &id).expect_err("tampered");
+    assert!(error.contains("hash"), "{error}");
+
+    // A bad signature: a valid token with one signature character changed.
+    let flip = |token: &mut String| {
+        let at = token.len() - 10;
+        let replacement = if &token[at..at + 1] == "A" { "B" } else { "A" };
+        token.replace_range(at..at + 1, replacement);
+    };
+    let (id, bytes) = invocation_with(&lab.cluster, origin(), Entity::actor(&echo.key), op, b"x", b"x", flip);
+    let error = outcome(&lab.send(&subject, bytes).await, &id).expect_err("bad signature");
+    assert!(error.contains("signature"), "{error}");
+
+    // Wrong target: signed for another actor, sent on this actor's subject.
+    let (id, bytes) = invocation(&lab.cluster, origin(), Entity::actor(&other.key), op, b"x", b"x");
+    let error = outcome(&lab.send(&subject, bytes).await, &id).expect_err("wrong target");
+    assert!(error.contains("target"), "{error}");
+
+    // Garbage bytes.
+    let error = outcome(&lab.send(&subject, b"\xde\xad\xbe\xef garbage".to_vec()).await, "").expect_err("garbage");
+    assert!(error.starts_with("Failed to deserialize invocation"), "{error}");
+
+    // Missing capability: a keyvalue provider calling an actor that claims only httpserver.
+    let provider = Entity::provider(
+        &nkeys::KeyPair::new_service().public_key(),
+        "wasmcloud:keyvalue",
+        "default",
+    );
+    let (id, bytes) = invocation(&lab.cluster, provider, Entity::actor(&echo.key), op, b"x", b"x");
+    let error = outcome(&lab.send(&subject, bytes).await, &id).expect_err("missing capability");
+    assert!(error.contains("capability"), "{error}");
+
+    // An httpserver provider is allowed, and the host still serves.
+    let provider = Entity::provider(
+        &nkeys::KeyPair::new_service().public_key(),
+        "wasmcloud:httpserver",
+        "default",
+    );
+    let (id, bytes) = invocation(&lab.cluster, provider, Entity::actor(&echo.key), op, b"ok", b"ok");
+    assert_eq!(outcome(&lab.send(&subject, bytes).await, &id).expect("served"), b"ok");
+    assert_eq!(
+        lab.call(&echo.key, op, b"still here").await.expect("served"),
+        b"still here"
+    );
+}
+
+#[tokio::test]
+async fn actors_call_actors_by_key_and_by_alias() {
+    let mut lab = lab("dpa2a").await;
+    let ponger = signed_echo(ActorSpec {
+        call_alias: Some("test/ponger".into()),
+        ..Default::default()
+    });
+    lab.start("ponger.wasm", &ponger, 1).await;
+    let by_alias = signed_wat(&caller_actor_wat("", "test/ponger", "Ping.Ping"), ActorSpec::default());
+    lab.start("by_alias.wasm", &by_alias, 1).await;
+    let by_key = signed_wat(&caller_actor_wat("", &ponger.key, "Ping.Ping"), ActorSpec::default());
+    lab.start("by_key.wasm", &by_key, 1).await;
+    let nowhere = signed_wat(&caller_actor_wat("", "test/nobody", "Ping.Ping"), ActorSpec::default());
+    lab.start("nowhere.wasm", &nowhere, 1).await;
+
+    // The alias comes from the ponger's claims in the KV bucket: give the watch a moment.
+    let via_alias = eventually(EVENT_TIMEOUT, "call by alias", || async {
+        lab.call(&by_alias.key, "Caller.Call", b"ping-alias").await.ok()
+    })
+    .await;
+    assert_eq!(via_alias, b"ping-alias");
+    assert_eq!(
+        lab.call(&by_key.key, "Caller.Call", b"ping-key")
+            .await
+            .expect("call by key"),
+        b"ping-key"
+    );
+    let error = lab
+        .call(&nowhere.key, "Caller.Call", b"x")
+        .await
+        .expect_err("no such alias");
+    assert!(error.contains("Could not identify suitable target"), "{error}");
+}
+
+#[tokio::test]
+async fn outbound_calls_reach_a_provider_and_time_out_without_one() {
+    let mut lab = lab("dpprov").await;
+    let provider_key = nkeys::KeyPair::new_service().public_key();
+    let silent_key = nkeys::KeyPair::new_service().public_key();
+    let spec = || ActorSpec {
+        caps: vec!["wasmcloud:keyvalue".into(), "wasmcloud:httpserver".into()],
+        ..Default::default()
+    };
+    let caller = signed_wat(
+        &caller_actor_wat("default", "wasmcloud:keyvalue", "KeyValue.Get"),
+        spec(),
+    );
+    let silent_caller = signed_wat(
+        &caller_actor_wat("silent", "wasmcloud:keyvalue", "KeyValue.Get"),
+        spec(),
+    );
+    let unlinked = signed_wat(&caller_actor_wat("other", "wasmcloud:keyvalue", "KeyValue.Get"), spec());
+    lab.start("caller.wasm", &caller, 1).await;
+    lab.start("silent.wasm", &silent_caller, 1).await;
+    lab.start("unlinked.wasm", &unlinked, 1).await;
+
+    // The fake provider: answers every invocation with "value:" + payload, after checking that
+    // the invocation is signed by the host's cluster key for this provider.
+    let mut provider_sub = lab
+        .nc
+        .queue_subscribe(
+            format!("wasmbus.rpc.{}.{provider_key}.default", lab.host.lattice),
+            "rpc".into(),
+        )
+        .await
+        .expect("provider subscribes");
+    // The silent provider subscribes and never answers.
+    let _silent_sub = lab
+        .nc
+        .subscribe(format!("wasmbus.rpc.{}.{silent_key}.silent", lab.host.lattice))
+        .await
+        .expect("silent provider subscribes");
+    lab.nc.flush().await.expect("flush");
+    let cluster_public = lab.cluster.public_key();
+    let responder_nc = lab.nc.clone();
+    let responder = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while let Some(msg) = provider_sub.next().await {
+            #[derive(serde::Deserialize)]
+            struct Inv {
+                operation: String,
+                #[serde(with = "serde_bytes_compat")]
+                msg: Vec<u8>,
+                id: String,
+                encoded_claims: String,
+                origin: serde_json::Value,
+            }
+            let inv: Inv = rmp_serde::from_slice(&msg.payload).expect("host sends an Invocation");
+            let claims = wascap::jwt::Claims::<wascap::jwt::Invocation>::decode(&inv.encoded_claims)
+                .expect("wascap decodes the host's token");
+            wascap::jwt::validate_token::<wascap::jwt::Invocation>(&inv.encoded_claims).expect("wascap validates it");
+            assert_eq!(claims.issuer, cluster_public, "signed with the cluster key");
+            let mut value = b"value:".to_vec();
+            value.extend_from_slice(&inv.msg);
+            #[derive(Serialize)]
+            struct Resp<'a> {
+                msg: Bin<'a>,
+                invocation_id: &'a str,
+                content_length: u64,
+            }
+            let resp = Resp {
+                msg: Bin(&value),
+                invocation_id: &inv.id,
+                content_length: value.len() as u64,
+            };
+            let body = rmp_serde::to_vec_named(&resp).expect("encode response");
+            if let Some(reply) = msg.reply {
+                responder_nc.publish(reply, body.into()).await.expect("reply");
+            }
+            seen.push((inv.operation, inv.origin));
+            if seen.len() == 1 {
+                return seen;
+            }
+        }
+        seen
+    });
+
+    for (actor, provider, link) in [
+        (&caller.key, &provider_key, "default"),
+        (&silent_caller.key, &silent_key, "silent"),
+    ] {
+        let link = json!({ "actor_id": actor, "provider_id": provider, "link_name": link, "contract_id": "wasmcloud:keyvalue", "values": {} });
+        let ack = request_json(&lab.nc, &lab.host.ctl("linkdefs.put"), link.to_string().as_bytes()).await;
+        assert_accepted(&ack, "linkdefs.put");
+    }
+    let value = eventually(EVENT_TIMEOUT, "linked call", || async {
+        lab.call(&caller.key, "Caller.Call", b"k1").await.ok()
+    })
+    .await;
+    assert_eq!(value, b"value:k1");
+    let seen = tokio::time::timeout(EVENT_TIMEOUT, responder)
+        .await
+        .expect("responder")
+        .expect("join");
+    assert_eq!(seen[0].0, "KeyValue.Get");
+    assert_eq!(seen[0].1["public_key"], caller.key.as_str());
+
+    let started = Instant::now();
+    let error = lab
+        .call(&silent_caller.key, "Caller.Call", b"k2")
+        .await
+        .expect_err("silent provider");
+    assert!(error.contains("timeout"), "{error}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1_400),
+        "waited the rpc timeout"
+    );
+
+    let error = lab
+        .call(&unlinked.key, "Caller.Call", b"k3")
+        .await
+        .expect_err("no link");
+    assert!(error.contains("missing link definition"), "{error}");
+}
+
+/// serde's `Vec<u8>` wants a sequence; msgpack `bin` arrives as bytes.
+mod serde_bytes_compat {
+    use serde::de::{Deserializer, SeqAccess, Visitor};
+
+    struct BytesVisitor;
+
+    impl<'de> Visitor<'de> for BytesVisitor {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("bytes")
+        }
+
+        fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(b) = seq.next_element()? {
+                out.push(b);
+            }
+            Ok(out)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        d.deserialize_bytes(BytesVisitor)
+    }
+}
+
+#[tokio::test]
+async fn payloads_over_900_kib_go_through_the_object_store_both_ways() {
+    let mut lab = lab("dpchunk").await;
+    let big_echo = echo_actor_wat(3).replace("(memory (export \"memory\") 1)", "(memory (export \"memory\") 40)");
+    let echo = signed_wat(&big_echo, ActorSpec::default());
+    lab.start("big.wasm", &echo, 1).await;
+
+    let js = async_nats::jetstream::new(lab.nc.clone());
+    let store = match js.get_object_store(&lab.host.lattice).await {
+        Ok(store) => store,
+        Err(_) => js
+            .create_object_store(async_nats::jetstream::object_store::Config {
+                bucket: lab.host.lattice.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("object store"),
+    };
+    let payload: Vec<u8> = (0..1_200_000u32).map(|i| (i % 251) as u8).collect();
+    let origin = Entity::actor(&nkeys::KeyPair::new_module().public_key());
+    let (id, bytes) = invocation(
+        &lab.cluster,
+        origin,
+        Entity::actor(&echo.key),
+        "Big.Echo",
+        &[],
+        &payload,
+    );
+    store
+        .put(id.as_str(), &mut payload.as_slice())
+        .await
+        .expect("put request object");
+    let reply = lab.send(&lab.subject(&echo.key), bytes).await;
+    let response = decode_response(&reply).expect("response");
+    assert_eq!(response.error, None);
+    assert!(response.msg.is_empty(), "the result is chunked too");
+    assert_eq!(response.content_length, Some(payload.len() as u64));
+    let mut object = store.get(format!("{id}-r")).await.expect("response object");
+    let mut result = Vec::new();
+    object.read_to_end(&mut result).await.expect("read response object");
+    assert!(result == payload, "round trip of {} bytes", payload.len());
+    // The host deleted the request object after reading it.
+    assert!(store.get(id.as_str()).await.is_err(), "request object deleted");
+}
+
+#[tokio::test]
+async fn shards_reconnect_and_serve_after_a_nats_restart() {
+    let mut lab = lab("dprestart").await;
+    let echo = signed_echo(ActorSpec::default());
+    lab.start("echo.wasm", &echo, 1).await;
+    assert_eq!(lab.call(&echo.key, "X.Y", b"before").await.expect("before"), b"before");
+    let port = lab.nats.port;
+    lab.nats.kill();
+    lab.nats = Nats::start_on(port);
+    lab.nc = lab.nats.client().await;
+    let value = eventually(Duration::from_secs(20), "served after restart", || async {
+        let origin = Entity::actor(&nkeys::KeyPair::new_module().public_key());
+        let (id, bytes) = invocation(
+            &lab.cluster,
+            origin,
+            Entity::actor(&echo.key),
+            "X.Y",
+            b"after",
+            b"after",
+        );
+        let reply = tokio::time::timeout(
+            Duration::from_secs(2),
+            lab.nc.request(lab.subject(&echo.key), bytes.into()),
+        )
+        .await
+        .ok()?
+        .ok()?;
+        outcome(&reply.payload, &id).ok()
+    })
+    .await;
+    assert_eq!(value, b"after");
+    let log = lab.host.stderr();
+    assert!(log.contains("shard NATS connection restored"), "shards reconnected");
+}
+
+#[tokio::test]
+async fn live_update_under_load_fails_no_invocation() {
+    let mut lab = lab("dpupd").await;
+    let subject_key = wascap::prelude::KeyPair::new_module();
+    let seed = subject_key.seed().expect("module seed");
+    let v1 = signed_echo(ActorSpec {
+        subject: Some(wascap::prelude::KeyPair::from_seed(&seed).expect("seed")),
+        ..Default::default()
+    });
+    let v2 = signed_echo(ActorSpec {
+        marker: 2,
+        rev: 2,
+        subject: Some(wascap::prelude::KeyPair::from_seed(&seed).expect("seed")),
+        ..Default::default()
+    });
+    lab.start("v1.wasm", &v1, 2).await;
+    let path = lab.dir.path().join("v2.wasm");
+    std::fs::write(&path, &v2.bytes).expect("write v2");
+
+    // Eight callers invoke back to back until the update is done and a bit after.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut callers = Vec::new();
+    for worker in 0..8 {
+        let nc = lab.nc.clone();
+        let cluster = wascap::prelude::KeyPair::from_seed(&lab.cluster.seed().expect("seed")).expect("seed");
+        let subject = lab.subject(&v1.key);
+        let key = v1.key.clone();
+        let stop = stop.clone();
+        callers.push(tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let payload = format!("w{worker}-{ok}").into_bytes();
+                let origin = Entity::actor(&nkeys::KeyPair::new_module().public_key());
+                let (id, bytes) = invocation(&cluster, origin, Entity::actor(&key), "X.Y", &payload, &payload);
+                match tokio::time::timeout(REPLY_TIMEOUT, nc.request(subject.clone(), bytes.into())).await {
+                    Ok(Ok(reply)) => match outcome(&reply.payload, &id) {
+                        Ok(msg) if msg == payload => ok += 1,
+                        other => failed.push(format!("{other:?}")),
+                    },
+                    other => failed.push(format!("{other:?}")),
+                }
+            }
+            (ok, failed)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let body =
+        json!({ "actor_id": v1.key, "new_actor_ref": format!("file://{}", path.display()), "host_id": lab.host.id });
+    let ack = request_json(&lab.nc, &lab.host.cmd("upd"), body.to_string().as_bytes()).await;
+    assert_accepted(&ack, "upd");
+    expect_event(&mut lab.events, "actor_updated", START_TIMEOUT, "upd").await;
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = 0;
+    for caller in callers {
+        let (ok, failed) = caller.await.expect("caller");
+        assert!(failed.is_empty(), "failed invocations during the update: {failed:?}");
+        total += ok;
+    }
+    // Debug builds verify a signature in milliseconds: a few dozen calls is real load here.
+    assert!(total >= 16, "the update happened under load ({total} invocations)");
+    let log = lab.host.stderr();
+    assert!(log.contains("actor pool ready"), "pools rebuilt");
+}
+
+#[tokio::test]
+async fn a_shard_at_its_inflight_bound_stops_taking_work_and_loses_none() {
+    // One invocation at a time per shard (two shards); each call waits the whole rpc timeout
+    // on a provider that never answers.
+    let mut lab = lab_with("dpbound", &[("--shard-inflight-max", "1")]).await;
+    let silent_key = nkeys::KeyPair::new_service().public_key();
+    let caller = signed_wat(
+        &caller_actor_wat("silent", "wasmcloud:keyvalue", "KeyValue.Get"),
+        ActorSpec {
+            caps: vec!["wasmcloud:keyvalue".into()],
+            ..Default::default()
+        },
+    );
+    lab.start("caller.wasm", &caller, 1).await;
+    let _silent = lab
+        .nc
+        .subscribe(format!("wasmbus.rpc.{}.{silent_key}.silent", lab.host.lattice))
+        .await
+        .expect("silent provider");
+    let link = json!({ "actor_id": caller.key, "provider_id": silent_key, "link_name": "silent", "contract_id": "wasmcloud:keyvalue", "values": {} });
+    let ack = request_json(&lab.nc, &lab.host.ctl("linkdefs.put"), link.to_string().as_bytes()).await;
+    assert_accepted(&ack, "linkdefs.put");
+    eventually(EVENT_TIMEOUT, "link reached the shards", || async {
+        lab.call(&caller.key, "Caller.Call", b"probe")
+            .await
+            .err()
+            .filter(|e| e.contains("timeout"))
+    })
+    .await;
+
+    // Eight at once: per shard one runs, one waits, the rest are answered "overloaded" (the
+    // shard keeps reading because its running guest awaits a reply on the same socket).
+    let started = Instant::now();
+    let mut pending = futures::stream::FuturesUnordered::new();
+    for i in 0..8u8 {
+        let lab = &lab;
+        let key = caller.key.clone();
+        pending.push(async move { lab.call(&key, "Caller.Call", &[i]).await });
+    }
+    let (mut timeouts, mut overloaded) = (0, 0);
+    while let Some(result) = pending.next().await {
+        let error = result.expect_err("the provider never answers");
+        if error.contains("timeout") {
+            timeouts += 1;
+        } else {
+            assert!(error.starts_with("Host overloaded"), "{error}");
+            overloaded += 1;
+        }
+    }
+    assert_eq!(timeouts + overloaded, 8, "every invocation answered");
+    assert!(
+        timeouts <= 4,
+        "at most one running and one waiting per shard: {timeouts}"
+    );
+    assert!(overloaded >= 4, "{overloaded}");
+    if timeouts > 2 {
+        // Some shard ran a queued one after its first: at least two rounds.
+        assert!(
+            started.elapsed() >= Duration::from_millis(2_900),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    let rejected = eventually(EVENT_TIMEOUT, "overloads counted", || async {
+        let total: u64 = ["shard-0", "shard-1"]
+            .iter()
+            .filter_map(|s| lab.shard_counters(s))
+            .map(|l| counter(&l, "rejected_overload"))
+            .sum();
+        (total == overloaded).then_some(total)
+    })
+    .await;
+    assert_eq!(rejected, overloaded);
+}
