@@ -1,0 +1,43 @@
+;; The load test's echo actor (wasmbus ABI), kept in step with src/runtime/actors/echo.wat
+;; (the runtime's test actor) but owned here so the harness does not depend on test fixtures.
+;; Echo actor (wasmbus ABI): fetches operation and payload with __guest_request into memory it
+;; reserves, then dispatches on the operation's first byte:
+;;   'C' ("Count")  -> responds with its call counter (a global, u32 little-endian)
+;;   'F' ("Fail")   -> __guest_error(payload), returns 0
+;;   anything else  -> __guest_response(payload)
+(module
+  (import "wasmbus" "__guest_request" (func $guest_request (param i32 i32)))
+  (import "wasmbus" "__guest_response" (func $guest_response (param i32 i32)))
+  (import "wasmbus" "__guest_error" (func $guest_error (param i32 i32)))
+  (memory (export "memory") 1)
+  (global $calls (mut i32) (i32.const 0))
+  (global $heap i32 (i32.const 1024))
+  (func (export "__wasmbus_rpc_version") (result i32) i32.const 1)
+  ;; Grow memory so that [heap, heap + bytes) exists; trap if it cannot.
+  (func $reserve (param $bytes i32)
+    (local $pages i32)
+    (local.set $pages
+      (i32.sub
+        (i32.shr_u (i32.add (i32.add (global.get $heap) (local.get $bytes)) (i32.const 65535)) (i32.const 16))
+        (memory.size)))
+    (if (i32.gt_s (local.get $pages) (i32.const 0))
+      (then (if (i32.eq (memory.grow (local.get $pages)) (i32.const -1)) (then unreachable)))))
+  (func (export "__guest_call") (param $op_len i32) (param $payload_len i32) (result i32)
+    (local $payload i32)
+    (global.set $calls (i32.add (global.get $calls) (i32.const 1)))
+    (call $reserve (i32.add (local.get $op_len) (local.get $payload_len)))
+    (local.set $payload (i32.add (global.get $heap) (local.get $op_len)))
+    (call $guest_request (global.get $heap) (local.get $payload))
+    (if (i32.gt_u (local.get $op_len) (i32.const 0))
+      (then
+        (if (i32.eq (i32.load8_u (global.get $heap)) (i32.const 67))
+          (then
+            (i32.store (i32.const 0) (global.get $calls))
+            (call $guest_response (i32.const 0) (i32.const 4))
+            (return (i32.const 1))))
+        (if (i32.eq (i32.load8_u (global.get $heap)) (i32.const 70))
+          (then
+            (call $guest_error (local.get $payload) (local.get $payload_len))
+            (return (i32.const 0))))))
+    (call $guest_response (local.get $payload) (local.get $payload_len))
+    i32.const 1))

@@ -1,0 +1,302 @@
+//! `shardhost-loadtest`: drives a wasmCloud 0.x lattice with signed invocations and reports
+//! throughput, latency percentiles and CPU per invocation as JSON (loadtest/README.md).
+//!
+//! Subcommands: `gen-seed` (keys), `prepare-echo` (compile and sign the echo actor),
+//! `start-actor` (launch it on a host over the control interface) and `run` (the load
+//! generator). A separate binary outside both planes of the host; it uses the library's own
+//! signer and encoder so it sends exactly what a wasmCloud host or provider would.
+
+// Bad input, a dead NATS server or a missing process is an error message, never a panic.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+mod ctl;
+#[cfg(test)]
+mod e2e;
+mod echo;
+mod engine;
+mod error;
+mod pool;
+mod procstat;
+mod schedule;
+mod stats;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{ArgGroup, Parser, Subcommand};
+
+use crate::echo::{SeedKind, ECHO_CAP_DEFAULT};
+use crate::engine::{RunConfig, DURATION_MS_MAX};
+use crate::error::LoadtestError;
+use crate::pool::{Origin, POOL_INVOCATIONS_DEFAULT};
+use crate::schedule::Pacing;
+
+/// Longest `start-actor --wait-secs`.
+const START_WAIT_SECS_MAX: u64 = 3_600;
+/// Default open-loop cap on outstanding requests.
+const OUTSTANDING_MAX_DEFAULT: usize = 10_000;
+const MILLIS_PER_SEC: f64 = 1_000.0;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "shardhost-loadtest",
+    version,
+    about = "Load generator for wasmCloud 0.x lattices (shardhost)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print a new nkey seed on stdout (its public key on stderr).
+    GenSeed {
+        #[arg(value_enum)]
+        kind: SeedKind,
+    },
+    /// Compile the echo actor and sign it; prints its public key (M…) on stdout.
+    PrepareEcho(PrepareEchoArgs),
+    /// Launch an actor from a file on a host and wait for it to start; prints its key.
+    StartActor(StartActorArgs),
+    /// Generate load and report (JSON on stdout or --json, a summary on stderr).
+    Run(Box<RunArgs>),
+}
+
+#[derive(Debug, clap::Args)]
+struct PrepareEchoArgs {
+    /// Where to write the signed module.
+    #[arg(long)]
+    out: PathBuf,
+    /// Account seed (SA…) that signs the claims; a new account when absent.
+    #[arg(long = "issuer-seed", env = "SHARDHOST_ISSUER_SEED", hide_env_values = true)]
+    issuer_seed: Option<String>,
+    #[arg(long, default_value = "loadtest-echo")]
+    name: String,
+    /// Capability claims (repeatable).
+    #[arg(long = "cap", default_values_t = [ECHO_CAP_DEFAULT.to_string()])]
+    caps: Vec<String>,
+    #[arg(long = "call-alias")]
+    call_alias: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct StartActorArgs {
+    /// NATS server, e.g. 127.0.0.1:4222 or nats://host:port.
+    #[arg(long, default_value = "127.0.0.1:4222")]
+    nats: String,
+    #[arg(long, default_value = "default")]
+    lattice: String,
+    /// Host id (N…); default: the first host answering ping.hosts.
+    #[arg(long)]
+    host: Option<String>,
+    /// The signed actor module (the host needs --allow-file-load).
+    #[arg(long)]
+    file: PathBuf,
+    #[arg(long, default_value_t = 1)]
+    count: u16,
+    #[arg(long = "ctl-prefix", default_value = "wasmbus.ctl")]
+    ctl_prefix: String,
+    /// Bound on the whole command, seconds.
+    #[arg(long = "wait-secs", default_value_t = 60)]
+    wait_secs: u64,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(ArgGroup::new("pacing").required(true).args(["in_flight", "rate"])))]
+struct RunArgs {
+    /// NATS server, e.g. 127.0.0.1:4222 or nats://host:port.
+    #[arg(long, default_value = "127.0.0.1:4222")]
+    nats: String,
+    #[arg(long, default_value = "default")]
+    lattice: String,
+    /// Target actor public key (M…).
+    #[arg(long)]
+    actor: String,
+    /// Cluster seed (SC…) that signs every invocation; the host must trust its public key.
+    #[arg(long = "cluster-seed", env = "WASMCLOUD_CLUSTER_SEED", hide_env_values = true)]
+    cluster_seed: String,
+    /// Send as a provider of this contract (e.g. wasmcloud:httpserver) instead of as an actor.
+    #[arg(long = "origin-contract")]
+    origin_contract: Option<String>,
+    /// Link name of the provider origin.
+    #[arg(long = "origin-link", default_value = "default")]
+    origin_link: String,
+    #[arg(long, default_value = "HttpServer.HandleRequest")]
+    operation: String,
+    #[arg(long = "payload-bytes", default_value_t = 64)]
+    payload_bytes: usize,
+    /// NATS connections, used round-robin.
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
+    /// Closed loop: keep this many requests outstanding.
+    #[arg(long = "in-flight")]
+    in_flight: Option<usize>,
+    /// Open loop: invocations per second on a fixed schedule.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Open loop: most requests outstanding (past it the sender waits; the wait is latency).
+    #[arg(long = "outstanding-max", default_value_t = OUTSTANDING_MAX_DEFAULT)]
+    outstanding_max: usize,
+    /// Measured seconds.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds of load before measuring.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    #[arg(long = "timeout-ms", default_value_t = 2_000)]
+    timeout_ms: u64,
+    /// Invocations signed before the run and cycled through.
+    #[arg(long = "pool", default_value_t = POOL_INVOCATIONS_DEFAULT)]
+    pool: usize,
+    /// Host process whose CPU time is read from /proc before and after the window.
+    #[arg(long = "host-pid")]
+    host_pid: Option<u32>,
+    /// Require every ok reply to carry the payload back (the echo actor does).
+    #[arg(long = "verify-echo")]
+    verify_echo: bool,
+    /// Write the JSON report here instead of stdout.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn seconds_to_ms(flag: &'static str, secs: f64) -> Result<u64, LoadtestError> {
+    let ms = secs * MILLIS_PER_SEC;
+    if !ms.is_finite() || ms < 0.0 || ms > DURATION_MS_MAX as f64 {
+        return Err(LoadtestError::Arg {
+            flag,
+            reason: format!(
+                "{secs} is not a number of seconds between 0 and {}",
+                DURATION_MS_MAX / 1000
+            ),
+        });
+    }
+    Ok(ms.round() as u64)
+}
+
+impl RunArgs {
+    fn config(&self) -> Result<RunConfig, LoadtestError> {
+        let pacing = match (self.in_flight, self.rate) {
+            (Some(in_flight_count), _) => Pacing::Closed { in_flight_count },
+            (None, Some(rate_per_sec)) => Pacing::Open {
+                rate_per_sec,
+                outstanding_max: self.outstanding_max,
+            },
+            (None, None) => {
+                return Err(LoadtestError::Arg {
+                    flag: "--in-flight/--rate",
+                    reason: "one of them is required".to_string(),
+                })
+            }
+        };
+        let origin = match &self.origin_contract {
+            Some(contract_id) => Origin::new_provider(contract_id, &self.origin_link),
+            None => Origin::new_actor(),
+        };
+        Ok(RunConfig {
+            nats_url: self.nats.clone(),
+            lattice: self.lattice.clone(),
+            actor: self.actor.clone(),
+            operation: self.operation.clone(),
+            payload_bytes: self.payload_bytes,
+            connections: self.connections,
+            pacing,
+            duration_ms: seconds_to_ms("--duration", self.duration)?,
+            warmup_ms: seconds_to_ms("--warmup", self.warmup)?,
+            timeout_ms: self.timeout_ms,
+            pool_invocations: self.pool,
+            origin,
+            host_pid: self.host_pid,
+            verify_echo: self.verify_echo,
+        })
+    }
+}
+
+fn unix_now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, LoadtestError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(LoadtestError::Runtime)
+}
+
+async fn run(args: &RunArgs) -> Result<(), LoadtestError> {
+    let config = args.config()?;
+    let cluster_key = nkeys::KeyPair::from_seed(args.cluster_seed.trim()).map_err(|e| LoadtestError::Arg {
+        flag: "--cluster-seed",
+        reason: e.to_string(),
+    })?;
+    let report = engine::run(&config, &cluster_key).await?;
+    let json = engine::report_json(&report);
+    match &args.json {
+        Some(path) => std::fs::write(path, json).map_err(|e| LoadtestError::io(path, e))?,
+        None => print!("{json}"),
+    }
+    eprint!("{}", stats::human_summary(&report));
+    Ok(())
+}
+
+fn execute(command: Command) -> Result<(), LoadtestError> {
+    match command {
+        Command::GenSeed { kind } => {
+            let (seed, public_key) = echo::gen_seed(kind)?;
+            println!("{seed}");
+            eprintln!("public key: {public_key}");
+        }
+        Command::PrepareEcho(args) => {
+            let echo = echo::prepare_echo(
+                &args.out,
+                args.issuer_seed.as_deref(),
+                &args.name,
+                &args.caps,
+                args.call_alias.as_deref(),
+                unix_now_secs(),
+            )?;
+            if args.issuer_seed.is_none() {
+                eprintln!("signed by a new account {} (its seed was not kept)", echo.issuer);
+            }
+            eprintln!("wrote {}", args.out.display());
+            println!("{}", echo.public_key);
+        }
+        Command::StartActor(args) => {
+            if args.wait_secs == 0 || args.wait_secs > START_WAIT_SECS_MAX {
+                return Err(LoadtestError::Arg {
+                    flag: "--wait-secs",
+                    reason: format!("1 to {START_WAIT_SECS_MAX}"),
+                });
+            }
+            let request = ctl::StartActor {
+                nats_url: args.nats.clone(),
+                lattice: args.lattice.clone(),
+                ctl_prefix: args.ctl_prefix.clone(),
+                host_id: args.host.clone(),
+                actor_ref: ctl::file_ref(&args.file)?,
+                count: args.count.max(1),
+                wait: Duration::from_secs(args.wait_secs),
+            };
+            let started = runtime()?.block_on(ctl::start_actor(&request))?;
+            eprintln!("started on host {}", started.host_id);
+            println!("{}", started.public_key);
+        }
+        Command::Run(args) => runtime()?.block_on(run(&args))?,
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match execute(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("shardhost-loadtest: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
