@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Echo load test on this machine: starts nats-server and a shardhost host on 127.0.0.1, signs
+# and starts the echo actor, runs shardhost-loadtest closed-loop at 1 and at 64 invocations in
+# flight, writes both JSON reports (plus logs and the exact commands) to a results directory,
+# and stops everything it started on exit. See loadtest/README.md.
+#
+# Usage: loadtest/echo.sh [RESULTS_DIR]     (default: target/loadtest/echo-<UTC time>)
+# Environment (all optional):
+#   DURATION=10 WARMUP=2        measured and warmup seconds of each run
+#   PAYLOAD_BYTES=64 CONNECTIONS=1 TIMEOUT_MS=2000
+#   SHARDS=N                    host --shards (default: the host's, one per core)
+#   SHARDHOST_NATS_SERVER=PATH  nats-server binary (default: .tools/venv/bin/nats-server, then PATH)
+#   SKIP_BUILD=1                use the release binaries already built
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+target="${CARGO_TARGET_DIR:-$root/target}"
+results="${1:-$target/loadtest/echo-$(date -u +%Y%m%dT%H%M%SZ)}"
+duration="${DURATION:-10}"
+warmup="${WARMUP:-2}"
+payload_bytes="${PAYLOAD_BYTES:-64}"
+connections="${CONNECTIONS:-1}"
+timeout_ms="${TIMEOUT_MS:-2000}"
+lattice="loadtest$$"
+# Bounds (seconds) on each step, so a wedged process cannot hang the script.
+nats_ready_secs=10
+actor_start_secs=60
+host_stop_secs=10
+run_bound_secs=$(( ${duration%.*} + ${warmup%.*} + timeout_ms / 1000 + 120 ))
+
+nats_bin="${SHARDHOST_NATS_SERVER:-}"
+if [[ -z "$nats_bin" ]]; then
+  if [[ -x "$root/.tools/venv/bin/nats-server" ]]; then
+    nats_bin="$root/.tools/venv/bin/nats-server"
+  else
+    nats_bin="$(command -v nats-server || true)"
+  fi
+fi
+if [[ -z "$nats_bin" ]]; then
+  echo "echo.sh: no nats-server: run scripts/setup or set SHARDHOST_NATS_SERVER" >&2
+  exit 1
+fi
+
+if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+  (cd "$root" && cargo build --release --quiet --bin shardhost --bin shardhost-loadtest)
+fi
+shardhost="$target/release/shardhost"
+loadtest="$target/release/shardhost-loadtest"
+
+mkdir -p "$results"
+work="$(mktemp -d)"
+nats_pid=""
+host_pid=""
+
+# Stop a process: SIGTERM, wait up to $2 seconds, then SIGKILL.
+stop() {
+  local pid="$1" secs="$2"
+  [[ -n "$pid" ]] || return 0
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for _ in $(seq $(( secs * 10 ))); do
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+    sleep 0.1
+  done
+  echo "echo.sh: pid $pid did not stop in ${secs}s; killing it" >&2
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local status=$?
+  trap - EXIT INT TERM
+  stop "$host_pid" "$host_stop_secs"
+  stop "$nats_pid" 5
+  rm -rf "$work"
+  if [[ $status -ne 0 ]]; then
+    echo "echo.sh: failed (exit $status); logs in $results" >&2
+  fi
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# A loopback port nothing listens on (a connect attempt is refused).
+free_port() {
+  local port
+  for _ in $(seq 100); do
+    port=$(( 20000 + RANDOM % 40000 ))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      echo "$port"
+      return 0
+    fi
+  done
+  return 1
+}
+
+port="$(free_port)"
+echo "nats-server on 127.0.0.1:$port (log: $results/nats.log)" >&2
+"$nats_bin" -js -a 127.0.0.1 -p "$port" -sd "$work/jetstream" >"$results/nats.log" 2>&1 &
+nats_pid=$!
+for _ in $(seq $(( nats_ready_secs * 10 ))); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+  kill -0 "$nats_pid" 2>/dev/null || { echo "echo.sh: nats-server exited" >&2; exit 1; }
+  sleep 0.1
+done
+(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "echo.sh: nats-server not listening" >&2; exit 1; }
+
+# One cluster key for the host and the generator; through the environment, not argv.
+WASMCLOUD_CLUSTER_SEED="$("$loadtest" gen-seed cluster 2>/dev/null)"
+export WASMCLOUD_CLUSTER_SEED
+
+host_cmd=("$shardhost" up --nats-host 127.0.0.1 --nats-port "$port" --allow-file-load --lattice "$lattice")
+if [[ -n "${SHARDS:-}" ]]; then
+  host_cmd+=(--shards "$SHARDS")
+fi
+echo "host: ${host_cmd[*]} (log: $results/host.log)" >&2
+"${host_cmd[@]}" >"$results/host.log" 2>&1 &
+host_pid=$!
+
+actor="$("$loadtest" prepare-echo --out "$results/echo.wasm")"
+echo "echo actor $actor" >&2
+if ! timeout $(( actor_start_secs + 10 )) "$loadtest" start-actor --nats "127.0.0.1:$port" --lattice "$lattice" \
+    --file "$results/echo.wasm" --wait-secs "$actor_start_secs" >/dev/null; then
+  kill -0 "$host_pid" 2>/dev/null || echo "echo.sh: the host exited; last lines of its log:" >&2
+  tail -n 20 "$results/host.log" >&2
+  exit 1
+fi
+
+{
+  echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) $(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)"
+  echo "${host_cmd[*]}"
+} >"$results/commands.txt"
+for in_flight in 1 64; do
+  run_cmd=("$loadtest" run --nats "127.0.0.1:$port" --lattice "$lattice" --actor "$actor"
+    --origin-contract wasmcloud:httpserver --in-flight "$in_flight" --duration "$duration" --warmup "$warmup"
+    --payload-bytes "$payload_bytes" --connections "$connections" --timeout-ms "$timeout_ms"
+    --host-pid "$host_pid" --verify-echo --json "$results/echo-inflight$in_flight.json")
+  echo "${run_cmd[*]}" >>"$results/commands.txt"
+  echo "--- in flight: $in_flight" >&2
+  timeout "$run_bound_secs" "${run_cmd[@]}"
+done
+echo "results: $results" >&2
