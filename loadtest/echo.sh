@@ -9,6 +9,7 @@
 #   DURATION=10 WARMUP=2        measured and warmup seconds of each run
 #   PAYLOAD_BYTES=64 CONNECTIONS=1 TIMEOUT_MS=2000
 #   SHARDS=N                    host --shards (default: the host's, one per core)
+#   RATES="5000 20000"          also run open loop at each of these rates (invocations/s)
 #   SHARDHOST_NATS_SERVER=PATH  nats-server binary (default: .tools/venv/bin/nats-server, then PATH)
 #   SKIP_BUILD=1                use the release binaries already built
 set -euo pipefail
@@ -137,6 +138,15 @@ for in_flight in 1 64; do
     --host-pid "$host_pid" --verify-echo --json "$results/echo-inflight$in_flight.json")
   echo "${run_cmd[*]}" >>"$results/commands.txt"
   echo "--- in flight: $in_flight" >&2
+  timeout "$run_bound_secs" "${run_cmd[@]}"
+done
+for rate in ${RATES:-}; do
+  run_cmd=("$loadtest" run --nats "127.0.0.1:$port" --lattice "$lattice" --actor "$actor"
+    --origin-contract wasmcloud:httpserver --rate "$rate" --duration "$duration" --warmup "$warmup"
+    --payload-bytes "$payload_bytes" --connections "$connections" --timeout-ms "$timeout_ms"
+    --host-pid "$host_pid" --verify-echo --json "$results/echo-rate$rate.json")
+  echo "${run_cmd[*]}" >>"$results/commands.txt"
+  echo "--- open loop: $rate/s" >&2
   timeout "$run_bound_secs" "${run_cmd[@]}"
 done
 echo "results: $results" >&2
