@@ -96,6 +96,17 @@ pub struct Inbound {
 }
 
 impl Inbound {
+    /// A message built by hand (tests, benches and the in-process shard).
+    pub fn new(sid: u64, subject: &str, reply: Option<&str>, payload: Bytes) -> Inbound {
+        Inbound {
+            sid,
+            subject: Bytes::copy_from_slice(subject.as_bytes()),
+            reply: reply.map(|r| Bytes::copy_from_slice(r.as_bytes())),
+            headers: None,
+            payload,
+        }
+    }
+
     pub fn subject(&self) -> &str {
         std::str::from_utf8(&self.subject).unwrap_or_default()
     }
@@ -223,6 +234,11 @@ impl Outbox {
             .map_err(|e| ConnError::Encode(e.to_string()))?;
         self.ready.notify();
         Ok(())
+    }
+
+    /// Take the queued publications (the in-process shard's output).
+    pub fn take_data(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.data.borrow_mut())
     }
 
     /// Bytes queued and not yet handed to the socket.

@@ -24,9 +24,12 @@ use crate::runtime::{ActorPool, CompiledActor, Parker, Runtime};
 
 pub mod calls;
 pub mod conn;
+mod inprocess;
 mod notify;
 mod send;
 mod serve;
+
+pub use inprocess::{inbound, InProcessShard};
 
 use calls::ShardHostCalls;
 use conn::{Conn, ConnConfig, Outbox};
@@ -71,74 +74,6 @@ struct Shard {
 }
 
 impl Shard {
-    /// Build actor `key`'s pool of `warm_instances`, unless one of the same module and size is
-    /// there, and subscribe to the actor's subject if this is a new actor. The new pool is
-    /// complete before it replaces the old one (a failed build keeps the old pool serving);
-    /// instances of the old pool still running finish and are dropped when given back.
-    async fn set_pool(
-        &mut self,
-        key: &str,
-        compiled: CompiledActor,
-        caps: Arc<Vec<String>>,
-        warm_instances: u32,
-    ) -> Result<u32, String> {
-        let core = &self.core;
-        if let Some(slot) = core.actors.borrow().get(key) {
-            if slot.module_hash == compiled.module_hash() && slot.warm_instances == warm_instances {
-                return Ok(slot.pool.idle_count() as u32);
-            }
-        }
-        let pool = ActorPool::new(
-            &self.runtime,
-            &compiled,
-            key,
-            &caps,
-            Arc::new(ShardHostCalls),
-            glommio_parker(),
-            warm_instances as usize,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        let warm = pool.idle_count() as u32;
-        let existing = core.actors.borrow().get(key).map(|slot| slot.sid);
-        let sid = match existing {
-            Some(sid) => sid,
-            None => {
-                let subject = core.actor_subject(key);
-                let sid = core
-                    .outbox
-                    .subscribe(&subject, Some(&subject))
-                    .map_err(|e| format!("cannot subscribe to {subject}: {e}"))?;
-                core.subjects.borrow_mut().insert(sid, Rc::from(key));
-                sid
-            }
-        };
-        let slot = ActorSlot {
-            module_hash: compiled.module_hash().to_string(),
-            warm_instances,
-            pool,
-            sid,
-        };
-        let old = core.actors.borrow_mut().insert(Rc::from(key), slot);
-        if let Some(old) = old {
-            self.retire_pool(old.pool);
-        }
-        if existing.is_none() && core.config.conn.is_some() {
-            // The server has the subscription before the control plane announces the actor.
-            if !within(Duration::from_millis(FLUSH_WAIT_MS), core.outbox.confirmed()).await {
-                tracing::warn!(shard = %core.id, actor = key, "subscription not confirmed by NATS yet (down?)");
-            }
-        }
-        Ok(warm)
-    }
-
-    /// Drop a pool, or keep it until its leased instances come back.
-    fn retire_pool(&self, pool: ActorPool) {
-        if pool.leased_count() > 0 {
-            self.core.draining.borrow_mut().push(pool);
-        }
-    }
-
     fn stop_actor(&mut self, key: &str) {
         let core = &self.core;
         let Some(slot) = core.actors.borrow_mut().remove(key) else {
@@ -146,7 +81,7 @@ impl Shard {
         };
         core.outbox.unsubscribe(slot.sid);
         core.subjects.borrow_mut().remove(&slot.sid);
-        self.retire_pool(slot.pool);
+        core.retire_pool(slot.pool);
     }
 
     /// Send a report without ever blocking the shard; a full channel is counted.
@@ -182,7 +117,7 @@ impl Shard {
                 warm_instances,
             } => {
                 let shard = self.core.id;
-                let report = match self.set_pool(&key, compiled, caps, warm_instances).await {
+                let report = match set_pool(&self.core, &self.runtime, &key, compiled, caps, warm_instances).await {
                     Ok(warm) => ShardReport::ActorPoolReady { shard, key, warm },
                     Err(error) => ShardReport::ActorPoolFailed { shard, key, error },
                 };
@@ -254,6 +189,67 @@ impl Shard {
         let stats = core.stats.get();
         self.report(ShardReport::Stopped { shard: core.id, stats });
     }
+}
+
+/// Build actor `key`'s pool of `warm_instances`, unless one of the same module and size is
+/// there, and subscribe to the actor's subject if this is a new actor. The new pool is
+/// complete before it replaces the old one (a failed build keeps the old pool serving);
+/// instances of the old pool still running finish and are dropped when given back.
+async fn set_pool(
+    core: &Rc<ShardCore>,
+    runtime: &Runtime,
+    key: &str,
+    compiled: CompiledActor,
+    caps: Arc<Vec<String>>,
+    warm_instances: u32,
+) -> Result<u32, String> {
+    if let Some(slot) = core.actors.borrow().get(key) {
+        if slot.module_hash == compiled.module_hash() && slot.warm_instances == warm_instances {
+            return Ok(slot.pool.idle_count() as u32);
+        }
+    }
+    let pool = ActorPool::new(
+        runtime,
+        &compiled,
+        key,
+        &caps,
+        Arc::new(ShardHostCalls),
+        glommio_parker(),
+        warm_instances as usize,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let warm = pool.idle_count() as u32;
+    let existing = core.actors.borrow().get(key).map(|slot| slot.sid);
+    let sid = match existing {
+        Some(sid) => sid,
+        None => {
+            let subject = core.actor_subject(key);
+            let sid = core
+                .outbox
+                .subscribe(&subject, Some(&subject))
+                .map_err(|e| format!("cannot subscribe to {subject}: {e}"))?;
+            core.subjects.borrow_mut().insert(sid, Rc::from(key));
+            sid
+        }
+    };
+    let slot = ActorSlot {
+        module_hash: compiled.module_hash().to_string(),
+        warm_instances,
+        pool,
+        sid,
+    };
+    let old = core.actors.borrow_mut().insert(Rc::from(key), slot);
+    if let Some(old) = old {
+        core.retire_pool(old.pool);
+    }
+    if existing.is_none() && core.config.conn.is_some() {
+        // The server has the subscription before the control plane announces the actor.
+        if !within(Duration::from_millis(FLUSH_WAIT_MS), core.outbox.confirmed()).await {
+            tracing::warn!(shard = %core.id, actor = key, "subscription not confirmed by NATS yet (down?)");
+        }
+    }
+    Ok(warm)
 }
 
 /// Connect (retrying until it works), then read batches and hand them to the pipeline

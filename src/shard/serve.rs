@@ -232,6 +232,13 @@ impl ShardCore {
         InflightGuard(Rc::clone(self))
     }
 
+    /// Drop a pool, or keep it until its leased instances come back.
+    pub fn retire_pool(&self, pool: ActorPool) {
+        if pool.leased_count() > 0 {
+            self.draining.borrow_mut().push(pool);
+        }
+    }
+
     /// The subject a running actor is served on.
     pub fn actor_subject(&self, actor: &str) -> String {
         format!("wasmbus.rpc.{}.{actor}", self.config.lattice)
