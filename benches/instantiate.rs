@@ -73,6 +73,35 @@ fn bench_invoke(c: &mut Criterion) {
                 .unwrap()
         })
     });
+    // The same fresh-instance path on an engine that madvises every freed memory (wasmtime's
+    // default) instead of keeping its first 64 KiB resident.
+    let madvise_runtime = Runtime::new(&RuntimeLimits {
+        memory_keep_resident_bytes: 0,
+        ..limits()
+    })
+    .unwrap();
+    let madvise_compiled = madvise_runtime.compile(&bytes, &module_hash(&bytes).unwrap()).unwrap();
+    let mut madvise_pool = rt
+        .block_on(ActorPool::new(
+            &madvise_runtime,
+            &madvise_compiled,
+            "MBENCH",
+            &[],
+            Arc::new(NoHostCalls),
+            parker(),
+            1,
+        ))
+        .unwrap();
+    group.bench_function("fresh_instance_per_call_no_keep_resident", |b| {
+        b.iter(|| {
+            rt.block_on(fresh_instance_invoke(
+                &mut madvise_pool,
+                "Echo.Echo",
+                black_box(PAYLOAD),
+            ))
+            .unwrap()
+        })
+    });
     group.finish();
     assert_eq!(warm.stats().created_on_demand, 0);
 }

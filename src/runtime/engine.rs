@@ -25,7 +25,7 @@ use wasmtime::{
 };
 
 use super::abi::{self, ImportKind};
-use super::limits::{RuntimeLimits, MEMORY_GUARD_BYTES, TABLE_ELEMENTS_MAX};
+use super::limits::{RuntimeLimits, MEMORY_GUARD_BYTES, TABLE_ELEMENTS_MAX, TABLE_ELEMENT_BYTES};
 use super::RuntimeError;
 
 /// Most modules the in-memory compile cache keeps; beyond it an arbitrary entry is evicted
@@ -74,6 +74,9 @@ impl Runtime {
         let memory_bytes_max = usize::try_from(limits.memory_bytes_max)
             .map_err(|_| RuntimeError::InvalidLimits("memory_bytes_max exceeds the address space".to_string()))?;
 
+        // Tables are small (elements × 8 bytes): keep them all resident.
+        const TABLE_KEEP_RESIDENT_BYTES: usize = TABLE_ELEMENTS_MAX * TABLE_ELEMENT_BYTES as usize;
+        let keep_resident = usize::try_from(limits.memory_keep_resident_bytes).unwrap_or(usize::MAX);
         let mut pooling = PoolingAllocationConfig::new();
         pooling
             .total_core_instances(limits.instance_slots_total)
@@ -83,7 +86,9 @@ impl Runtime {
             .max_memories_per_module(1)
             .max_tables_per_module(1)
             .table_elements(TABLE_ELEMENTS_MAX)
-            .max_memory_size(memory_bytes_max);
+            .max_memory_size(memory_bytes_max)
+            .linear_memory_keep_resident(keep_resident.min(memory_bytes_max))
+            .table_keep_resident(TABLE_KEEP_RESIDENT_BYTES);
 
         let mut config = Config::new();
         config

@@ -33,6 +33,7 @@ fn limits() -> RuntimeLimits {
         epoch_tick_ms: 1,
         instance_max_invocations: 0,
         execution_deadline_ms: 200,
+        memory_keep_resident_bytes: 64 << 10,
     }
 }
 
