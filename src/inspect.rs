@@ -23,7 +23,14 @@ pub fn describe(module: &[u8], now_secs: u64) -> Result<(Value, bool)> {
     let (token, section) = claims::extract_jwt(module)?.context("the module has no embedded claims")?;
     let jwt = claims::decode_jwt(token)?;
     let actor = ActorClaims::from_jwt(&jwt)?;
-    let module_hash = claims::module_hash(module)?;
+    let mut module_hash = claims::module_hash(module)?;
+    if module_hash != actor.hash {
+        // A pre-0.9 signer hashed the sections as encoded (see `module_hash_as_encoded`).
+        let as_encoded = claims::module_hash_as_encoded(module)?;
+        if as_encoded == actor.hash {
+            module_hash = as_encoded;
+        }
+    }
     let verdict = claims::validate_actor(module, now_secs);
     let report = json!({
         "section": match section { JwtSection::Current => "wasmcloud_jwt", JwtSection::Legacy => "jwt" },

@@ -184,6 +184,8 @@ struct SectionRef<'a> {
     size_bytes: u32,
     /// Everything after the size field (for a custom section: its name and payload).
     contents: &'a [u8],
+    /// The whole section as encoded: id, size field (as written) and contents.
+    raw: &'a [u8],
     /// For a `jwt`/`wasmcloud_jwt` custom section: which one, and the payload after the name.
     jwt: Option<(JwtSection, &'a [u8])>,
 }
@@ -239,10 +241,12 @@ impl<'a> Sections<'a> {
         } else {
             None
         };
+        let raw = self.module.get(offset..self.cursor).unwrap_or_default();
         Ok(SectionRef {
             id,
             size_bytes,
             contents,
+            raw,
             jwt,
         })
     }
@@ -341,6 +345,24 @@ pub fn module_hash(module: &[u8]) -> Result<String, ClaimsError> {
         hasher.update([section.id]);
         hasher.update(write_leb_u32(section.size_bytes, &mut leb));
         hasher.update(section.contents);
+    }
+    Ok(hex_upper(&hasher.finalize()))
+}
+
+/// The module hash of the signers before wascap 0.9 (`wascap_revision` 2): the same bytes as
+/// [`module_hash`] but with each section's size field as the module encodes it. Linkers often
+/// pad section sizes to five LEB128 bytes, so the two differ for real actors of that era
+/// (wascap's own `echo_messaging_v0.9.0.wasm` fixture is one). Both hashes cover every byte of
+/// the module outside the claims sections, so accepting either keeps the check strict.
+pub fn module_hash_as_encoded(module: &[u8]) -> Result<String, ClaimsError> {
+    let mut hasher = Sha256::new();
+    hasher.update(WASM_MAGIC);
+    hasher.update(WASM_VERSION_CORE);
+    for section in sections(module)? {
+        let section = section?;
+        if section.jwt.is_none() {
+            hasher.update(section.raw);
+        }
     }
     Ok(hex_upper(&hasher.finalize()))
 }
@@ -586,7 +608,8 @@ fn check_times(claims: &ActorClaims, now_secs: u64) -> Result<(), ClaimsError> {
 /// Every check a host applies before starting an actor (PROTOCOL §4.5): claims present, token
 /// well formed, issuer an account key, subject a module key, signature valid, not expired, not
 /// before `nbf`, and the module hash equal to the signed `hash`. The hash is checked for every
-/// `wascap_revision` (wascap skips it below revision 3; every real actor checked matches).
+/// `wascap_revision` (wascap skips it below revision 3), in either encoding a signer of the
+/// era used ([`module_hash`], [`module_hash_as_encoded`]).
 pub fn validate_actor(module: &[u8], now_secs: u64) -> Result<ActorClaims, ClaimsError> {
     let (token, _section) = extract_jwt(module)?.ok_or(ClaimsError::NoClaims)?;
     let jwt = decode_jwt(token)?;
@@ -594,7 +617,7 @@ pub fn validate_actor(module: &[u8], now_secs: u64) -> Result<ActorClaims, Claim
     verify_signature(&jwt)?;
     check_times(&claims, now_secs)?;
     let actual = module_hash(module)?;
-    if actual != claims.hash {
+    if actual != claims.hash && module_hash_as_encoded(module)? != claims.hash {
         return Err(ClaimsError::HashMismatch {
             expected: claims.hash,
             actual,
@@ -913,6 +936,35 @@ mod tests {
         let signed_widened = widen_first_section_size(&sign(&module).module);
         assert!(wascap::wasm::extract_claims(&signed_widened).unwrap().is_some());
         validate_actor(&signed_widened, now_secs()).unwrap();
+    }
+
+    /// A pre-0.9 signer (wascap_revision 2) hashed a linker's padded section sizes as they were
+    /// encoded: such a module validates, and still fails once modified.
+    #[test]
+    fn revision_2_hash_over_padded_sizes_is_accepted_and_still_strict() {
+        let widened = widen_first_section_size(&actor_module());
+        let raw_hash = module_hash_as_encoded(&widened).unwrap();
+        assert_ne!(
+            raw_hash,
+            module_hash(&widened).unwrap(),
+            "the two encodings differ here"
+        );
+        let account = WascapKeyPair::new_account();
+        let subject = WascapKeyPair::new_module();
+        let mut claims = wascap_claims(&account, &subject, None, None, Some(1));
+        claims.metadata.as_mut().unwrap().module_hash = raw_hash.clone();
+        // (wascap 0.11 writes revision 3 whatever we want; the check does not depend on it.)
+        let token = claims.encode(&account).unwrap();
+        let signed = append_custom_section(&widened, "jwt", token.as_bytes());
+        let valid = validate_actor(&signed, now_secs()).unwrap();
+        assert_eq!(valid.hash, raw_hash);
+        let mut changed = signed.clone();
+        let last_code_byte = widened.len() - 1;
+        changed[last_code_byte] ^= 0x01;
+        assert!(matches!(
+            validate_actor(&changed, now_secs()),
+            Err(ClaimsError::HashMismatch { .. })
+        ));
     }
 
     #[test]

@@ -761,3 +761,124 @@ async fn a_shard_at_its_inflight_bound_stops_taking_work_and_loses_none() {
     .await;
     assert_eq!(rejected, overloaded);
 }
+
+/// wascap's `echo_messaging_v0.9.0.wasm` fixture: a real wasmCloud 0.x actor (Rust,
+/// wasmbus-rpc, signed by a pre-0.9 wascap with padded section sizes). Cargo unpacked it with
+/// the wascap dev-dependency's sources.
+fn real_echo_messaging_actor() -> std::path::PathBuf {
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cargo"));
+    let registry = cargo_home.join("registry").join("src");
+    for index in std::fs::read_dir(&registry).expect("cargo registry sources") {
+        let index = index.expect("registry entry").path();
+        for version in ["0.11.2", "0.11.1", "0.11.0"] {
+            let path = index
+                .join(format!("wascap-{version}"))
+                .join("fixtures/echo_messaging_v0.9.0.wasm");
+            if path.exists() {
+                return path;
+            }
+        }
+    }
+    panic!("wascap 0.11's fixtures not found under {}", registry.display());
+}
+
+#[tokio::test]
+async fn a_real_0x_actor_runs_and_calls_its_provider() {
+    let mut lab = lab("dpreal").await;
+    let module = std::fs::read(real_echo_messaging_actor()).expect("read fixture");
+    let path = lab.dir.path().join("echo_messaging.wasm");
+    std::fs::write(&path, &module).expect("copy fixture");
+    let body = json!({ "actor_ref": format!("file://{}", path.display()), "count": 1, "host_id": lab.host.id });
+    let ack = request_json(&lab.nc, &lab.host.cmd("la"), body.to_string().as_bytes()).await;
+    assert_accepted(&ack, "la");
+    let started = expect_event(&mut lab.events, "actor_started", START_TIMEOUT, "real actor").await;
+    let actor = started["data"]["public_key"].as_str().expect("public key").to_string();
+    assert_eq!(actor, "MDJ5BWS6JXSWOZL2ZENW2D4FBSHQ5ZMFGEGJB33TLKYKMXTLLAXINU36");
+
+    // A fake messaging provider linked to it, answering Messaging.Publish.
+    let provider = nkeys::KeyPair::new_service().public_key();
+    let mut provider_sub = lab
+        .nc
+        .subscribe(format!("wasmbus.rpc.{}.{provider}.default", lab.host.lattice))
+        .await
+        .expect("provider subscribes");
+    lab.nc.flush().await.expect("flush");
+    let link = json!({ "actor_id": actor, "provider_id": provider, "link_name": "default", "contract_id": "wasmcloud:messaging", "values": {} });
+    let ack = request_json(&lab.nc, &lab.host.ctl("linkdefs.put"), link.to_string().as_bytes()).await;
+    assert_accepted(&ack, "linkdefs.put");
+    let responder_nc = lab.nc.clone();
+    let published = tokio::spawn(async move {
+        let msg = provider_sub.next().await.expect("the actor publishes");
+        #[derive(serde::Deserialize)]
+        struct Inv {
+            operation: String,
+            #[serde(with = "serde_bytes_compat")]
+            msg: Vec<u8>,
+            id: String,
+        }
+        let inv: Inv = rmp_serde::from_slice(&msg.payload).expect("Invocation");
+        #[derive(Serialize)]
+        struct Resp<'a> {
+            msg: Bin<'a>,
+            invocation_id: &'a str,
+            content_length: u64,
+        }
+        let body = rmp_serde::to_vec_named(&Resp {
+            msg: Bin(&[]),
+            invocation_id: &inv.id,
+            content_length: 0,
+        })
+        .expect("encode");
+        responder_nc
+            .publish(msg.reply.expect("reply subject"), body.into())
+            .await
+            .expect("reply");
+        (inv.operation, inv.msg)
+    });
+
+    // wasmcloud-interface-messaging's SubMessage (smithy names: `replyTo`).
+    #[derive(Serialize)]
+    struct SubMessage<'a> {
+        subject: &'a str,
+        #[serde(rename = "replyTo")]
+        reply_to: Option<&'a str>,
+        body: Bin<'a>,
+    }
+    let sub = rmp_serde::to_vec_named(&SubMessage {
+        subject: "demo.echo",
+        reply_to: Some("demo.reply"),
+        body: Bin(b"hello from the lattice"),
+    })
+    .expect("encode SubMessage");
+    let provider_origin = Entity::provider(
+        &nkeys::KeyPair::new_service().public_key(),
+        "wasmcloud:messaging",
+        "default",
+    );
+    let result = eventually(EVENT_TIMEOUT, "the real actor handles a message", || async {
+        let (id, bytes) = invocation(
+            &lab.cluster,
+            provider_origin.clone(),
+            Entity::actor(&actor),
+            "MessageSubscriber.HandleMessage",
+            &sub,
+            &sub,
+        );
+        // Until the link reaches the shards the actor answers "missing link definition".
+        outcome(&lab.send(&lab.subject(&actor), bytes).await, &id).ok()
+    })
+    .await;
+    assert!(result.is_empty(), "HandleMessage returns nothing");
+    let (operation, publish) = tokio::time::timeout(EVENT_TIMEOUT, published)
+        .await
+        .expect("provider called in time")
+        .expect("join");
+    assert_eq!(operation, "Messaging.Publish");
+    let text = String::from_utf8_lossy(&publish);
+    assert!(
+        text.contains("demo.reply") && text.contains("hello from the lattice"),
+        "{text}"
+    );
+}
