@@ -546,6 +546,33 @@ pub fn write_nil(out: &mut impl BufMut) {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
 
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Serializes as msgpack `bin` (what `serde_bytes` does), without the extra dependency.
+    struct BinRef<'a>(&'a [u8]);
+
+    impl serde::Serialize for BinRef<'_> {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.serialize_bytes(self.0)
+        }
+    }
+
+    /// Unsigned values at every encoding boundary.
+    const UINT_EDGES: [u64; 11] = [
+        0,
+        1,
+        127,
+        128,
+        255,
+        256,
+        65_535,
+        65_536,
+        u32::MAX as u64,
+        u32::MAX as u64 + 1,
+        u64::MAX,
+    ];
+
     #[test]
     fn encoded_lengths_match_the_writers() {
         for len in [0usize, 1, 15, 31, 32, 127, 128, 255, 256, 65_535, 65_536, 70_000] {
@@ -560,51 +587,15 @@ mod tests {
             write_map_len(&mut out, len);
             assert_eq!(out.len(), map_header_bytes(len), "map {len}");
         }
-        for value in [
-            0u64,
-            127,
-            128,
-            255,
-            256,
-            65_535,
-            65_536,
-            u64::from(u32::MAX),
-            u64::from(u32::MAX) + 1,
-            u64::MAX,
-        ] {
+        for value in UINT_EDGES {
             let mut out = Vec::new();
             write_uint(&mut out, value);
             assert_eq!(out.len(), uint_bytes(value), "uint {value}");
         }
     }
-    use super::*;
-    use proptest::prelude::*;
-
-    /// Serializes as msgpack `bin` (what `serde_bytes` does), without the extra dependency.
-    struct BinRef<'a>(&'a [u8]);
-
-    impl serde::Serialize for BinRef<'_> {
-        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-            serializer.serialize_bytes(self.0)
-        }
-    }
-
     #[test]
     fn scalars_round_trip_and_match_rmp() {
-        let u32_max = u64::from(u32::MAX);
-        for value in [
-            0u64,
-            1,
-            127,
-            128,
-            255,
-            256,
-            65535,
-            65536,
-            u32_max,
-            u32_max + 1,
-            u64::MAX,
-        ] {
+        for value in UINT_EDGES {
             let mut ours = Vec::new();
             write_uint(&mut ours, value);
             assert_eq!(ours, rmp_serde::to_vec(&value).unwrap(), "{value}");

@@ -33,13 +33,7 @@ async fn lab(tag: &str, args: &[(&str, &str)], flags: &[&str]) -> Lab {
     for flag in flags {
         options.args.push(flag.to_string());
     }
-    let host = Host::start(&nats, options).await;
-    let nc = nats.client().await;
-    let events = nc
-        .subscribe(format!("wasmbus.evt.{}", host.lattice))
-        .await
-        .expect("subscribe events");
-    nc.flush().await.expect("flush");
+    let (host, nc, events) = crate::support::host_with_events(&nats, options).await;
     Lab {
         nats,
         host,

@@ -177,13 +177,7 @@ async fn lab_with(tag: &str, extra: &[(&str, &str)]) -> Lab {
     for (flag, value) in extra {
         options = options.arg(flag, value);
     }
-    let host = Host::start(&nats, options).await;
-    let nc = nats.client().await;
-    let events = nc
-        .subscribe(format!("wasmbus.evt.{}", host.lattice))
-        .await
-        .expect("subscribe events");
-    nc.flush().await.expect("flush");
+    let (host, nc, events) = crate::support::host_with_events(&nats, options).await;
     Lab {
         nats,
         host,
@@ -333,22 +327,27 @@ async fn bad_invocations_are_answered_with_errors_and_the_host_keeps_serving() {
     assert!(error.starts_with("Failed to deserialize invocation"), "{error}");
 
     // Missing capability: a keyvalue provider calling an actor that claims only httpserver.
-    let provider = Entity::provider(
-        &nkeys::KeyPair::new_service().public_key(),
-        "wasmcloud:keyvalue",
-        "default",
+    let provider = |contract: &str| Entity::provider(&nkeys::KeyPair::new_service().public_key(), contract, "default");
+    let (id, bytes) = invocation(
+        &lab.cluster,
+        provider("wasmcloud:keyvalue"),
+        Entity::actor(&echo.key),
+        op,
+        b"x",
+        b"x",
     );
-    let (id, bytes) = invocation(&lab.cluster, provider, Entity::actor(&echo.key), op, b"x", b"x");
     let error = outcome(&lab.send(&subject, bytes).await, &id).expect_err("missing capability");
     assert!(error.contains("capability"), "{error}");
 
     // An httpserver provider is allowed, and the host still serves.
-    let provider = Entity::provider(
-        &nkeys::KeyPair::new_service().public_key(),
-        "wasmcloud:httpserver",
-        "default",
+    let (id, bytes) = invocation(
+        &lab.cluster,
+        provider("wasmcloud:httpserver"),
+        Entity::actor(&echo.key),
+        op,
+        b"ok",
+        b"ok",
     );
-    let (id, bytes) = invocation(&lab.cluster, provider, Entity::actor(&echo.key), op, b"ok", b"ok");
     assert_eq!(outcome(&lab.send(&subject, bytes).await, &id).expect("served"), b"ok");
     assert_eq!(
         lab.call(&echo.key, op, b"still here").await.expect("served"),

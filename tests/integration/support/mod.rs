@@ -518,6 +518,19 @@ pub fn assert_public_key(key: &str, prefix: char, what: &str) {
     );
 }
 
+/// Start a host on `nats` and subscribe to its lattice's events (before anything happens on
+/// it): the host, a client, and the event subscription.
+pub async fn host_with_events(nats: &Nats, options: HostOptions) -> (Host, async_nats::Client, async_nats::Subscriber) {
+    let host = Host::start(nats, options).await;
+    let nc = nats.client().await;
+    let events = nc
+        .subscribe(format!("wasmbus.evt.{}", host.lattice))
+        .await
+        .expect("subscribe events");
+    nc.flush().await.expect("flush");
+    (host, nc, events)
+}
+
 /// Polls `probe` every 100 ms until it returns `Some`, or panics after `timeout`.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut probe: F) -> T
 where
