@@ -1,15 +1,19 @@
 //! Feeds arbitrary bytes to `decode_invocation`, then — as a shard does for a decoded
 //! invocation — computes both URLs, decodes the token and runs the claim checks. No input may
-//! panic; a decoded invocation re-encodes to bytes that decode to the same fields.
+//! panic; a decoded invocation re-encodes to bytes that decode to the same fields. The same
+//! bytes also go to `decode_response` (what a shard reads from providers and other hosts).
 #![no_main]
 
 use std::collections::HashSet;
 
 use libfuzzer_sys::fuzz_target;
 use shardhost::auth::antiforgery::{check_capability, check_invocation, decode_invocation_token};
-use shardhost::wire::invocation::{decode_invocation, encode_invocation, InvocationFields};
+use shardhost::wire::invocation::{decode_invocation, decode_response, encode_invocation, InvocationFields};
 
 fuzz_target!(|data: &[u8]| {
+    if let Ok(response) = decode_response(data) {
+        assert!(response.msg.len() <= data.len());
+    }
     let Ok(inv) = decode_invocation(data) else { return };
     let mut url = String::new();
     inv.origin.url(&mut url);

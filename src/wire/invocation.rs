@@ -1329,6 +1329,26 @@ mod tests {
         #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = decode_invocation(&bytes);
+            let _ = decode_response(&bytes);
+        }
+
+        #[test]
+        fn responses_round_trip_and_mutations_never_panic(
+            msg in proptest::collection::vec(any::<u8>(), 0..300),
+            id in arb_text(),
+            error in proptest::option::of(arb_text()),
+            at in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+        ) {
+            let msg = if error.is_some() { Vec::new() } else { msg };
+            let mut bytes = Vec::new();
+            encode_response(&mut bytes, &id, &msg, error.as_deref(), msg.len() as u64);
+            prop_assert_eq!(bytes.len(), response_len(&id, msg.len(), error.as_deref(), msg.len() as u64));
+            let decoded = decode_response(&bytes).unwrap();
+            prop_assert_eq!((decoded.msg, decoded.invocation_id, decoded.error), (&msg[..], id.as_str(), error.as_deref()));
+            let at = at.index(bytes.len());
+            bytes[at] = byte;
+            let _ = decode_response(&bytes);
         }
 
         #[test]
