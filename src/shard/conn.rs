@@ -295,6 +295,11 @@ impl Outbox {
         Ok(())
     }
 
+    fn count_write(&self, bytes: usize) {
+        self.writes.set(self.writes.get() + 1);
+        self.bytes_written.set(self.bytes_written.get() + bytes as u64);
+    }
+
     fn fail_writer(&self) {
         self.writer_failed.set(true);
         if let Some(waker) = self.failure_waker.take() {
@@ -303,38 +308,65 @@ impl Outbox {
     }
 }
 
+/// Publications taken out of the outbox for one write. Unless the write completed, dropping it
+/// (a failed write, or the writer task cancelled by a reconnect) puts them back at the front of
+/// the queue, to be sent on the next connection: delivery across a reconnect is at least once
+/// (a frame the old socket did send goes again), never silently lost.
+struct Sending<'a> {
+    outbox: &'a Outbox,
+    buf: Vec<u8>,
+    written: bool,
+}
+
+impl Drop for Sending<'_> {
+    fn drop(&mut self) {
+        if self.written || self.buf.is_empty() {
+            return;
+        }
+        let mut data = self.outbox.data.borrow_mut();
+        self.buf.extend_from_slice(&data);
+        std::mem::swap(&mut *data, &mut self.buf);
+    }
+}
+
 /// The writer task of one connection: sends whatever is queued, protocol frames first, until a
-/// write fails. Publications of a failed write go back to the front of the queue.
+/// write fails.
 async fn write_loop(outbox: Rc<Outbox>, mut socket: WriteHalf<TcpStream>) {
-    let mut sending = Vec::with_capacity(READ_CHUNK_BYTES);
+    let mut spare = Vec::with_capacity(READ_CHUNK_BYTES);
     loop {
         if outbox.pending_bytes() == 0 {
             outbox.drained.notify();
             outbox.ready.notified().await;
             continue;
         }
-        for control in [true, false] {
-            sending.clear();
-            let queue = if control { &outbox.control } else { &outbox.data };
-            std::mem::swap(&mut *queue.borrow_mut(), &mut sending);
-            if sending.is_empty() {
-                continue;
-            }
-            if let Err(error) = socket.write_all(&sending).await {
+        // Protocol frames: lost with a broken connection (rebuilt by `restart`).
+        let control = std::mem::take(&mut *outbox.control.borrow_mut());
+        if !control.is_empty() {
+            if let Err(error) = socket.write_all(&control).await {
                 tracing::debug!(%error, "shard NATS write failed");
-                if !control {
-                    let mut data = outbox.data.borrow_mut();
-                    sending.extend_from_slice(&data);
-                    std::mem::swap(&mut *data, &mut sending);
-                }
                 outbox.fail_writer();
                 return;
             }
-            outbox.writes.set(outbox.writes.get() + 1);
-            outbox
-                .bytes_written
-                .set(outbox.bytes_written.get() + sending.len() as u64);
+            outbox.count_write(control.len());
         }
+        spare.clear();
+        std::mem::swap(&mut *outbox.data.borrow_mut(), &mut spare);
+        let mut sending = Sending {
+            outbox: &outbox,
+            buf: std::mem::take(&mut spare),
+            written: false,
+        };
+        if !sending.buf.is_empty() {
+            if let Err(error) = socket.write_all(&sending.buf).await {
+                tracing::debug!(%error, "shard NATS write failed");
+                drop(sending);
+                outbox.fail_writer();
+                return;
+            }
+            outbox.count_write(sending.buf.len());
+        }
+        sending.written = true;
+        spare = std::mem::take(&mut sending.buf);
     }
 }
 
@@ -740,4 +772,62 @@ fn write_connect(out: &mut Vec<u8>, config: &ConnConfig, info: &ServerInfo) -> R
     options.jwt = jwt.as_deref();
     options.sig = sig.as_deref();
     proto::write_connect(out, &options).map_err(|e| ConnError::Encode(e.to_string()))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn text(bytes: &[u8]) -> String {
+        String::from_utf8_lossy(bytes).into_owned()
+    }
+
+    #[test]
+    fn a_reconnect_resends_subscriptions_once_and_keeps_publications() {
+        let outbox = Outbox::new();
+        let a = outbox.subscribe("wasmbus.rpc.l.Ma", Some("wasmbus.rpc.l.Ma")).unwrap();
+        let b = outbox.subscribe("_INBOX.x.*", None).unwrap();
+        outbox.unsubscribe(a);
+        outbox.publish("_INBOX.r.1", None, b"reply").unwrap();
+        outbox.restart().unwrap();
+        // Only the live subscription, under its old sid; the stale SUB/UNSUB frames are gone.
+        assert_eq!(text(&outbox.control.borrow()), format!("SUB _INBOX.x.* {b}\r\n"));
+        assert_eq!(text(&outbox.data.borrow()), "PUB _INBOX.r.1 5\r\nreply\r\n");
+    }
+
+    #[test]
+    fn publications_of_an_unfinished_write_go_back_to_the_front() {
+        let outbox = Outbox::new();
+        outbox.publish("a", None, b"1").unwrap();
+        let taken = std::mem::take(&mut *outbox.data.borrow_mut());
+        let sending = Sending {
+            outbox: &outbox,
+            buf: taken,
+            written: false,
+        };
+        outbox.publish("b", None, b"2").unwrap();
+        drop(sending);
+        assert_eq!(text(&outbox.data.borrow()), "PUB a 1\r\n1\r\nPUB b 1\r\n2\r\n");
+        // A finished write is not requeued.
+        let taken = std::mem::take(&mut *outbox.data.borrow_mut());
+        drop(Sending {
+            outbox: &outbox,
+            buf: taken,
+            written: true,
+        });
+        assert_eq!(outbox.pending_bytes(), 0);
+    }
+
+    #[test]
+    fn replies_encoded_in_place_and_miscounts_rolled_back() {
+        let outbox = Outbox::new();
+        outbox
+            .publish_with("r", None, 3, |buf| buf.extend_from_slice(b"abc"))
+            .unwrap();
+        assert!(outbox
+            .publish_with("r", None, 2, |buf| buf.extend_from_slice(b"abc"))
+            .is_err());
+        assert_eq!(text(&outbox.take_data()), "PUB r 3\r\nabc\r\n");
+    }
 }
