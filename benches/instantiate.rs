@@ -1,6 +1,7 @@
 //! Actor runtime costs (criterion): one echo call through a warm pool vs a fresh instance per
 //! call (the 0.82 host's way) vs on-demand instantiation from an empty pool; compile-cache hit
-//! vs compiling; and validating the claims of a signed echo actor.
+//! vs compiling; validating the claims of a signed echo actor; and a real 0.x actor (wascap's
+//! `echo_messaging_v0.9.0.wasm`) handling a message on a warm instance.
 //!
 //! `cargo bench --bench instantiate -- --warm-up-time 1 --measurement-time 3`; in test mode
 //! (`cargo test --benches`) each routine runs once.
@@ -149,5 +150,56 @@ fn bench_claims(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_invoke, bench_compile, bench_claims);
+/// wascap's `echo_messaging_v0.9.0.wasm`: a real wasmCloud 0.x actor (Rust, wasmbus-rpc), in
+/// the sources cargo unpacked for the wascap dev-dependency.
+fn real_actor() -> Option<Vec<u8>> {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cargo")))?;
+    let registry = std::fs::read_dir(home.join("registry/src")).ok()?;
+    registry
+        .flatten()
+        .find_map(|index| std::fs::read(index.path().join("wascap-0.11.2/fixtures/echo_messaging_v0.9.0.wasm")).ok())
+}
+
+/// The real actor's `MessageSubscriber.HandleMessage` (a SubMessage without `replyTo`: it
+/// decodes the message and logs it through the logging builtin) on a warm instance.
+fn bench_real_actor(c: &mut Criterion) {
+    let Some(bytes) = real_actor() else {
+        eprintln!("echo_messaging_v0.9.0.wasm not found in the cargo registry: real-actor bench skipped");
+        return;
+    };
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let claims = validate_actor(&bytes, now).unwrap();
+    let rt = tokio_rt();
+    let runtime = Runtime::new(&limits()).unwrap();
+    let compiled = runtime.compile(&bytes, &claims.hash).unwrap();
+    let mut pool = rt
+        .block_on(ActorPool::new(
+            &runtime,
+            &compiled,
+            &claims.subject,
+            &claims.caps,
+            Arc::new(NoHostCalls),
+            parker(),
+            2,
+        ))
+        .unwrap();
+    // {"subject": "demo.echo", "body": bin "hello"} as msgpack (wasmcloud-interface-messaging).
+    let mut message = vec![0x82, 0xa7];
+    message.extend_from_slice(b"subject");
+    message.push(0xa9);
+    message.extend_from_slice(b"demo.echo");
+    message.push(0xa4);
+    message.extend_from_slice(b"body");
+    message.extend_from_slice(&[0xc4, 5]);
+    message.extend_from_slice(b"hello");
+    let op = "MessageSubscriber.HandleMessage";
+    rt.block_on(invoke(&mut pool, op, &message)).unwrap();
+    c.bench_function("real_actor_echo_messaging_warm_pool", |b| {
+        b.iter(|| rt.block_on(invoke(&mut pool, op, black_box(&message))).unwrap())
+    });
+}
+
+criterion_group!(benches, bench_invoke, bench_compile, bench_claims, bench_real_actor);
 criterion_main!(benches);

@@ -548,17 +548,7 @@ async fn payloads_over_900_kib_go_through_the_object_store_both_ways() {
     let echo = signed_wat(&big_echo, ActorSpec::default());
     lab.start("big.wasm", &echo, 1).await;
 
-    let js = async_nats::jetstream::new(lab.nc.clone());
-    let store = match js.get_object_store(&lab.host.lattice).await {
-        Ok(store) => store,
-        Err(_) => js
-            .create_object_store(async_nats::jetstream::object_store::Config {
-                bucket: lab.host.lattice.clone(),
-                ..Default::default()
-            })
-            .await
-            .expect("object store"),
-    };
+    let store = object_store(&lab.nc, &lab.host.lattice).await;
     let payload: Vec<u8> = (0..1_200_000u32).map(|i| (i % 251) as u8).collect();
     let origin = Entity::actor(&nkeys::KeyPair::new_module().public_key());
     let (id, bytes) = invocation(
@@ -880,4 +870,131 @@ async fn a_real_0x_actor_runs_and_calls_its_provider() {
         text.contains("demo.reply") && text.contains("hello from the lattice"),
         "{text}"
     );
+}
+
+/// The lattice's object store bucket (named after the lattice), opened or created.
+async fn object_store(nc: &async_nats::Client, lattice: &str) -> async_nats::jetstream::object_store::ObjectStore {
+    let js = async_nats::jetstream::new(nc.clone());
+    match js.get_object_store(lattice).await {
+        Ok(store) => store,
+        Err(_) => js
+            .create_object_store(async_nats::jetstream::object_store::Config {
+                bucket: lattice.to_string(),
+                ..Default::default()
+            })
+            .await
+            .expect("object store"),
+    }
+}
+
+#[tokio::test]
+async fn an_outbound_call_over_900_kib_is_chunked_both_ways() {
+    let mut lab = lab("dpchunkout").await;
+    let caller = signed_wat(
+        &caller_actor_wat("default", "wasmcloud:blobstore", "Blob.Reverse"),
+        ActorSpec {
+            caps: vec!["wasmcloud:blobstore".into()],
+            ..Default::default()
+        },
+    );
+    lab.start("caller.wasm", &caller, 1).await;
+    let store = object_store(&lab.nc, &lab.host.lattice).await;
+    let provider = nkeys::KeyPair::new_service().public_key();
+    let mut provider_sub = lab
+        .nc
+        .subscribe(format!("wasmbus.rpc.{}.{provider}.default", lab.host.lattice))
+        .await
+        .expect("provider subscribes");
+    lab.nc.flush().await.expect("flush");
+    let link = json!({ "actor_id": caller.key, "provider_id": provider, "link_name": "default", "contract_id": "wasmcloud:blobstore", "values": {} });
+    let ack = request_json(&lab.nc, &lab.host.ctl("linkdefs.put"), link.to_string().as_bytes()).await;
+    assert_accepted(&ack, "linkdefs.put");
+
+    // The provider (as wasmbus-rpc does): dechunk the request from `{id}`, answer the reversed
+    // bytes chunked under `{id}-r`.
+    let responder_nc = lab.nc.clone();
+    let responder_store = store.clone();
+    let provider_task = tokio::spawn(async move {
+        let msg = provider_sub.next().await.expect("the actor calls");
+        #[derive(serde::Deserialize)]
+        struct Inv {
+            #[serde(with = "serde_bytes_compat")]
+            msg: Vec<u8>,
+            id: String,
+            content_length: u64,
+        }
+        let inv: Inv = rmp_serde::from_slice(&msg.payload).expect("Invocation");
+        assert!(inv.msg.is_empty(), "the request came chunked");
+        let mut object = responder_store.get(inv.id.as_str()).await.expect("request object");
+        let mut request = Vec::new();
+        object.read_to_end(&mut request).await.expect("read request");
+        assert_eq!(request.len() as u64, inv.content_length);
+        let mut reversed = request.clone();
+        reversed.reverse();
+        responder_store
+            .put(format!("{}-r", inv.id).as_str(), &mut reversed.as_slice())
+            .await
+            .expect("put response object");
+        #[derive(Serialize)]
+        struct Resp<'a> {
+            msg: Bin<'a>,
+            invocation_id: &'a str,
+            content_length: u64,
+        }
+        let body = rmp_serde::to_vec_named(&Resp {
+            msg: Bin(&[]),
+            invocation_id: &inv.id,
+            content_length: reversed.len() as u64,
+        })
+        .expect("encode");
+        responder_nc
+            .publish(msg.reply.expect("reply"), body.into())
+            .await
+            .expect("reply");
+        request.len()
+    });
+
+    let payload: Vec<u8> = (0..1_100_000u32).map(|i| (i % 241) as u8).collect();
+    let origin = Entity::actor(&nkeys::KeyPair::new_module().public_key());
+    // Our request to the caller is chunked too, and so is its answer to us.
+    let (id, bytes) = invocation(
+        &lab.cluster,
+        origin,
+        Entity::actor(&caller.key),
+        "Caller.Call",
+        &[],
+        &payload,
+    );
+    store
+        .put(id.as_str(), &mut payload.as_slice())
+        .await
+        .expect("put request");
+    let reply = eventually(EVENT_TIMEOUT, "the link reached the shards", || async {
+        let reply = lab.send(&lab.subject(&caller.key), bytes.clone()).await;
+        let response = decode_response(&reply).expect("response");
+        if response.error.is_some_and(|e| e.contains("missing link definition")) {
+            // Not linked yet: the request object was consumed; put it back and retry.
+            store
+                .put(id.as_str(), &mut payload.as_slice())
+                .await
+                .expect("put request again");
+            return None;
+        }
+        Some(reply)
+    })
+    .await;
+    let response = decode_response(&reply).expect("response");
+    assert_eq!(response.error, None);
+    assert_eq!(response.content_length, Some(payload.len() as u64));
+    let mut object = store.get(format!("{id}-r")).await.expect("response object");
+    let mut result = Vec::new();
+    object.read_to_end(&mut result).await.expect("read response");
+    let mut expected = payload.clone();
+    expected.reverse();
+    assert!(result == expected, "the provider's chunked answer came back whole");
+    let seen = tokio::time::timeout(EVENT_TIMEOUT, provider_task)
+        .await
+        .expect("provider")
+        .expect("join");
+    assert_eq!(seen, payload.len());
 }

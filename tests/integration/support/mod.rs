@@ -804,7 +804,7 @@ pub fn signed_echo(spec: ActorSpec) -> SignedActor {
 
 /// A wasmbus actor in WAT that forwards its payload with `__host_call(binding, namespace,
 /// operation)` and responds with the reply, or with `__guest_error(host error)` when the call
-/// fails.
+/// fails. 3 MiB of memory: payloads up to 1.5 MiB each way (the chunking tests).
 pub fn caller_actor_wat(binding: &str, namespace: &str, operation: &str) -> String {
     let data = |offset: u32, text: &str| format!("(data (i32.const {offset}) \"{text}\")");
     format!(
@@ -817,7 +817,7 @@ pub fn caller_actor_wat(binding: &str, namespace: &str, operation: &str) -> Stri
   (import "wasmbus" "__host_response_len" (func $host_response_len (result i32)))
   (import "wasmbus" "__host_error" (func $host_error (param i32)))
   (import "wasmbus" "__host_error_len" (func $host_error_len (result i32)))
-  (memory (export "memory") 2)
+  (memory (export "memory") 48)
   {binding_data}
   {namespace_data}
   {operation_data}
@@ -829,11 +829,11 @@ pub fn caller_actor_wat(binding: &str, namespace: &str, operation: &str) -> Stri
                                  (i32.const 384) (i32.const {operation_len}) (local.get $payload) (local.get $payload_len))
                 (i32.const 1))
       (then
-        (call $host_error (i32.const 65536))
-        (call $guest_error (i32.const 65536) (call $host_error_len))
+        (call $host_error (i32.const 1572864))
+        (call $guest_error (i32.const 1572864) (call $host_error_len))
         (return (i32.const 0))))
-    (call $host_response (i32.const 65536))
-    (call $guest_response (i32.const 65536) (call $host_response_len))
+    (call $host_response (i32.const 1572864))
+    (call $guest_response (i32.const 1572864) (call $host_response_len))
     i32.const 1))"#,
         binding_data = data(16, binding),
         namespace_data = data(128, namespace),
