@@ -8,6 +8,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde::{Deserialize, Serialize};
+use shardhost::auth::antiforgery::{decode_invocation_token, sign_invocation};
 use shardhost::wire::invocation::{decode_invocation, encode_invocation, EntityRef, InvocationFields};
 
 /// `serde_bytes` without the dependency: bin in and out.
@@ -101,5 +102,33 @@ fn bench_decode(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_decode);
+/// Decoding one real invocation token (before its signature is checked in the batch).
+fn bench_token(c: &mut Criterion) {
+    let cluster = nkeys::KeyPair::new_cluster();
+    let origin = EntityRef {
+        public_key: "VAXQ4WBLLKHZ7Z6VQXSJ2GA3SW5Y6M5MO3Q4RV7HZ2MWVJ5GHYNBJOYA",
+        link_name: "default",
+        contract_id: "wasmcloud:httpserver",
+    };
+    let target = EntityRef {
+        public_key: "MBCFOPM6JW2APJLXJD3Z5O4CN7CPYJ2B4FTKLJUR5YR5MITIU7HD3WD5",
+        link_name: "",
+        contract_id: "",
+    };
+    let token = sign_invocation(
+        &cluster,
+        &origin,
+        &target,
+        "HttpServer.HandleRequest",
+        b"{}",
+        "id-1",
+        1_700_000_000,
+    )
+    .unwrap();
+    c.bench_function("decode_invocation_token", |b| {
+        b.iter(|| decode_invocation_token(black_box(&token)).unwrap().iat_secs)
+    });
+}
+
+criterion_group!(benches, bench_decode, bench_token);
 criterion_main!(benches);

@@ -159,25 +159,39 @@ pub struct DecodedInvocationToken<'a> {
 /// and — when present — a `wascap` object of the invocation shape. Uses the same JWT parser as
 /// actor claims ([`claims::decode_jwt`]).
 pub fn decode_invocation_token(encoded: &str) -> Result<DecodedInvocationToken<'_>, AuthError> {
-    let jwt = claims::decode_jwt(encoded).map_err(|error| match error {
-        ClaimsError::TokenTooLarge { .. } => AuthError::TokenTooLarge,
-        ClaimsError::BadHeader { .. } => AuthError::BadHeader,
-        _ => AuthError::MalformedToken,
-    })?;
-    let metadata = match jwt.claims.wascap {
-        Some(value) => Some(InvocationClaims::deserialize(value).map_err(|_| AuthError::MalformedToken)?),
-        None => None,
-    };
+    let (signed_part, claims, signature) =
+        claims::decode_jwt_as::<InvocationPayload>(encoded).map_err(|error| match error {
+            ClaimsError::TokenTooLarge { .. } => AuthError::TokenTooLarge,
+            ClaimsError::BadHeader { .. } => AuthError::BadHeader,
+            _ => AuthError::MalformedToken,
+        })?;
     Ok(DecodedInvocationToken {
-        signed_part: jwt.signed_part,
-        signature: jwt.signature_bytes,
-        issuer: jwt.claims.iss,
-        subject: jwt.claims.sub,
-        iat_secs: jwt.claims.iat_secs,
-        exp_secs: jwt.claims.exp_secs,
-        nbf_secs: jwt.claims.nbf_secs,
-        metadata,
+        signed_part,
+        signature,
+        issuer: claims.iss,
+        subject: claims.sub,
+        iat_secs: claims.iat,
+        exp_secs: claims.exp,
+        nbf_secs: claims.nbf,
+        metadata: claims.wascap,
     })
+}
+
+/// The payload of an invocation token, read straight into the fields the checks use. `jti` is
+/// required (as wascap requires it) but not kept; unknown fields are ignored.
+#[derive(Deserialize)]
+struct InvocationPayload {
+    #[serde(rename = "jti")]
+    _jti: serde::de::IgnoredAny,
+    iat: u64,
+    iss: String,
+    sub: String,
+    #[serde(default)]
+    exp: Option<u64>,
+    #[serde(default)]
+    nbf: Option<u64>,
+    #[serde(default)]
+    wascap: Option<InvocationClaims>,
 }
 
 /// `host_id` shape (PROTOCOL §16): starts with `N`, 56 characters. The checksum is not
