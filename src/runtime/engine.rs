@@ -12,9 +12,9 @@ use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -36,6 +36,66 @@ pub const MODULE_HASH_CHARS_MAX: usize = 128;
 /// File name suffix of serialized modules in the disk cache.
 const CACHE_FILE_SUFFIX: &str = "cwasm";
 
+/// Consecutive idle ticks (no guest running) after which the epoch thread stops ticking.
+pub const EPOCH_IDLE_TICKS_BEFORE_PARK: u32 = 10;
+/// Longest the epoch thread sleeps at a time while idle (it also wakes when a guest starts).
+pub const EPOCH_IDLE_PARK_MS: u64 = 100;
+
+/// What the epoch thread knows about guests: how many run now, and whether it sleeps. Ticks
+/// only matter while a guest runs (they drive its deadline and its parking), so after
+/// [`EPOCH_IDLE_TICKS_BEFORE_PARK`] idle ticks the thread parks, and the first guest to start
+/// wakes it: an idle host costs no wake-ups, a busy one one atomic add and sub per call.
+#[derive(Default)]
+pub(crate) struct EpochState {
+    running: AtomicU64,
+    parked: AtomicBool,
+    /// Set when the runtime drops: the thread must end.
+    stopping: AtomicBool,
+    thread: OnceLock<std::thread::Thread>,
+}
+
+impl EpochState {
+    /// Whether the epoch thread sleeps for want of running guests.
+    #[cfg(test)]
+    pub(crate) fn is_parked(&self) -> bool {
+        self.parked.load(Ordering::SeqCst)
+    }
+
+    fn park_while_idle(&self) {
+        self.parked.store(true, Ordering::SeqCst);
+        // Checked after announcing the park: a guest that started before sees `parked` and
+        // unparks (the unpark is remembered even if it comes first).
+        while self.running.load(Ordering::SeqCst) == 0 {
+            if self.stopping.load(Ordering::SeqCst) {
+                break;
+            }
+            std::thread::park_timeout(Duration::from_millis(EPOCH_IDLE_PARK_MS));
+        }
+        self.parked.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Counts one running guest call (or instance initialisation) for the epoch thread, waking it
+/// if it sleeps. Dropped when the call ends, however it ends.
+pub(crate) struct GuestRun<'a>(&'a EpochState);
+
+impl<'a> GuestRun<'a> {
+    pub(crate) fn start(state: &'a EpochState) -> GuestRun<'a> {
+        if state.running.fetch_add(1, Ordering::SeqCst) == 0 && state.parked.load(Ordering::SeqCst) {
+            if let Some(thread) = state.thread.get() {
+                thread.unpark();
+            }
+        }
+        GuestRun(state)
+    }
+}
+
+impl Drop for GuestRun<'_> {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// The actor runtime of the process: one engine (Cranelift, pooling allocator, epoch
 /// interruption) and the thread that ticks its epoch. Cheap to clone; the epoch thread stops
 /// when the last clone (including those held by pools) drops.
@@ -47,6 +107,7 @@ pub struct Runtime {
 struct RuntimeInner {
     engine: Engine,
     limits: RuntimeLimits,
+    epoch: Arc<EpochState>,
     /// Dropping the sender wakes and stops the epoch thread.
     epoch_stop: Option<mpsc::Sender<()>>,
     epoch_thread: Option<JoinHandle<()>>,
@@ -55,7 +116,9 @@ struct RuntimeInner {
 impl Drop for RuntimeInner {
     fn drop(&mut self) {
         drop(self.epoch_stop.take());
+        self.epoch.stopping.store(true, Ordering::SeqCst);
         if let Some(thread) = self.epoch_thread.take() {
+            thread.thread().unpark();
             // The thread only sleeps and increments; a join error means it panicked, which
             // cannot be reported from a destructor anyway.
             let _ = thread.join();
@@ -113,20 +176,34 @@ impl Runtime {
         let (epoch_stop, stop_rx) = mpsc::channel::<()>();
         let tick = Duration::from_millis(limits.epoch_tick_ms);
         let ticker = engine.clone();
+        let epoch = Arc::new(EpochState::default());
+        let state = Arc::clone(&epoch);
         let epoch_thread = std::thread::Builder::new()
             .name("wasm-epoch".to_string())
             .spawn(move || {
+                let mut idle_ticks = 0u32;
                 // Ends when the sender drops (Disconnected) or on an explicit message.
                 while let Err(mpsc::RecvTimeoutError::Timeout) = stop_rx.recv_timeout(tick) {
                     ticker.increment_epoch();
+                    idle_ticks = if state.running.load(Ordering::SeqCst) == 0 {
+                        idle_ticks + 1
+                    } else {
+                        0
+                    };
+                    if idle_ticks >= EPOCH_IDLE_TICKS_BEFORE_PARK {
+                        state.park_while_idle();
+                        idle_ticks = 0;
+                    }
                 }
             })
             .map_err(|e| RuntimeError::EpochThread(e.to_string()))?;
+        let _ = epoch.thread.set(epoch_thread.thread().clone());
 
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
                 engine,
                 limits: *limits,
+                epoch,
                 epoch_stop: Some(epoch_stop),
                 epoch_thread: Some(epoch_thread),
             }),
@@ -135,6 +212,11 @@ impl Runtime {
 
     pub fn engine(&self) -> &Engine {
         &self.inner.engine
+    }
+
+    /// The epoch ticker's view of running guests (see [`GuestRun`]).
+    pub(crate) fn epoch(&self) -> &Arc<EpochState> {
+        &self.inner.epoch
     }
 
     pub fn limits(&self) -> &RuntimeLimits {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use wasmtime::{InstancePre, Store, StoreContextMut, Trap, TypedFunc, UpdateDeadline};
 
 use super::abi::{self, AbiFault, ActorContext, GuestState, HostCalls};
-use super::engine::{CompiledActor, Runtime, INIT_EXPORTS};
+use super::engine::{CompiledActor, EpochState, GuestRun, Runtime, INIT_EXPORTS};
 use super::{InvokeError, Parker, RuntimeError};
 
 /// Most warm instances one pool keeps (its slots come out of `instance_slots_total`).
@@ -48,6 +48,8 @@ pub struct PoolStats {
 /// One live instance with its own store. Leased from an [`ActorPool`] and given back to it.
 pub struct WarmInstance {
     store: Store<GuestState>,
+    /// Tells the epoch thread a guest runs (see `GuestRun`).
+    epoch: Arc<EpochState>,
     guest_call: TypedFunc<(i32, i32), i32>,
     pool_id: u64,
     invocations: u64,
@@ -92,7 +94,9 @@ impl WarmInstance {
         };
         self.store.data_mut().begin_call(operation.as_bytes(), payload);
         self.store.set_epoch_deadline(1);
+        let running = GuestRun::start(&self.epoch);
         let result = self.guest_call.call_async(&mut self.store, (op_len, payload_len)).await;
+        drop(running);
         self.invocations += 1;
         let state = self.store.data_mut();
         state.call_started = None;
@@ -187,6 +191,8 @@ impl InstanceFactory {
     /// under the same deadline as a call.
     pub async fn instantiate(&self) -> Result<WarmInstance, InvokeError> {
         let engine = self.runtime.engine();
+        // Initialisation runs guest code (`_start`, `wapc_init`): the epoch must tick.
+        let _running = GuestRun::start(self.runtime.epoch());
         let mut store = Store::new(engine, GuestState::new(Arc::clone(&self.actor)));
         store.limiter(|state| &mut state.memory_limit);
         store.epoch_deadline_callback(on_epoch(Arc::clone(&self.park)));
@@ -219,6 +225,7 @@ impl InstanceFactory {
         store.data_mut().call_started = None;
         Ok(WarmInstance {
             store,
+            epoch: Arc::clone(self.runtime.epoch()),
             guest_call,
             pool_id: self.pool_id,
             invocations: 0,

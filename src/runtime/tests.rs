@@ -460,6 +460,28 @@ async fn runaway_guest_stops_at_the_deadline_and_is_replaced() {
 }
 
 #[tokio::test]
+async fn the_epoch_thread_sleeps_when_idle_and_wakes_for_a_runaway_guest() {
+    let runtime = Runtime::new(&limits()).unwrap();
+    let mut pool = pool(&runtime, FOREVER, 1).await;
+    // Idle for well over EPOCH_IDLE_TICKS_BEFORE_PARK ticks: the ticker parks…
+    let mut waited = Duration::ZERO;
+    while !runtime.epoch().is_parked() {
+        assert!(waited < Duration::from_secs(5), "the epoch thread never parked");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        waited += Duration::from_millis(10);
+    }
+    // …and the next guest wakes it: the deadline still stops the runaway.
+    let started = Instant::now();
+    let err = invoke(&mut pool, "Spin", b"").await.unwrap_err();
+    assert_eq!(err, InvokeError::Deadline);
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < Duration::from_millis(limits().execution_deadline_ms) * 5,
+        "deadline enforced after an idle period ({elapsed:?})"
+    );
+}
+
+#[tokio::test]
 async fn a_busy_guest_parks_so_other_tasks_run() {
     let runtime = Runtime::new(&limits()).unwrap();
     let mut pool = pool(&runtime, FOREVER, 1).await;
