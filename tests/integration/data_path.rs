@@ -433,34 +433,14 @@ async fn outbound_calls_reach_a_provider_and_time_out_without_one() {
     let responder = tokio::spawn(async move {
         let mut seen = Vec::new();
         while let Some(msg) = provider_sub.next().await {
-            #[derive(serde::Deserialize)]
-            struct Inv {
-                operation: String,
-                #[serde(with = "serde_bytes_compat")]
-                msg: Vec<u8>,
-                id: String,
-                encoded_claims: String,
-                origin: serde_json::Value,
-            }
-            let inv: Inv = rmp_serde::from_slice(&msg.payload).expect("host sends an Invocation");
+            let inv = ProviderInvocation::decode(&msg.payload);
             let claims = wascap::jwt::Claims::<wascap::jwt::Invocation>::decode(&inv.encoded_claims)
                 .expect("wascap decodes the host's token");
             wascap::jwt::validate_token::<wascap::jwt::Invocation>(&inv.encoded_claims).expect("wascap validates it");
             assert_eq!(claims.issuer, cluster_public, "signed with the cluster key");
             let mut value = b"value:".to_vec();
             value.extend_from_slice(&inv.msg);
-            #[derive(Serialize)]
-            struct Resp<'a> {
-                msg: Bin<'a>,
-                invocation_id: &'a str,
-                content_length: u64,
-            }
-            let resp = Resp {
-                msg: Bin(&value),
-                invocation_id: &inv.id,
-                content_length: value.len() as u64,
-            };
-            let body = rmp_serde::to_vec_named(&resp).expect("encode response");
+            let body = inv.response(&value, value.len() as u64);
             if let Some(reply) = msg.reply {
                 responder_nc.publish(reply, body.into()).await.expect("reply");
             }
@@ -541,6 +521,49 @@ mod serde_bytes_compat {
     }
 }
 
+/// What a fake provider reads of the host's invocation (wasmbus-rpc's fields).
+#[derive(serde::Deserialize)]
+struct ProviderInvocation {
+    operation: String,
+    #[serde(with = "serde_bytes_compat")]
+    msg: Vec<u8>,
+    id: String,
+    #[serde(default)]
+    content_length: u64,
+    encoded_claims: String,
+    origin: serde_json::Value,
+}
+
+impl ProviderInvocation {
+    fn decode(payload: &[u8]) -> ProviderInvocation {
+        rmp_serde::from_slice(payload).expect("the host sends an Invocation")
+    }
+
+    /// The provider's `InvocationResponse` to this invocation, as wasmbus-rpc encodes it.
+    fn response(&self, msg: &[u8], content_length: u64) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Response<'a> {
+            msg: Bin<'a>,
+            invocation_id: &'a str,
+            content_length: u64,
+        }
+        let response = Response {
+            msg: Bin(msg),
+            invocation_id: &self.id,
+            content_length,
+        };
+        rmp_serde::to_vec_named(&response).expect("encode response")
+    }
+}
+
+/// Read an object of the lattice's object store whole.
+async fn read_object(store: &async_nats::jetstream::object_store::ObjectStore, key: &str) -> Vec<u8> {
+    let mut object = store.get(key).await.expect("object exists");
+    let mut bytes = Vec::new();
+    object.read_to_end(&mut bytes).await.expect("read object");
+    bytes
+}
+
 #[tokio::test]
 async fn payloads_over_900_kib_go_through_the_object_store_both_ways() {
     let mut lab = lab("dpchunk").await;
@@ -568,9 +591,7 @@ async fn payloads_over_900_kib_go_through_the_object_store_both_ways() {
     assert_eq!(response.error, None);
     assert!(response.msg.is_empty(), "the result is chunked too");
     assert_eq!(response.content_length, Some(payload.len() as u64));
-    let mut object = store.get(format!("{id}-r")).await.expect("response object");
-    let mut result = Vec::new();
-    object.read_to_end(&mut result).await.expect("read response object");
+    let result = read_object(&store, &format!("{id}-r")).await;
     assert!(result == payload, "round trip of {} bytes", payload.len());
     // The host deleted the request object after reading it.
     assert!(store.get(id.as_str()).await.is_err(), "request object deleted");
@@ -800,26 +821,8 @@ async fn a_real_0x_actor_runs_and_calls_its_provider() {
     let responder_nc = lab.nc.clone();
     let published = tokio::spawn(async move {
         let msg = provider_sub.next().await.expect("the actor publishes");
-        #[derive(serde::Deserialize)]
-        struct Inv {
-            operation: String,
-            #[serde(with = "serde_bytes_compat")]
-            msg: Vec<u8>,
-            id: String,
-        }
-        let inv: Inv = rmp_serde::from_slice(&msg.payload).expect("Invocation");
-        #[derive(Serialize)]
-        struct Resp<'a> {
-            msg: Bin<'a>,
-            invocation_id: &'a str,
-            content_length: u64,
-        }
-        let body = rmp_serde::to_vec_named(&Resp {
-            msg: Bin(&[]),
-            invocation_id: &inv.id,
-            content_length: 0,
-        })
-        .expect("encode");
+        let inv = ProviderInvocation::decode(&msg.payload);
+        let body = inv.response(&[], 0);
         responder_nc
             .publish(msg.reply.expect("reply subject"), body.into())
             .await
@@ -916,18 +919,9 @@ async fn an_outbound_call_over_900_kib_is_chunked_both_ways() {
     let responder_store = store.clone();
     let provider_task = tokio::spawn(async move {
         let msg = provider_sub.next().await.expect("the actor calls");
-        #[derive(serde::Deserialize)]
-        struct Inv {
-            #[serde(with = "serde_bytes_compat")]
-            msg: Vec<u8>,
-            id: String,
-            content_length: u64,
-        }
-        let inv: Inv = rmp_serde::from_slice(&msg.payload).expect("Invocation");
+        let inv = ProviderInvocation::decode(&msg.payload);
         assert!(inv.msg.is_empty(), "the request came chunked");
-        let mut object = responder_store.get(inv.id.as_str()).await.expect("request object");
-        let mut request = Vec::new();
-        object.read_to_end(&mut request).await.expect("read request");
+        let request = read_object(&responder_store, &inv.id).await;
         assert_eq!(request.len() as u64, inv.content_length);
         let mut reversed = request.clone();
         reversed.reverse();
@@ -935,18 +929,7 @@ async fn an_outbound_call_over_900_kib_is_chunked_both_ways() {
             .put(format!("{}-r", inv.id).as_str(), &mut reversed.as_slice())
             .await
             .expect("put response object");
-        #[derive(Serialize)]
-        struct Resp<'a> {
-            msg: Bin<'a>,
-            invocation_id: &'a str,
-            content_length: u64,
-        }
-        let body = rmp_serde::to_vec_named(&Resp {
-            msg: Bin(&[]),
-            invocation_id: &inv.id,
-            content_length: reversed.len() as u64,
-        })
-        .expect("encode");
+        let body = inv.response(&[], reversed.len() as u64);
         responder_nc
             .publish(msg.reply.expect("reply"), body.into())
             .await
@@ -986,9 +969,7 @@ async fn an_outbound_call_over_900_kib_is_chunked_both_ways() {
     let response = decode_response(&reply).expect("response");
     assert_eq!(response.error, None);
     assert_eq!(response.content_length, Some(payload.len() as u64));
-    let mut object = store.get(format!("{id}-r")).await.expect("response object");
-    let mut result = Vec::new();
-    object.read_to_end(&mut result).await.expect("read response");
+    let result = read_object(&store, &format!("{id}-r")).await;
     let mut expected = payload.clone();
     expected.reverse();
     assert!(result == expected, "the provider's chunked answer came back whole");
