@@ -1,5 +1,5 @@
 //! OCI registry credentials: from `--oci-registry`/`--oci-user`/`--oci-password` and from
-//! `registries.put` (PROTOCOL §5.1, §11), kept for the pulls that later steps make.
+//! `registries.put` (PROTOCOL §5.1, §11), kept for the OCI pulls of actors.
 //!
 //! Control plane; pure apart from the in-memory map.
 

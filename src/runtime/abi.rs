@@ -61,7 +61,8 @@ pub trait HostCalls: Send + Sync {
     ) -> HostCallFuture<'a>;
 }
 
-/// The default [`HostCalls`]: every call fails with a guest-visible error.
+/// [`HostCalls`] for pools that live outside a shard (benches, tests): every call leaving the
+/// host fails with a guest-visible error. Shards use `shard::calls::ShardHostCalls`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoHostCalls;
 
@@ -74,7 +75,7 @@ impl HostCalls for NoHostCalls {
         operation: &'a str,
         _payload: Vec<u8>,
     ) -> HostCallFuture<'a> {
-        let message = format!("calls leaving the host are not wired yet ({binding}/{namespace}/{operation})");
+        let message = format!("calls leaving the host are not wired here ({binding}/{namespace}/{operation})");
         Box::pin(async move { Err(message) })
     }
 }

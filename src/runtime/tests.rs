@@ -427,7 +427,7 @@ async fn calls_leaving_the_host_fail_by_default() {
     let mut pool = pool(&runtime, CALLER, 1).await;
     let err = invoke(&mut pool, "Caller.Go", b"ping").await.unwrap_err();
     assert!(
-        matches!(&err, InvokeError::GuestError(m) if m.contains("not wired yet") && m.contains("wasmcloud/ponger")),
+        matches!(&err, InvokeError::GuestError(m) if m.contains("not wired here") && m.contains("wasmcloud/ponger")),
         "{err}"
     );
 }

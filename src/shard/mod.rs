@@ -1,9 +1,13 @@
 //! Data plane: one glommio executor per shard, each pinned to its own core.
 //!
-//! A [`Shard`] owns everything it touches while serving: its routing snapshot, its counters
-//! (and, in later steps, its NATS connection and warm instance pools). It never takes a lock
-//! and never runs tokio. The control plane talks to it only through [`ShardCommand`]s and
-//! hears from it only through [`ShardReport`]s ([`crate::plane`]).
+//! A shard owns everything it touches while serving: its NATS connection ([`conn`]), its
+//! routing snapshot, its warm instance pools, its pending outbound calls ([`calls`]) and its
+//! counters, all in one [`serve::ShardCore`] shared by the shard's tasks through an `Rc`. It
+//! never takes a lock and never runs tokio. Tasks of a shard: the command loop (this file:
+//! pools, subscriptions, stop), the reader (one socket read = one batch for the pipeline in
+//! [`serve`]), the connection's writer, one task per running invocation, and a stats ticker.
+//! The control plane talks to a shard only through [`ShardCommand`]s and hears from it only
+//! through [`ShardReport`]s ([`crate::plane`]).
 //!
 //! [`spawn`] starts one shard's executor thread; the control plane's handle on all of them is
 //! [`crate::control::shards::ShardSet`].
