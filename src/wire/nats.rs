@@ -765,30 +765,17 @@ pub fn write_pub<B: WriteBuffer>(
     payload: &[u8],
     payload_bytes_max: usize,
 ) -> Result<(), EncodeError> {
-    check_publish_subjects(subject, reply)?;
-    if payload.len() > payload_bytes_max {
-        return Err(EncodeError::PayloadTooLarge);
-    }
-    let total = Decimal::new(payload.len() as u64);
-    let line_bytes = "PUB ".len() + subject.len() + reply.map_or(0, |r| r.len() + 1) + 1 + total.len();
-    if line_bytes > CONTROL_LINE_BYTES_MAX {
-        return Err(EncodeError::ControlLineTooLong);
-    }
     let start = out.written().len();
-    out.reserve_bytes(line_bytes + payload.len() + 4);
-    out.put(b"PUB ");
-    put_subjects(out, subject, reply);
-    out.put(total.as_bytes());
-    out.put(b"\r\n");
+    let line_bytes = put_pub_line(out, subject, reply, payload.len(), payload_bytes_max)?;
     out.put(payload);
     out.put(b"\r\n");
-    debug_assert_eq!(out.written().len() - start, line_bytes + payload.len() + 4);
+    debug_assert_eq!(out.written().len() - start, line_bytes + payload.len() + 2);
     Ok(())
 }
 
-/// Appends a `PUB` whose payload of `payload_len` bytes is written by `encode` straight into
-/// `out` (no intermediate buffer). If `encode` writes any other number of bytes the frame is
-/// removed again and [`EncodeError::PayloadLengthMismatch`] returned, so a miscount can never
+/// Appends a `PUB` whose payload of `payload_len` bytes `encode` writes straight into `out`
+/// (no intermediate buffer). If `encode` writes any other number of bytes the frame is removed
+/// again and [`EncodeError::PayloadLengthMismatch`] returned, so a miscount can never
 /// desynchronise the stream.
 pub fn write_pub_with(
     out: &mut Vec<u8>,
@@ -798,6 +785,28 @@ pub fn write_pub_with(
     payload_bytes_max: usize,
     encode: impl FnOnce(&mut Vec<u8>),
 ) -> Result<(), EncodeError> {
+    let start = out.len();
+    put_pub_line(out, subject, reply, payload_len, payload_bytes_max)?;
+    let payload_start = out.len();
+    encode(out);
+    if out.len() - payload_start != payload_len {
+        out.truncate(start);
+        return Err(EncodeError::PayloadLengthMismatch);
+    }
+    out.put(b"\r\n");
+    Ok(())
+}
+
+/// Checks a publication and appends its control line `PUB <subject> [reply] <#bytes>\r\n`,
+/// reserving room for the payload that follows. Returns the control line's length (CRLF
+/// included). Nothing is written on error.
+fn put_pub_line<B: WriteBuffer>(
+    out: &mut B,
+    subject: &str,
+    reply: Option<&str>,
+    payload_len: usize,
+    payload_bytes_max: usize,
+) -> Result<usize, EncodeError> {
     check_publish_subjects(subject, reply)?;
     if payload_len > payload_bytes_max {
         return Err(EncodeError::PayloadTooLarge);
@@ -807,20 +816,12 @@ pub fn write_pub_with(
     if line_bytes > CONTROL_LINE_BYTES_MAX {
         return Err(EncodeError::ControlLineTooLong);
     }
-    let start = out.len();
-    out.reserve(line_bytes + payload_len + 4);
+    out.reserve_bytes(line_bytes + payload_len + 4);
     out.put(b"PUB ");
     put_subjects(out, subject, reply);
     out.put(total.as_bytes());
     out.put(b"\r\n");
-    let payload_start = out.len();
-    encode(out);
-    if out.len() - payload_start != payload_len {
-        out.truncate(start);
-        return Err(EncodeError::PayloadLengthMismatch);
-    }
-    out.put(b"\r\n");
-    Ok(())
+    Ok(line_bytes + 2)
 }
 
 /// Appends `HPUB <subject> [reply] <#header bytes> <#total bytes>\r\n<headers><payload>\r\n`,
