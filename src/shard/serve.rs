@@ -412,7 +412,13 @@ impl ShardCore {
             let content_length = inv.content_length_or_msg();
             if content_length > inv.msg.len() as u64 {
                 // Chunked (§2.6): the hash was skipped above and is checked on the full bytes.
-                let Some(metadata) = token.metadata else { continue };
+                // `check_invocation` refused tokens without metadata; answer rather than drop anyway.
+                let Some(metadata) = token.metadata else {
+                    self.reject(msg, inv.id, AuthError::MissingMetadata.message(), |s| {
+                        s.rejected_auth += 1
+                    });
+                    continue;
+                };
                 jobs.push(Job::Chunked(Dechunk {
                     dispatch,
                     content_length,
