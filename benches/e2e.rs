@@ -21,9 +21,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use futures::stream::{FuturesUnordered, StreamExt};
-use shardhost::auth::antiforgery::sign_invocation;
+use shardhost::auth::antiforgery::{encode_signed_invocation, Outbound};
 use shardhost::auth::claims::{sign_actor_module, validate_actor, ActorSpec};
-use shardhost::wire::invocation::{decode_response, encode_invocation, EntityRef, InvocationFields};
+use shardhost::wire::invocation::{decode_response, EntityRef};
 
 const ECHO: &str = include_str!("../src/runtime/actors/echo.wat");
 const PAYLOAD: &[u8] = b"{\"method\":\"GET\",\"path\":\"/echo\",\"body\":\"hello, lattice\"}";
@@ -202,20 +202,17 @@ fn bench_e2e(c: &mut Criterion) {
     let signed: Vec<(String, Bytes)> = (0..SIGNED_POOL)
         .map(|_| {
             let id = uuid::Uuid::new_v4().simple().to_string();
-            let claims = sign_invocation(&cluster, &origin, &target, op, PAYLOAD, &id, now).unwrap();
             let mut out = BytesMut::new();
-            let fields = InvocationFields {
+            let call = Outbound {
                 origin,
                 target,
                 operation: op,
-                msg: PAYLOAD,
+                payload: PAYLOAD,
+                chunked: false,
                 id: &id,
-                encoded_claims: &claims,
                 host_id: &host_id,
-                content_length: PAYLOAD.len() as u64,
-                trace_context: &[],
             };
-            encode_invocation(&mut out, &fields);
+            encode_signed_invocation(&mut out, &cluster, &call, now).unwrap();
             (id, out.freeze())
         })
         .collect();

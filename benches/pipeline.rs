@@ -19,14 +19,14 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use shardhost::auth::antiforgery::sign_invocation;
+use shardhost::auth::antiforgery::{encode_signed_invocation, Outbound};
 use shardhost::auth::claims::module_hash;
 use shardhost::plane::ShardConfig;
 use shardhost::routing::RoutingSnapshot;
 use shardhost::runtime::{Runtime, RuntimeLimits};
 use shardhost::shard::conn::Inbound;
 use shardhost::shard::{inbound, InProcessShard};
-use shardhost::wire::invocation::{encode_invocation, EntityRef, InvocationFields};
+use shardhost::wire::invocation::EntityRef;
 
 const ECHO: &str = include_str!("../src/runtime/actors/echo.wat");
 /// About the size of a small `HttpRequest`.
@@ -54,20 +54,17 @@ fn batch(cluster: &nkeys::KeyPair, actor: &str, sid: u64, n: usize) -> Vec<Inbou
         .map(|i| {
             let id = uuid::Uuid::new_v4().simple().to_string();
             let op = "HttpServer.HandleRequest";
-            let claims = sign_invocation(cluster, &origin, &target, op, PAYLOAD, &id, now).unwrap();
             let mut out = BytesMut::new();
-            let fields = InvocationFields {
+            let call = Outbound {
                 origin,
                 target,
                 operation: op,
-                msg: PAYLOAD,
+                payload: PAYLOAD,
+                chunked: false,
                 id: &id,
-                encoded_claims: &claims,
                 host_id: &host_id,
-                content_length: PAYLOAD.len() as u64,
-                trace_context: &[],
             };
-            encode_invocation(&mut out, &fields);
+            encode_signed_invocation(&mut out, cluster, &call, now).unwrap();
             inbound(sid, &subject, Some(&format!("_INBOX.bench.{i}")), out.freeze())
         })
         .collect()

@@ -9,8 +9,8 @@
 use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 
-use shardhost::auth::antiforgery::sign_invocation;
-use shardhost::wire::invocation::{encode_invocation, EntityRef, InvocationFields};
+use shardhost::auth::antiforgery::{encode_signed_invocation, Outbound};
+use shardhost::wire::invocation::EntityRef;
 
 use crate::error::LoadtestError;
 use crate::stats::Outcome;
@@ -105,29 +105,16 @@ impl InvocationPool {
         let mut buffer = BytesMut::new();
         for _ in 0..count {
             let id = uuid::Uuid::new_v4().to_string();
-            let claims = sign_invocation(
-                cluster_key,
-                &origin,
-                &target,
-                &template.operation,
-                &template.payload,
-                &id,
-                now_secs,
-            )?;
-            encode_invocation(
-                &mut buffer,
-                &InvocationFields {
-                    origin,
-                    target,
-                    operation: &template.operation,
-                    msg: &template.payload,
-                    id: &id,
-                    encoded_claims: &claims,
-                    host_id: &template.host_id,
-                    content_length: template.payload.len() as u64,
-                    trace_context: &[],
-                },
-            );
+            let call = Outbound {
+                origin,
+                target,
+                operation: &template.operation,
+                payload: &template.payload,
+                chunked: false,
+                id: &id,
+                host_id: &template.host_id,
+            };
+            encode_signed_invocation(&mut buffer, cluster_key, &call, now_secs)?;
             let bytes = buffer.split().freeze();
             invocations.push(PooledInvocation { id, bytes });
         }

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::claims::{self, ClaimsError};
-use crate::wire::invocation::{EntityRef, InvocationRef};
+use crate::wire::invocation::{encode_invocation, EntityRef, InvocationFields, InvocationRef};
 
 /// `wascap_revision` written into our tokens (wascap 0.11's current revision).
 pub const WASCAP_REVISION: u32 = 3;
@@ -334,6 +334,53 @@ pub fn sign_invocation(
     token.push('.');
     URL_SAFE_NO_PAD.encode_string(&signature, &mut token);
     Ok(token)
+}
+
+/// An outbound invocation to sign and encode (the host's calls, load generators, benches).
+#[derive(Debug, Clone, Copy)]
+pub struct Outbound<'a> {
+    pub origin: EntityRef<'a>,
+    pub target: EntityRef<'a>,
+    pub operation: &'a str,
+    /// The whole payload: what the hash covers and `content_length` counts.
+    pub payload: &'a [u8],
+    /// The payload was put in the object store (§2.6): `msg` goes out empty.
+    pub chunked: bool,
+    pub id: &'a str,
+    /// The sending host's id (`N…`).
+    pub host_id: &'a str,
+}
+
+/// Sign `call` with `cluster_key` ([`sign_invocation`], hash over the whole payload) and append
+/// the encoded `Invocation` to `out`.
+pub fn encode_signed_invocation(
+    out: &mut impl bytes::BufMut,
+    cluster_key: &nkeys::KeyPair,
+    call: &Outbound<'_>,
+    now_secs: u64,
+) -> Result<(), AuthError> {
+    let claims = sign_invocation(
+        cluster_key,
+        &call.origin,
+        &call.target,
+        call.operation,
+        call.payload,
+        call.id,
+        now_secs,
+    )?;
+    let fields = InvocationFields {
+        origin: call.origin,
+        target: call.target,
+        operation: call.operation,
+        msg: if call.chunked { &[] } else { call.payload },
+        id: call.id,
+        encoded_claims: &claims,
+        host_id: call.host_id,
+        content_length: call.payload.len() as u64,
+        trace_context: &[],
+    };
+    encode_invocation(out, &fields);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -21,10 +21,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use futures::channel::oneshot;
 
-use crate::auth::antiforgery::sign_invocation;
+use crate::auth::antiforgery::{encode_signed_invocation, Outbound};
 use crate::plane::{ShardId, CHUNK_THRESHOLD_BYTES};
 use crate::runtime::{HostCallFuture, HostCalls};
-use crate::wire::invocation::{decode_response, encode_invocation, EntityRef, InvocationFields};
+use crate::wire::invocation::{decode_response, EntityRef};
 use crate::wire::nats::parse_headers;
 
 use super::conn::Inbound;
@@ -176,41 +176,27 @@ pub(crate) async fn host_call(
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let claims = sign_invocation(
-        &core.config.cluster_key,
-        &origin_entity,
-        &target_entity,
-        operation,
-        &payload,
-        &id,
-        now,
-    )
-    .map_err(|e| e.message().to_string())?;
-    let content_length = payload.len() as u64;
     let chunked = payload.len() > CHUNK_THRESHOLD_BYTES;
-    let msg: &[u8] = if chunked {
-        core.put_object(id.clone(), Bytes::from(payload.clone()))
+    let payload = Bytes::from(payload);
+    let call = Outbound {
+        origin: origin_entity,
+        target: target_entity,
+        operation,
+        payload: &payload,
+        chunked,
+        id: &id,
+        host_id: &core.config.host_id,
+    };
+    let wire_bytes = if chunked { 0 } else { payload.len() };
+    let mut encoded = Vec::with_capacity(wire_bytes + 1024);
+    encode_signed_invocation(&mut encoded, &core.config.cluster_key, &call, now)
+        .map_err(|e| e.message().to_string())?;
+    if chunked {
+        // Stored before the invocation is published (the receiver fetches it by id).
+        core.put_object(id.clone(), payload.clone())
             .await
             .map_err(|e| format!("cannot store the chunked request: {e}"))?;
-        &[]
-    } else {
-        &payload
-    };
-    let mut encoded = Vec::with_capacity(msg.len() + claims.len() + 512);
-    encode_invocation(
-        &mut encoded,
-        &InvocationFields {
-            origin: origin_entity,
-            target: target_entity,
-            operation,
-            msg,
-            id: &id,
-            encoded_claims: &claims,
-            host_id: &core.config.host_id,
-            content_length,
-            trace_context: &[],
-        },
-    );
+    }
     let (reply_subject, token, reply) = core.calls.register();
     if let Err(e) = core.outbox.publish(&target.subject, Some(&reply_subject), &encoded) {
         core.calls.forget(token);
@@ -239,26 +225,26 @@ pub(crate) async fn host_call(
             ));
         }
     };
-    let result = read_reply(&core, &reply, &id).await;
+    let result = read_reply(&core, &reply, &id, &target.subject).await;
     if result.is_err() {
         core.bump(|s| s.calls_failed += 1);
     }
-    result.map_err(|e| e.replace("{subject}", &target.subject))
+    result
 }
 
 /// Turn a reply into the guest's result: a 503 status is "no responders"; otherwise the
 /// `InvocationResponse` must answer our id; its `error` is the call's error; a chunked result
 /// is fetched from the object store.
-async fn read_reply(core: &ShardCore, reply: &Inbound, id: &str) -> Result<Vec<u8>, String> {
+async fn read_reply(core: &ShardCore, reply: &Inbound, id: &str, subject: &str) -> Result<Vec<u8>, String> {
     if let Some(headers) = reply.headers.as_deref() {
         if parse_headers(headers).is_ok_and(|h| h.is_no_responders()) {
-            return Err("no responders: nothing in the lattice serves {subject}".to_string());
+            return Err(format!("no responders: nothing in the lattice serves {subject}"));
         }
     }
-    let response = decode_response(&reply.payload).map_err(|e| format!("malformed reply from {{subject}}: {e}"))?;
+    let response = decode_response(&reply.payload).map_err(|e| format!("malformed reply from {subject}: {e}"))?;
     if response.invocation_id != id {
         return Err(format!(
-            "reply from {{subject}} answers invocation {:?}, not {id:?}",
+            "reply from {subject} answers invocation {:?}, not {id:?}",
             response.invocation_id
         ));
     }
