@@ -21,21 +21,18 @@ use std::fmt;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use ed25519_dalek::{Signature, VerifyingKey};
 use nkeys::KeyPairType;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+pub use super::jwt::{check_times, decode_jwt, decode_jwt_as, verify_signature, Claims, Jwt, TOKEN_BYTES_MAX};
+use super::jwt::{public_key, SIGNATURE_BYTES};
 use crate::lattice::{hex_upper, StoredClaims};
 
 /// Custom section name written by wascap ≥ 0.9.
 pub const SECTION_NAME_JWT: &str = "wasmcloud_jwt";
 /// Custom section name written by wascap < 0.9 (most OTP-era actors).
 pub const SECTION_NAME_JWT_LEGACY: &str = "jwt";
-
-/// Largest claims token we decode. Real actor tokens are 0.6–2 KiB; the limit only stops a
-/// hostile module from making us base64- and JSON-decode megabytes. wascap has no limit.
-pub const TOKEN_BYTES_MAX: usize = 64 * 1024;
 
 /// `\0asm`.
 const WASM_MAGIC: [u8; 4] = *b"\0asm";
@@ -45,10 +42,6 @@ const WASM_HEADER_BYTES: usize = 8;
 const SECTION_ID_CUSTOM: u8 = 0;
 /// A `u32` LEB128 takes at most 5 bytes (wasm spec, `uN` with N = 32).
 const LEB_U32_BYTES_MAX: usize = 5;
-
-const HEADER_TYP: &str = "jwt";
-const HEADER_ALG: &str = "Ed25519";
-const SIGNATURE_BYTES: usize = 64;
 
 /// Which of the two accepted section names held the token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,15 +95,17 @@ impl fmt::Display for TokenPart {
 pub enum KeyRole {
     /// `iss`: must be an account key (`A…`).
     Issuer,
-    /// `sub`: must be a module key (`M…`).
+    /// `sub` of an actor: must be a module key (`M…`).
     Subject,
+    /// `sub` of a provider archive: must be a service key (`V…`).
+    ProviderSubject,
 }
 
 impl fmt::Display for KeyRole {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             KeyRole::Issuer => "issuer",
-            KeyRole::Subject => "subject",
+            KeyRole::Subject | KeyRole::ProviderSubject => "subject",
         })
     }
 }
@@ -157,6 +152,8 @@ pub enum ClaimsError {
     IssuerNotAccount { key: String },
     #[error("claims subject {key} is not a module key (M…)")]
     SubjectNotModule { key: String },
+    #[error("claims subject {key} is not a provider (service) key (V…)")]
+    SubjectNotService { key: String },
     #[error("claims token signature does not verify against issuer {issuer}")]
     BadSignature { issuer: String },
     #[error("claims token expired at {exp_secs} (now {now_secs}, seconds since the epoch)")]
@@ -368,160 +365,6 @@ pub fn module_hash_as_encoded(module: &[u8]) -> Result<String, ClaimsError> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// JWT
-// ---------------------------------------------------------------------------------------------
-
-#[derive(Deserialize)]
-struct Header {
-    typ: String,
-    alg: String,
-}
-
-/// The generic claims of a wascap token (PROTOCOL §4.1). Unknown fields are ignored; `jti`,
-/// `iat`, `iss` and `sub` are required, as wascap requires them.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct Claims {
-    #[serde(rename = "exp", default)]
-    pub exp_secs: Option<u64>,
-    #[serde(rename = "nbf", default)]
-    pub nbf_secs: Option<u64>,
-    #[serde(rename = "iat")]
-    pub iat_secs: u64,
-    pub iss: String,
-    pub sub: String,
-    pub jti: String,
-    /// The `wascap` metadata object; its shape depends on the subject (actor or provider).
-    #[serde(default)]
-    pub wascap: Option<serde_json::Value>,
-    #[serde(default)]
-    pub wascap_revision: Option<u32>,
-}
-
-/// A decoded, not yet verified token. Borrows the token text.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Jwt<'a> {
-    /// `header_b64.payload_b64`: the bytes the signature covers.
-    pub signed_part: &'a str,
-    pub claims: Claims,
-    pub signature_bytes: [u8; SIGNATURE_BYTES],
-}
-
-fn decode_part(part: &str, which: TokenPart) -> Result<Vec<u8>, ClaimsError> {
-    // base64 0.22's URL_SAFE_NO_PAD rejects padding and non-zero trailing bits, like wascap's
-    // data-encoding BASE64URL_NOPAD.
-    URL_SAFE_NO_PAD
-        .decode(part)
-        .map_err(|_| ClaimsError::Base64 { part: which })
-}
-
-fn json_error(part: TokenPart, error: serde_json::Error) -> ClaimsError {
-    ClaimsError::Json {
-        part,
-        reason: error.to_string(),
-    }
-}
-
-/// The header of every token wascap writes, `{"typ":"jwt","alg":"Ed25519"}`, base64url-encoded:
-/// a token that starts with it needs no header decoding.
-const HEADER_B64: &str = "eyJ0eXAiOiJqd3QiLCJhbGciOiJFZDI1NTE5In0";
-
-/// Split and decode a token (PROTOCOL §4.1): three base64url-no-pad parts, a header with
-/// `typ == "jwt"` and `alg == "Ed25519"` exactly (wascap's rule), JSON claims, a 64-byte
-/// signature. Does not verify the signature: see [`verify_signature`].
-pub fn decode_jwt(token: &str) -> Result<Jwt<'_>, ClaimsError> {
-    let (signed_part, claims, signature_bytes) = decode_jwt_as::<Claims>(token)?;
-    Ok(Jwt {
-        signed_part,
-        claims,
-        signature_bytes,
-    })
-}
-
-/// [`decode_jwt`] with the payload read as `T` (the invocation tokens of the data path read
-/// only the fields they check, without building a JSON tree). Returns the signed part, the
-/// payload and the signature.
-pub fn decode_jwt_as<T: serde::de::DeserializeOwned>(
-    token: &str,
-) -> Result<(&str, T, [u8; SIGNATURE_BYTES]), ClaimsError> {
-    if token.len() > TOKEN_BYTES_MAX {
-        return Err(ClaimsError::TokenTooLarge {
-            token_bytes: token.len(),
-            token_bytes_max: TOKEN_BYTES_MAX,
-        });
-    }
-    let mut parts = token.split('.');
-    let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(ClaimsError::TokenParts {
-            parts_count: token.split('.').count(),
-        });
-    };
-
-    if header_b64 != HEADER_B64 {
-        let header: Header = serde_json::from_slice(&decode_part(header_b64, TokenPart::Header)?)
-            .map_err(|e| json_error(TokenPart::Header, e))?;
-        if header.typ != HEADER_TYP || header.alg != HEADER_ALG {
-            return Err(ClaimsError::BadHeader {
-                typ: header.typ,
-                alg: header.alg,
-            });
-        }
-    }
-    let claims: T = serde_json::from_slice(&decode_part(payload_b64, TokenPart::Payload)?)
-        .map_err(|e| json_error(TokenPart::Payload, e))?;
-    // Room for the decoder's estimate of an 86-character part (66 bytes); longer is an error.
-    let mut signature = [0u8; SIGNATURE_BYTES + 2];
-    let signature_bytes = match URL_SAFE_NO_PAD.decode_slice(signature_b64, &mut signature) {
-        Ok(len) => len,
-        Err(base64::DecodeSliceError::OutputSliceTooSmall) => base64::decoded_len_estimate(signature_b64.len()),
-        Err(base64::DecodeSliceError::DecodeError(_)) => {
-            return Err(ClaimsError::Base64 {
-                part: TokenPart::Signature,
-            })
-        }
-    };
-    let signature: [u8; SIGNATURE_BYTES] = signature
-        .get(..signature_bytes)
-        .and_then(|s| s.try_into().ok())
-        .ok_or(ClaimsError::SignatureLength { signature_bytes })?;
-    let signed_part = token
-        .get(..header_b64.len() + 1 + payload_b64.len())
-        .ok_or(ClaimsError::TokenParts { parts_count: 3 })?;
-    Ok((signed_part, claims, signature))
-}
-
-/// Decode a public nkey and require its type (issuer: account, subject: module). Returns the raw
-/// 32-byte Ed25519 key.
-fn public_key(key: &str, role: KeyRole) -> Result<[u8; 32], ClaimsError> {
-    let (prefix, key_bytes) = nkeys::from_public_key(key).map_err(|_| ClaimsError::BadKey {
-        role,
-        key: key.to_string(),
-    })?;
-    match (role, KeyPairType::from(prefix)) {
-        (KeyRole::Issuer, KeyPairType::Account) | (KeyRole::Subject, KeyPairType::Module) => Ok(key_bytes),
-        (KeyRole::Issuer, _) => Err(ClaimsError::IssuerNotAccount { key: key.to_string() }),
-        (KeyRole::Subject, _) => Err(ClaimsError::SubjectNotModule { key: key.to_string() }),
-    }
-}
-
-/// Verify the Ed25519 signature over `header_b64.payload_b64` with the key in `iss`, which must be
-/// an account key (wascap accepts any nkey type here; we do not). Uses `verify_strict`, which also
-/// refuses small-order keys and non-canonical points that plain verification lets through; wascap
-/// signatures always pass it. Returns the issuer's raw key, so callers can cache it.
-pub fn verify_signature(jwt: &Jwt<'_>) -> Result<[u8; 32], ClaimsError> {
-    let issuer_key_bytes = public_key(&jwt.claims.iss, KeyRole::Issuer)?;
-    let bad_signature = || ClaimsError::BadSignature {
-        issuer: jwt.claims.iss.clone(),
-    };
-    let key = VerifyingKey::from_bytes(&issuer_key_bytes).map_err(|_| bad_signature())?;
-    let signature = Signature::from_bytes(&jwt.signature_bytes);
-    key.verify_strict(jwt.signed_part.as_bytes(), &signature)
-        .map_err(|_| bad_signature())?;
-    Ok(issuer_key_bytes)
-}
-
-// ---------------------------------------------------------------------------------------------
 // Actor claims
 // ---------------------------------------------------------------------------------------------
 
@@ -611,23 +454,6 @@ impl ActorClaims {
     }
 }
 
-/// `exp`/`nbf` against `now_secs`, RFC 7519 style: expired once `exp <= now` (wascap 0.11 only
-/// once `exp < now`: it still accepts a token in its expiry second), not yet valid while
-/// `nbf > now` (same as wascap).
-fn check_times(claims: &ActorClaims, now_secs: u64) -> Result<(), ClaimsError> {
-    if let Some(exp_secs) = claims.exp_secs {
-        if exp_secs <= now_secs {
-            return Err(ClaimsError::Expired { exp_secs, now_secs });
-        }
-    }
-    if let Some(nbf_secs) = claims.nbf_secs {
-        if nbf_secs > now_secs {
-            return Err(ClaimsError::NotYetValid { nbf_secs, now_secs });
-        }
-    }
-    Ok(())
-}
-
 /// Every check a host applies before starting an actor (PROTOCOL §4.5): claims present, token
 /// well formed, issuer an account key, subject a module key, signature valid, not expired, not
 /// before `nbf`, and the module hash equal to the signed `hash`. The hash is checked for every
@@ -638,7 +464,7 @@ pub fn validate_actor(module: &[u8], now_secs: u64) -> Result<ActorClaims, Claim
     let jwt = decode_jwt(token)?;
     let claims = ActorClaims::from_jwt(&jwt)?;
     verify_signature(&jwt)?;
-    check_times(&claims, now_secs)?;
+    check_times(claims.exp_secs, claims.nbf_secs, now_secs)?;
     let actual = module_hash(module)?;
     if actual != claims.hash && module_hash_as_encoded(module)? != claims.hash {
         return Err(ClaimsError::HashMismatch {
@@ -859,6 +685,7 @@ mod tests {
     use wascap::prelude::KeyPair as WascapKeyPair;
 
     use super::*;
+    use crate::auth::jwt::HEADER_B64;
     use crate::auth::testkit::*;
 
     const OTHER_WAT: &str = r#"(module

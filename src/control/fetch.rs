@@ -64,6 +64,54 @@ pub const ACTOR_LAYER_MEDIA_TYPES: [&str; 3] = [
     "application/vnd.wasm.content.layer.v1+wasm",
 ];
 
+/// wasmCloud's provider archive layer (PROTOCOL §11): a plain or gzip'd PAR.
+pub const PROVIDER_LAYER_MEDIA_TYPE: &str = "application/vnd.wasmcloud.provider.archive.layer.v1+par";
+/// Layer media types accepted for a provider archive.
+pub const PROVIDER_LAYER_MEDIA_TYPES: [&str; 2] = [PROVIDER_LAYER_MEDIA_TYPE, "application/vnd.oci.image.layer.v1.tar"];
+/// Largest provider archive accepted, from a registry layer or a file: 512 MiB (real 0.x PARs
+/// with several platforms are 20–150 MiB).
+pub const PROVIDER_ARCHIVE_BYTES_MAX: u64 = 512 << 20;
+
+/// What a reference is expected to hold: it picks the accepted layer media types, the size
+/// limit, and whether the layer is kept in the memory cache (actors: yes, they are small and
+/// started often; provider archives: disk cache only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArtifactKind {
+    Actor,
+    Provider,
+}
+
+impl ArtifactKind {
+    pub fn media_types(self) -> &'static [&'static str] {
+        match self {
+            ArtifactKind::Actor => &ACTOR_LAYER_MEDIA_TYPES,
+            ArtifactKind::Provider => &PROVIDER_LAYER_MEDIA_TYPES,
+        }
+    }
+
+    pub fn bytes_max(self) -> u64 {
+        match self {
+            ArtifactKind::Actor => ACTOR_MODULE_BYTES_MAX,
+            ArtifactKind::Provider => PROVIDER_ARCHIVE_BYTES_MAX,
+        }
+    }
+
+    /// Words for messages: "actor", "provider archive".
+    pub fn noun(self) -> &'static str {
+        match self {
+            ArtifactKind::Actor => "actor",
+            ArtifactKind::Provider => "provider archive",
+        }
+    }
+
+    fn layer_noun(self) -> &'static str {
+        match self {
+            ArtifactKind::Actor => "wasm actor layer",
+            ArtifactKind::Provider => "provider archive layer",
+        }
+    }
+}
+
 /// What the host flags allow (`--allow-latest`, `--allow-file-load`, `--allowed-insecure`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FetchPolicy {
@@ -198,11 +246,21 @@ impl Fetcher {
 
     /// Fetches the module `reference` names. Errors name the ref and, for OCI, the registry.
     pub async fn fetch_actor(&mut self, reference: &str, registries: &Registries) -> Result<Fetched> {
+        self.fetch(reference, registries, ArtifactKind::Actor).await
+    }
+
+    /// Fetches the provider archive `reference` names (same policy and credentials as actors).
+    pub async fn fetch_provider(&mut self, reference: &str, registries: &Registries) -> Result<Fetched> {
+        self.fetch(reference, registries, ArtifactKind::Provider).await
+    }
+
+    /// Fetches an artifact of `kind`. Errors name the ref and, for OCI, the registry.
+    pub async fn fetch(&mut self, reference: &str, registries: &Registries, kind: ArtifactKind) -> Result<Fetched> {
         match ActorRef::parse(reference, &self.policy)? {
-            ActorRef::File(path) => fetch_file(reference, &path).await,
+            ActorRef::File(path) => fetch_file(reference, &path, kind).await,
             ActorRef::Oci(image) => {
                 let budget = Duration::from_millis(ACTOR_FETCH_TIMEOUT_MS);
-                match tokio::time::timeout(budget, self.fetch_oci(reference, &image, registries)).await {
+                match tokio::time::timeout(budget, self.fetch_oci(reference, &image, registries, kind)).await {
                     Ok(fetched) => fetched,
                     Err(_) => Err(anyhow!(
                         "{reference}: pull from registry {} did not finish within {ACTOR_FETCH_TIMEOUT_MS} ms",
@@ -213,7 +271,13 @@ impl Fetcher {
         }
     }
 
-    async fn fetch_oci(&mut self, reference: &str, image: &Reference, registries: &Registries) -> Result<Fetched> {
+    async fn fetch_oci(
+        &mut self,
+        reference: &str,
+        image: &Reference,
+        registries: &Registries,
+        kind: ArtifactKind,
+    ) -> Result<Fetched> {
         let registry = image.resolve_registry().to_string();
         let credential = registries.get(image.registry()).or_else(|| registries.get(&registry));
         let auth = registry_auth(credential);
@@ -232,34 +296,41 @@ impl Fetcher {
                 bail!("{reference}: registry {registry} returned an image index, not an actor manifest")
             }
         };
-        let layer = actor_layer(&manifest).with_context(|| format!("{reference} (registry {registry})"))?;
+        let layer = find_layer(&manifest, kind).with_context(|| format!("{reference} (registry {registry})"))?;
         let fetched = |bytes: Bytes| Fetched {
             bytes,
             image_ref: image.whole(),
             digest: Some(manifest_digest.clone()),
         };
 
+        let in_memory = kind == ArtifactKind::Actor;
         if let Some(bytes) = self.cache.get(&layer.digest) {
             return Ok(fetched(bytes));
         }
-        if let Some(bytes) = self.read_disk_cache(&layer.digest).await {
-            self.cache.insert(layer.digest.clone(), bytes.clone());
+        if let Some(bytes) = self.read_disk_cache(&layer.digest, kind).await {
+            if in_memory {
+                self.cache.insert(layer.digest.clone(), bytes.clone());
+            }
             return Ok(fetched(bytes));
         }
 
-        let mut out = CappedBuffer::new(ACTOR_MODULE_BYTES_MAX);
+        let mut out = CappedBuffer::new(kind.bytes_max());
         if let Err(e) = client.pull_blob(image, layer, &mut out).await {
             if out.overflowed {
                 bail!(
-                    "{reference}: layer {} exceeds the {ACTOR_MODULE_BYTES_MAX}-byte actor limit",
-                    layer.digest
+                    "{reference}: layer {} exceeds the {}-byte {} limit",
+                    layer.digest,
+                    kind.bytes_max(),
+                    kind.noun()
                 );
             }
             return Err(pull.describe(e).context(format!("downloading layer {}", layer.digest)));
         }
         self.layer_downloads += 1;
         let bytes = Bytes::from(out.buf);
-        self.cache.insert(layer.digest.clone(), bytes.clone());
+        if in_memory {
+            self.cache.insert(layer.digest.clone(), bytes.clone());
+        }
         self.write_disk_cache(&layer.digest, &bytes).await;
         Ok(fetched(bytes))
     }
@@ -286,10 +357,10 @@ impl Fetcher {
         Ok(client)
     }
 
-    async fn read_disk_cache(&self, digest: &str) -> Option<Bytes> {
+    async fn read_disk_cache(&self, digest: &str, kind: ArtifactKind) -> Option<Bytes> {
         let path = disk_cache_path(self.cache_dir.as_deref()?, digest)?;
         let size_bytes = tokio::fs::metadata(&path).await.ok()?.len();
-        if size_bytes > ACTOR_MODULE_BYTES_MAX {
+        if size_bytes > kind.bytes_max() {
             return None;
         }
         let bytes = tokio::fs::read(&path).await.ok()?;
@@ -334,21 +405,27 @@ fn registry_auth(credential: Option<&RegistryCredential>) -> RegistryAuth {
     }
 }
 
-/// The first layer with an actor media type, after checking its declared size.
-fn actor_layer(manifest: &OciImageManifest) -> Result<&OciDescriptor> {
+/// The first layer with a media type of `kind`, after checking its declared size.
+fn find_layer(manifest: &OciImageManifest, kind: ArtifactKind) -> Result<&OciDescriptor> {
+    let accepted = kind.media_types();
     let Some(layer) = manifest
         .layers
         .iter()
-        .find(|l| ACTOR_LAYER_MEDIA_TYPES.contains(&l.media_type.as_str()))
+        .find(|l| accepted.contains(&l.media_type.as_str()))
     else {
         let found: Vec<&str> = manifest.layers.iter().map(|l| l.media_type.as_str()).collect();
-        bail!("no wasm actor layer in the manifest (accepted {ACTOR_LAYER_MEDIA_TYPES:?}; found {found:?})");
-    };
-    if !(0..=ACTOR_MODULE_BYTES_MAX as i64).contains(&layer.size) {
         bail!(
-            "layer {} declares {} bytes; the actor limit is {ACTOR_MODULE_BYTES_MAX} bytes",
+            "no {} in the manifest (accepted {accepted:?}; found {found:?})",
+            kind.layer_noun()
+        );
+    };
+    let bytes_max = kind.bytes_max();
+    if !(0..=bytes_max as i64).contains(&layer.size) {
+        bail!(
+            "layer {} declares {} bytes; the {} limit is {bytes_max} bytes",
             layer.digest,
-            layer.size
+            layer.size,
+            kind.noun()
         );
     }
     Ok(layer)
@@ -405,17 +482,19 @@ impl PullContext<'_> {
 }
 
 /// Reads a `file://` module (size-checked first).
-async fn fetch_file(reference: &str, path: &Path) -> Result<Fetched> {
+async fn fetch_file(reference: &str, path: &Path, kind: ArtifactKind) -> Result<Fetched> {
     let metadata = tokio::fs::metadata(path)
         .await
         .with_context(|| format!("{reference}: cannot read {}", path.display()))?;
     if !metadata.is_file() {
         bail!("{reference}: {} is not a file", path.display());
     }
-    if metadata.len() > ACTOR_MODULE_BYTES_MAX {
+    if metadata.len() > kind.bytes_max() {
         bail!(
-            "{reference}: {} bytes exceeds the {ACTOR_MODULE_BYTES_MAX}-byte actor limit",
-            metadata.len()
+            "{reference}: {} bytes exceeds the {}-byte {} limit",
+            metadata.len(),
+            kind.bytes_max(),
+            kind.noun()
         );
     }
     let bytes = tokio::fs::read(path)
@@ -674,11 +753,20 @@ mod tests {
             layers: vec![layer("text/plain", 3), layer(ACTOR_LAYER_MEDIA_TYPE, 10)],
             ..Default::default()
         };
-        assert_eq!(actor_layer(&manifest).unwrap().media_type, ACTOR_LAYER_MEDIA_TYPE);
+        assert_eq!(
+            find_layer(&manifest, ArtifactKind::Actor).unwrap().media_type,
+            ACTOR_LAYER_MEDIA_TYPE
+        );
+        assert!(
+            format!("{:#}", find_layer(&manifest, ArtifactKind::Provider).unwrap_err())
+                .contains("no provider archive layer")
+        );
         manifest.layers[1].size = ACTOR_MODULE_BYTES_MAX as i64 + 1;
-        assert!(format!("{:#}", actor_layer(&manifest).unwrap_err()).contains("actor limit"));
+        assert!(format!("{:#}", find_layer(&manifest, ArtifactKind::Actor).unwrap_err()).contains("actor limit"));
         manifest.layers.truncate(1);
-        assert!(format!("{:#}", actor_layer(&manifest).unwrap_err()).contains("no wasm actor layer"));
+        assert!(
+            format!("{:#}", find_layer(&manifest, ArtifactKind::Actor).unwrap_err()).contains("no wasm actor layer")
+        );
     }
 
     #[test]
