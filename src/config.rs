@@ -41,6 +41,10 @@ pub const SHARD_INFLIGHT_MAX_DEFAULT: u64 = 1_024;
 pub const SHARD_INFLIGHT_MAX_LIMIT: u64 = 1 << 20;
 /// Default timeout of outbound RPC (`WASMCLOUD_RPC_TIMEOUT_MS`).
 pub const RPC_TIMEOUT_MS_DEFAULT: u64 = 2_000;
+/// Default period of provider health checks (PROTOCOL §8.4).
+pub const PROVIDER_HEALTH_INTERVAL_MS_DEFAULT: u64 = 30_000;
+/// Shortest accepted health-check period.
+pub const PROVIDER_HEALTH_INTERVAL_MS_MIN: u64 = 100;
 /// Default delay between a provider shutdown request and killing its process.
 pub const PROVIDER_SHUTDOWN_DELAY_MS_DEFAULT: u64 = 300;
 /// Default longest run of one actor invocation (0.82 `--max-execution-time`, in ms).
@@ -197,6 +201,9 @@ pub struct HostArgs {
     /// NATS hands the work to other subscribers (other shards and hosts) or queues it.
     #[arg(long = "shard-inflight-max", env = "SHARDHOST_SHARD_INFLIGHT_MAX", default_value_t = SHARD_INFLIGHT_MAX_DEFAULT, value_parser = clap::value_parser!(u64).range(1..=SHARD_INFLIGHT_MAX_LIMIT))]
     pub shard_inflight_max: u64,
+    /// Period of provider health checks in ms (the first check comes after at most 5 s).
+    #[arg(long = "provider-health-interval-ms", env = "SHARDHOST_PROVIDER_HEALTH_INTERVAL_MS", default_value_t = PROVIDER_HEALTH_INTERVAL_MS_DEFAULT, value_parser = clap::value_parser!(u64).range(PROVIDER_HEALTH_INTERVAL_MS_MIN..))]
+    pub provider_health_interval_ms: u64,
     /// Heartbeat period in ms.
     #[arg(long = "heartbeat-interval-ms", env = "SHARDHOST_HEARTBEAT_INTERVAL_MS", default_value_t = HEARTBEAT_INTERVAL_MS_DEFAULT)]
     pub heartbeat_interval_ms: u64,
@@ -360,6 +367,7 @@ pub struct Config {
     pub oci_credential: Option<OciCredential>,
     pub rpc_timeout: Duration,
     pub provider_shutdown_delay: Duration,
+    pub provider_health_interval: Duration,
     pub max_execution_time: Duration,
     pub heartbeat_interval: Duration,
     pub shard_count: usize,
@@ -503,6 +511,7 @@ impl Config {
             oci_credential,
             rpc_timeout: Duration::from_millis(args.rpc_timeout_ms),
             provider_shutdown_delay: Duration::from_millis(args.provider_shutdown_delay_ms),
+            provider_health_interval: Duration::from_millis(args.provider_health_interval_ms),
             max_execution_time: Duration::from_millis(args.max_execution_time_ms),
             heartbeat_interval: Duration::from_millis(args.heartbeat_interval_ms),
             shard_count,

@@ -350,6 +350,7 @@ pub fn write_par(token: &str, binaries: &[(&str, &[u8])], gzip: bool) -> io::Res
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     //! Tokens are signed with wascap 0.11 itself (the library of the 0.x era), so "valid"
     //! means "what a real `wash par create` produced".

@@ -148,12 +148,15 @@ impl RunningActor {
     }
 }
 
+/// `nbf`/`exp` as the events show them: RFC 3339, or `never` when absent.
+pub fn human_time(secs: Option<u64>) -> String {
+    secs.and_then(|s| chrono::DateTime::from_timestamp(i64::try_from(s).ok()?, 0))
+        .map_or_else(|| "never".to_string(), |t| t.to_rfc3339())
+}
+
 /// The `claims` object of actor events.
 pub fn event_claims(claims: &ActorClaims) -> Value {
-    let human = |secs: Option<u64>| {
-        secs.and_then(|s| chrono::DateTime::from_timestamp(i64::try_from(s).ok()?, 0))
-            .map_or_else(|| "never".to_string(), |t| t.to_rfc3339())
-    };
+    let human = human_time;
     json!({
         "call_alias": claims.call_alias.clone().unwrap_or_default(),
         "caps": claims.caps,

@@ -15,6 +15,7 @@ pub mod heartbeat;
 pub mod kv;
 pub mod managed_nats;
 pub mod nats;
+pub mod providers;
 pub mod registries;
 pub mod shards;
 
@@ -82,6 +83,8 @@ pub struct ControlPlane {
     jobs_rx: tokio::sync::mpsc::Receiver<ActorJob>,
     /// Pool commands waiting for every shard's report (events wait on them).
     pool_barriers: Vec<actor_ops::PoolBarrier>,
+    /// Capability provider processes and their supervisors.
+    providers: providers::Providers,
 }
 
 impl ControlPlane {
@@ -172,6 +175,21 @@ impl ControlPlane {
             started: Instant::now(),
         };
         let events = Events::new(Arc::new(NatsEventSink::new(ctl.clone(), &config.lattice)), host_id);
+        let host_data = Arc::new(provider_host_data(&config)?);
+        let providers = providers::Providers::new(
+            &state,
+            config.cache_dir.clone().unwrap_or_else(std::env::temp_dir),
+            |reports, links| providers::supervisor::SupervisorContext {
+                nats: prov_rpc.clone(),
+                events: events.clone(),
+                host: host_data,
+                links,
+                health_interval: config.provider_health_interval,
+                rpc_timeout: config.rpc_timeout,
+                shutdown_delay: config.provider_shutdown_delay,
+                reports,
+            },
+        );
         let mut plane = ControlPlane {
             config,
             info,
@@ -190,6 +208,7 @@ impl ControlPlane {
             jobs_tx,
             jobs_rx,
             pool_barriers: Vec::new(),
+            providers,
         };
         plane.publish_routing();
         Ok(plane)
@@ -243,6 +262,8 @@ impl ControlPlane {
                 }
                 Some(report) = self.shards.reports.next() => self.on_shard_report(report),
                 Some(job) = self.jobs_rx.recv() => self.on_actor_job(job).await,
+                Some(job) = self.providers.jobs_rx.recv() => self.on_provider_job(job).await,
+                Some(report) = self.providers.reports_rx.recv() => self.providers.on_report(report),
                 _ = sigterm.recv() => break StopReason::Signal("SIGTERM"),
                 _ = sigint.recv() => break StopReason::Signal("SIGINT"),
             }
@@ -292,7 +313,7 @@ impl ControlPlane {
         let mut stop = None;
         let reply: Option<Value> = match request {
             CtlRequest::PingHosts => Some(self.info.ping_reply()),
-            CtlRequest::Inventory => Some(self.info.inventory(self.actors.inventory(), Vec::new())),
+            CtlRequest::Inventory => Some(self.info.inventory(self.actors.inventory(), self.providers.inventory())),
             CtlRequest::GetLinks => {
                 let links: Vec<Value> = self.state.links.values().map(LinkDefinition::to_json_with_id).collect();
                 Some(json!({ "links": links }))
@@ -311,6 +332,8 @@ impl ControlPlane {
             CtlRequest::Command(HostCommand::ScaleActor) => Some(self.actor_scale(&msg.payload)),
             CtlRequest::Command(HostCommand::StopActor) => Some(self.actor_stop(&msg.payload)),
             CtlRequest::Command(HostCommand::UpdateActor) => Some(self.actor_update(&msg.payload)),
+            CtlRequest::Command(HostCommand::LaunchProvider) => Some(self.provider_launch(&msg.payload).await),
+            CtlRequest::Command(HostCommand::StopProvider) => Some(self.provider_stop(&msg.payload)),
             CtlRequest::Command(HostCommand::StopHost) => {
                 match parse_body::<ctl::StopHostCommand>("stop host", &msg.payload) {
                     Ok(cmd) => {
@@ -321,7 +344,6 @@ impl ControlPlane {
                     Err(e) => Some(ack_err(e)),
                 }
             }
-            CtlRequest::Command(cmd) => Some(ack_err(format!("{} is not supported yet by shardhost", cmd.describe()))),
             CtlRequest::Config => Some(ack_err(
                 "the config service subjects are not supported yet by shardhost",
             )),
@@ -408,20 +430,10 @@ impl ControlPlane {
         }
     }
 
-    /// Provider auctions get no bid until providers can be started here, so schedulers pick
-    /// hosts that can run them (a silent "no" is the protocol's way to decline).
-    fn provider_auction(&self, body: &[u8]) -> Option<Value> {
-        match parse_body::<ctl::AuctionRequest>("provider auction", body) {
-            Ok(a) => {
-                tracing::debug!(r#ref = ?a.provider_ref, "provider auction seen; not bidding: providers are not supported yet")
-            }
-            Err(e) => tracing::warn!(error = %e, "malformed provider auction"),
-        }
-        None
-    }
-
     async fn emit_heartbeat(&self) {
-        let data = self.info.heartbeat(&self.actors.heartbeat_counts(), Vec::new());
+        let data = self
+            .info
+            .heartbeat(&self.actors.heartbeat_counts(), self.providers.heartbeat());
         self.events.emit("host_heartbeat", data).await;
         self.log_shard_stats();
     }
@@ -472,10 +484,12 @@ impl ControlPlane {
             Change::LinkSet(link) => {
                 self.events.emit("linkdef_set", link.to_json_with_id()).await;
                 self.forward_link(link, "put").await;
+                self.providers.links_changed(&self.state);
             }
             Change::LinkDeleted(link) => {
                 self.events.emit("linkdef_deleted", link.to_json_with_id()).await;
                 self.forward_link(link, "del").await;
+                self.providers.links_changed(&self.state);
             }
             Change::ClaimsSet(c) | Change::ClaimsDeleted(c) => {
                 tracing::debug!(subject = ?c.subject(), "claims changed")
@@ -553,6 +567,9 @@ impl ControlPlane {
         };
         // NATS may be gone: never wait on it longer than the budget.
         let budget = Duration::from_millis(SHUTDOWN_NATS_BUDGET_MS);
+        // Providers first (they may still call actors), each: shutdown request, grace, kill.
+        let providers_budget = self.config.provider_shutdown_delay * 2 + budget;
+        self.providers.stop_all(providers_budget).await;
         if tokio::time::timeout(budget, self.stop_all_actors()).await.is_err() {
             tracing::warn!(?budget, "could not publish the actors' stop events: NATS unreachable");
         }
@@ -566,6 +583,37 @@ impl ControlPlane {
             tracing::warn!(?budget, "could not publish host_stopped: NATS unreachable");
         }
     }
+}
+
+/// What every provider's HostData shares (PROTOCOL §8.2): the provider RPC connection and its
+/// credentials, the cluster seed that signs the providers' invocations, the trusted issuers.
+fn provider_host_data(config: &Config) -> Result<providers::hostdata::HostDataBase> {
+    let (jwt, seed) = match &config.prov_rpc.auth {
+        crate::config::NatsAuth::None => (String::new(), String::new()),
+        crate::config::NatsAuth::JwtSeed { jwt, seed } => (jwt.clone(), seed.clone()),
+        crate::config::NatsAuth::CredsFile(path) => {
+            crate::shard::conn::read_creds(path).map_err(|e| anyhow::anyhow!("provider RPC credentials: {e}"))?
+        }
+    };
+    let invocation_seed = config
+        .identity
+        .cluster_key
+        .seed()
+        .context("the cluster key has no seed to hand to providers")?;
+    Ok(providers::hostdata::HostDataBase {
+        host_id: config.identity.host_id(),
+        lattice_rpc_prefix: config.lattice.clone(),
+        lattice_rpc_url: config.prov_rpc.url(),
+        lattice_rpc_user_jwt: jwt,
+        lattice_rpc_user_seed: seed,
+        lattice_rpc_tls: config.prov_rpc.tls,
+        invocation_seed,
+        cluster_issuers: config.identity.cluster_issuers.iter().cloned().collect(),
+        default_rpc_timeout_ms: config.rpc_timeout.as_millis() as u64,
+        structured_logging: config.structured_logging,
+        log_level: None,
+        js_domain: config.js_domain.clone(),
+    })
 }
 
 async fn next_entry(

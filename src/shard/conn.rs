@@ -432,7 +432,7 @@ fn resolve(server: &str) -> Result<SocketAddr, ConnError> {
 }
 
 /// Read a `.creds` file: the user JWT and the nkey seed between their armour lines.
-fn read_creds(path: &str) -> Result<(String, String), ConnError> {
+pub fn read_creds(path: &str) -> Result<(String, String), ConnError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConnError::Credentials(format!("{path}: {e}")))?;
     let block = |marker: &str| {
         let mut lines = text

@@ -482,7 +482,8 @@ async fn unsupported_or_impossible_commands_are_refused() {
         ("sa", json!({"actor_ref": actor, "count": 1, "host_id": host.id})),
         (
             "lp",
-            json!({"provider_ref": "127.0.0.1:5000/httpserver:0.1", "link_name": "default", "host_id": host.id}),
+            // `:latest` is refused for providers too.
+            json!({"provider_ref": "127.0.0.1:5000/httpserver:latest", "link_name": "default", "host_id": host.id}),
         ),
         (
             "sp",

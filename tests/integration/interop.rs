@@ -11,7 +11,7 @@ use crate::support::{
     eventually, new_actor_key, new_provider_key, unique_lattice, Host, HostOptions, Nats, HOST_EXIT_TIMEOUT,
 };
 
-async fn ctl_client(nats: &Nats, lattice: &str) -> Client {
+pub(crate) async fn ctl_client(nats: &Nats, lattice: &str) -> Client {
     ClientBuilder::new(nats.client_033().await)
         .lattice(lattice)
         .timeout(Duration::from_secs(5))

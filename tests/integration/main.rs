@@ -11,5 +11,6 @@ mod host;
 mod interop;
 mod lattice;
 mod oci;
+mod providers;
 mod shard_conn;
 mod support;

@@ -36,6 +36,30 @@ fn policy(registry: &Registry, allow_latest: bool) -> FetchPolicy {
 /// Pushes `layer` (with `media_type`) as a wasmCloud actor artifact over plain HTTP; returns
 /// the manifest digest.
 async fn push(registry: &Registry, reference: &str, layer: &[u8], media_type: &str, auth: &RegistryAuth) -> String {
+    push_with_config(registry, reference, layer, media_type, ACTOR_CONFIG_MEDIA_TYPE, auth).await
+}
+
+/// Pushes a provider archive as `wash push` did: the PAR layer and the provider config type.
+pub(crate) async fn push_provider(registry: &Registry, reference: &str, par: &[u8]) -> String {
+    push_with_config(
+        registry,
+        reference,
+        par,
+        shardhost::control::fetch::PROVIDER_LAYER_MEDIA_TYPE,
+        "application/vnd.wasmcloud.provider.archive.config",
+        &RegistryAuth::Anonymous,
+    )
+    .await
+}
+
+async fn push_with_config(
+    registry: &Registry,
+    reference: &str,
+    layer: &[u8],
+    media_type: &str,
+    config_media_type: &str,
+    auth: &RegistryAuth,
+) -> String {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = Client::try_from(ClientConfig {
         protocol: ClientProtocol::HttpsExcept(vec![registry.addr.clone()]),
@@ -44,7 +68,7 @@ async fn push(registry: &Registry, reference: &str, layer: &[u8], media_type: &s
     .expect("oci client");
     let image: Reference = reference.parse().expect("reference");
     let layers = [ImageLayer::new(layer.to_vec(), media_type.to_string(), None)];
-    let config = Config::new(b"{}".to_vec(), ACTOR_CONFIG_MEDIA_TYPE.to_string(), None);
+    let config = Config::new(b"{}".to_vec(), config_media_type.to_string(), None);
     tokio::time::timeout(OCI_TIMEOUT, client.push(&image, &layers, config, auth, None))
         .await
         .expect("push timed out")

@@ -7,6 +7,9 @@
 
 #![allow(dead_code)]
 
+pub mod provider;
+pub mod rpc;
+
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -806,7 +809,41 @@ pub fn signed_echo(spec: ActorSpec) -> SignedActor {
 /// operation)` and responds with the reply, or with `__guest_error(host error)` when the call
 /// fails. 3 MiB of memory: payloads up to 1.5 MiB each way (the chunking tests).
 pub fn caller_actor_wat(binding: &str, namespace: &str, operation: &str) -> String {
+    call_actor_wat(binding, namespace, operation, None)
+}
+
+/// A "kvcounter": on every invocation it calls `KeyValue.Increment` of its `wasmcloud:keyvalue`
+/// link `default` with the msgpack `IncrementRequest {key, value: 1}` and answers with the
+/// provider's reply (the new value, a msgpack i32), or a guest error when the call fails.
+pub fn kvcounter_actor_wat(key: &str) -> String {
+    #[derive(serde::Serialize)]
+    struct IncrementRequest<'a> {
+        key: &'a str,
+        value: i32,
+    }
+    let payload = rmp_serde::to_vec_named(&IncrementRequest { key, value: 1 }).expect("msgpack");
+    call_actor_wat("default", "wasmcloud:keyvalue", "KeyValue.Increment", Some(&payload))
+}
+
+/// [`caller_actor_wat`]; with `fixed_payload` the call carries those bytes instead of the
+/// invocation's payload.
+fn call_actor_wat(binding: &str, namespace: &str, operation: &str, fixed_payload: Option<&[u8]>) -> String {
     let data = |offset: u32, text: &str| format!("(data (i32.const {offset}) \"{text}\")");
+    let (payload_data, payload_ptr, payload_len) = match fixed_payload {
+        Some(bytes) => {
+            let escaped: String = bytes.iter().map(|b| format!("\\{b:02x}")).collect();
+            (
+                format!("(data (i32.const 512) \"{escaped}\")"),
+                "(i32.const 512)".to_string(),
+                format!("(i32.const {})", bytes.len()),
+            )
+        }
+        None => (
+            String::new(),
+            "(local.get $payload)".to_string(),
+            "(local.get $payload_len)".to_string(),
+        ),
+    };
     format!(
         r#"(module
   (import "wasmbus" "__guest_request" (func $guest_request (param i32 i32)))
@@ -821,12 +858,13 @@ pub fn caller_actor_wat(binding: &str, namespace: &str, operation: &str) -> Stri
   {binding_data}
   {namespace_data}
   {operation_data}
+  {payload_data}
   (func (export "__guest_call") (param $op_len i32) (param $payload_len i32) (result i32)
     (local $payload i32)
     (local.set $payload (i32.add (i32.const 1024) (local.get $op_len)))
     (call $guest_request (i32.const 1024) (local.get $payload))
     (if (i32.ne (call $host_call (i32.const 16) (i32.const {binding_len}) (i32.const 128) (i32.const {namespace_len})
-                                 (i32.const 384) (i32.const {operation_len}) (local.get $payload) (local.get $payload_len))
+                                 (i32.const 384) (i32.const {operation_len}) {payload_ptr} {payload_len})
                 (i32.const 1))
       (then
         (call $host_error (i32.const 1572864))

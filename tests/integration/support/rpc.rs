@@ -1,0 +1,222 @@
+//! Signed invocations for the integration tests, written independently of shardhost's code:
+//! wasmbus-rpc's `Invocation` encoded with rmp-serde and signed with wascap's invocation claims
+//! (PROTOCOL §2.3, §3), the reply check, and [`Lab`]: a host with a known cluster key, its
+//! NATS client and event subscription.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use shardhost::wire::invocation::decode_response;
+
+use super::{assert_accepted, expect_event, request_json, unique_lattice, Host, HostOptions, Nats, SignedActor};
+
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+pub const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// `msg` as msgpack bin, as serde_bytes writes it.
+pub struct Bin<'a>(pub &'a [u8]);
+
+impl Serialize for Bin<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
+}
+
+/// wasmbus-rpc's `WasmCloudEntity`.
+#[derive(Serialize, Clone)]
+pub struct Entity {
+    pub public_key: String,
+    pub link_name: String,
+    pub contract_id: String,
+}
+
+impl Entity {
+    pub fn actor(key: &str) -> Entity {
+        Entity {
+            public_key: key.to_string(),
+            link_name: String::new(),
+            contract_id: String::new(),
+        }
+    }
+
+    pub fn provider(key: &str, contract_id: &str, link_name: &str) -> Entity {
+        Entity {
+            public_key: key.to_string(),
+            link_name: link_name.to_string(),
+            contract_id: contract_id.to_string(),
+        }
+    }
+
+    /// PROTOCOL §2.2, written out independently of shardhost's code.
+    pub fn url(&self) -> String {
+        if self.public_key.to_uppercase().starts_with('M') {
+            format!("wasmbus://{}", self.public_key)
+        } else {
+            let contract = self.contract_id.replace(':', "/").replace(' ', "_").to_lowercase();
+            let link = self.link_name.replace(' ', "_").to_lowercase();
+            format!("wasmbus://{contract}/{link}/{}", self.public_key)
+        }
+    }
+}
+
+/// wasmbus-rpc's `Invocation`.
+#[derive(Serialize)]
+pub struct Invocation<'a> {
+    pub origin: Entity,
+    pub target: Entity,
+    pub operation: &'a str,
+    pub msg: Bin<'a>,
+    pub id: String,
+    pub encoded_claims: String,
+    pub host_id: String,
+    pub content_length: u64,
+}
+
+/// Sign and encode an invocation the way wasmbus-rpc does, with wascap's invocation claims.
+/// `hash_msg` is what the hash covers (the full payload; `msg` may be empty when chunked).
+pub fn invocation(
+    signer: &wascap::prelude::KeyPair,
+    origin: Entity,
+    target: Entity,
+    operation: &str,
+    msg: &[u8],
+    hash_msg: &[u8],
+) -> (String, Vec<u8>) {
+    invocation_with(signer, origin, target, operation, msg, hash_msg, |_| {})
+}
+
+/// [`invocation`], letting `tamper` change the signed token before it is encoded.
+pub fn invocation_with(
+    signer: &wascap::prelude::KeyPair,
+    origin: Entity,
+    target: Entity,
+    operation: &str,
+    msg: &[u8],
+    hash_msg: &[u8],
+    tamper: impl FnOnce(&mut String),
+) -> (String, Vec<u8>) {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let target_url = format!("{}/{operation}", target.url());
+    let origin_url = origin.url();
+    let mut hasher = Sha256::new();
+    hasher.update(origin_url.as_bytes());
+    hasher.update(target_url.as_bytes());
+    hasher.update(operation.as_bytes());
+    hasher.update(hash_msg);
+    let hash: String = hasher.finalize().iter().map(|b| format!("{b:02X}")).collect();
+    let claims = wascap::jwt::Claims::<wascap::jwt::Invocation>::new(
+        signer.public_key(),
+        id.clone(),
+        &target_url,
+        &origin_url,
+        &hash,
+    );
+    let mut encoded_claims = claims.encode(signer).expect("wascap signs the invocation");
+    tamper(&mut encoded_claims);
+    let inv = Invocation {
+        origin,
+        target,
+        operation,
+        msg: Bin(msg),
+        id: id.clone(),
+        encoded_claims,
+        host_id: nkeys::KeyPair::new_server().public_key(),
+        content_length: hash_msg.len() as u64,
+    };
+    (id, rmp_serde::to_vec_named(&inv).expect("encode invocation"))
+}
+
+/// The reply: Ok(msg) or Err(error), after checking that it answers `id`.
+pub fn outcome(reply: &[u8], id: &str) -> Result<Vec<u8>, String> {
+    let response = decode_response(reply).expect("reply is an InvocationResponse");
+    if !id.is_empty() {
+        assert_eq!(response.invocation_id, id, "reply answers the invocation");
+    }
+    match response.error {
+        Some(error) => Err(error.to_string()),
+        None => Ok(response.msg.to_vec()),
+    }
+}
+
+/// A host with two shards, a known cluster key, and a NATS client.
+pub struct Lab {
+    pub nats: Nats,
+    pub host: Host,
+    pub nc: async_nats::Client,
+    pub events: async_nats::Subscriber,
+    pub cluster: wascap::prelude::KeyPair,
+    pub dir: tempfile::TempDir,
+}
+
+pub async fn lab(tag: &str) -> Lab {
+    lab_with(tag, &[]).await
+}
+
+pub async fn lab_with(tag: &str, extra: &[(&str, &str)]) -> Lab {
+    let nats = Nats::start();
+    let cluster = wascap::prelude::KeyPair::new_cluster();
+    let seed = cluster.seed().expect("cluster seed");
+    let options = HostOptions::new(&unique_lattice(tag))
+        .arg("--cluster-seed", &seed)
+        .arg("--heartbeat-interval-ms", "500")
+        .arg("--rpc-timeout-ms", "1500");
+    let mut options = options;
+    options.args.push("--allow-file-load".to_string());
+    for (flag, value) in extra {
+        options = options.arg(flag, value);
+    }
+    let (host, nc, events) = crate::support::host_with_events(&nats, options).await;
+    Lab {
+        nats,
+        host,
+        nc,
+        events,
+        cluster,
+        dir: tempfile::tempdir().expect("tempdir"),
+    }
+}
+
+impl Lab {
+    pub fn subject(&self, actor: &str) -> String {
+        format!("wasmbus.rpc.{}.{actor}", self.host.lattice)
+    }
+
+    /// Start `actor` from a file and wait until the host serves it (the first signed echo
+    /// invocation that comes back).
+    pub async fn start(&mut self, name: &str, actor: &SignedActor, count: u32) {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, &actor.bytes).expect("write actor");
+        let body =
+            json!({ "actor_ref": format!("file://{}", path.display()), "count": count, "host_id": self.host.id });
+        let ack = request_json(&self.nc, &self.host.cmd("la"), body.to_string().as_bytes()).await;
+        assert_accepted(&ack, "la");
+        expect_event(&mut self.events, "actors_started", START_TIMEOUT, name).await;
+    }
+
+    pub async fn send(&self, subject: &str, bytes: Vec<u8>) -> Vec<u8> {
+        let reply = tokio::time::timeout(REPLY_TIMEOUT, self.nc.request(subject.to_string(), bytes.into()))
+            .await
+            .expect("reply in time")
+            .expect("request");
+        reply.payload.to_vec()
+    }
+
+    /// An invocation of `target` from a wash-like actor origin, signed with the host's key.
+    pub async fn call(&self, target: &str, operation: &str, msg: &[u8]) -> Result<Vec<u8>, String> {
+        let origin = Entity::actor(&nkeys::KeyPair::new_module().public_key());
+        let (id, bytes) = invocation(&self.cluster, origin, Entity::actor(target), operation, msg, msg);
+        outcome(&self.send(&self.subject(target), bytes).await, &id)
+    }
+
+    /// The shard counters the host logged last for `shard`, as `name=value` text.
+    pub fn shard_counters(&self, shard: &str) -> Option<String> {
+        let log = self.host.stderr();
+        log.lines()
+            .rev()
+            .find(|l| l.contains("shard counters") && l.contains(&format!("shard={shard} ")))
+            .map(str::to_string)
+    }
+}
