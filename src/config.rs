@@ -201,6 +201,15 @@ pub struct HostArgs {
     /// NATS hands the work to other subscribers (other shards and hosts) or queues it.
     #[arg(long = "shard-inflight-max", env = "SHARDHOST_SHARD_INFLIGHT_MAX", default_value_t = SHARD_INFLIGHT_MAX_DEFAULT, value_parser = clap::value_parser!(u64).range(1..=SHARD_INFLIGHT_MAX_LIMIT))]
     pub shard_inflight_max: u64,
+    /// Account seed (`SA…`) that signs a scoped NATS user JWT for each provider instance (its
+    /// own subjects, actor RPC subjects and `_INBOX.>` only), handed over in HostData instead of
+    /// the `--prov-rpc-*` credentials.
+    #[arg(
+        long = "prov-rpc-account-seed",
+        env = "SHARDHOST_PROV_RPC_ACCOUNT_SEED",
+        hide_env_values = true
+    )]
+    pub prov_rpc_account_seed: Option<String>,
     /// Period of provider health checks in ms (the first check comes after at most 5 s).
     #[arg(long = "provider-health-interval-ms", env = "SHARDHOST_PROVIDER_HEALTH_INTERVAL_MS", default_value_t = PROVIDER_HEALTH_INTERVAL_MS_DEFAULT, value_parser = clap::value_parser!(u64).range(PROVIDER_HEALTH_INTERVAL_MS_MIN..))]
     pub provider_health_interval_ms: u64,
@@ -368,6 +377,8 @@ pub struct Config {
     pub rpc_timeout: Duration,
     pub provider_shutdown_delay: Duration,
     pub provider_health_interval: Duration,
+    /// Signs the providers' scoped NATS credentials (`--prov-rpc-account-seed`).
+    pub prov_rpc_account: Option<std::sync::Arc<nkeys::KeyPair>>,
     pub max_execution_time: Duration,
     pub heartbeat_interval: Duration,
     pub shard_count: usize,
@@ -467,6 +478,16 @@ impl Config {
         )?;
 
         let (ctl, rpc, prov_rpc, nats_plan) = resolve_endpoints(&args)?;
+        let prov_rpc_account = match args.prov_rpc_account_seed.as_deref().filter(|s| !s.is_empty()) {
+            Some(seed) => {
+                let key = nkeys::KeyPair::from_seed(seed)
+                    .ok()
+                    .filter(|k| k.key_pair_type() == nkeys::KeyPairType::Account)
+                    .ok_or_else(|| anyhow::anyhow!("--prov-rpc-account-seed must be an account seed (SA…)"))?;
+                Some(std::sync::Arc::new(key))
+            }
+            None => None,
+        };
         let labels = identity::host_labels(env, &args.labels);
         let friendly_name = args.friendly_name.clone().unwrap_or_else(identity::friendly_name);
         let shard_count = match args.shards {
@@ -512,6 +533,7 @@ impl Config {
             rpc_timeout: Duration::from_millis(args.rpc_timeout_ms),
             provider_shutdown_delay: Duration::from_millis(args.provider_shutdown_delay_ms),
             provider_health_interval: Duration::from_millis(args.provider_health_interval_ms),
+            prov_rpc_account,
             max_execution_time: Duration::from_millis(args.max_execution_time_ms),
             heartbeat_interval: Duration::from_millis(args.heartbeat_interval_ms),
             shard_count,

@@ -179,6 +179,7 @@ impl ControlPlane {
         let providers = providers::Providers::new(
             &state,
             config.cache_dir.clone().unwrap_or_else(std::env::temp_dir),
+            config.prov_rpc_account.clone(),
             |reports, links| providers::supervisor::SupervisorContext {
                 nats: prov_rpc.clone(),
                 events: events.clone(),

@@ -1,5 +1,6 @@
 //! Capability providers (PROTOCOL §8): native processes started from provider archives.
 //!
+//! - [`credentials`]: scoped NATS user JWTs per provider instance (`nats-io-jwt`).
 //! - [`hostdata`]: the HostData line a provider reads at start (pure).
 //! - [`health`]: the health reply and the change-only health events (pure).
 //! - [`process`]: the binary in the cache, spawning with a cleared environment, own process
@@ -11,6 +12,7 @@
 //!
 //! PAR reading and claims checks are pure code in [`crate::auth::par`]. Control plane (tokio).
 
+pub mod credentials;
 pub mod health;
 pub mod hostdata;
 pub mod ops;
@@ -162,6 +164,8 @@ pub struct Providers {
     links_tx: tokio::sync::watch::Sender<Arc<Vec<LinkDefinition>>>,
     /// Root of the `wasmcloudcache/` tree (PROTOCOL §8.1).
     pub cache_root: PathBuf,
+    /// Signs per-instance credentials when set (`--prov-rpc-account-seed`).
+    pub account: Option<Arc<nkeys::KeyPair>>,
 }
 
 impl Providers {
@@ -169,6 +173,7 @@ impl Providers {
     pub fn new(
         state: &LatticeState,
         cache_root: PathBuf,
+        account: Option<Arc<nkeys::KeyPair>>,
         ctx_of: impl FnOnce(
             tokio::sync::mpsc::Sender<ProviderReport>,
             tokio::sync::watch::Receiver<Arc<Vec<LinkDefinition>>>,
@@ -186,6 +191,7 @@ impl Providers {
             ctx: ctx_of(reports_tx, links_rx),
             links_tx,
             cache_root,
+            account,
         }
     }
 

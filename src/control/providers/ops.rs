@@ -173,6 +173,13 @@ impl ControlPlane {
             );
             return self.provider_start_failed(&request, &error).await;
         }
+        let credentials = match &self.providers.account {
+            Some(account) => match super::credentials::mint(account, &self.config.lattice, &key.0, &key.1) {
+                Ok(c) => Some(c),
+                Err(e) => return self.provider_start_failed(&request, &format!("{e:#}")).await,
+            },
+            None => None,
+        };
         self.store_provider_metadata(&prepared.claims, &request.reference, prepared.oci)
             .await;
         let spec = ProviderSpec {
@@ -183,7 +190,7 @@ impl ControlPlane {
             config_json: request.config_json,
             binary_path: prepared.binary_path,
             instance_id: uuid::Uuid::new_v4().to_string(),
-            credentials: None,
+            credentials,
         };
         tracing::info!(provider = %spec.tag(), image_ref = %spec.image_ref, "starting provider");
         self.providers.launch(spec);

@@ -78,6 +78,8 @@ pub struct Nats {
     child: Child,
     pub port: u16,
     _store_dir: tempfile::TempDir,
+    /// User JWT and seed the test clients connect with (operator mode), if any.
+    pub credentials: Option<(String, String)>,
 }
 
 impl Nats {
@@ -87,14 +89,41 @@ impl Nats {
 
     /// Starts a server on `port` (a restart after [`Nats::kill`] reuses the old port).
     pub fn start_on(port: u16) -> Nats {
-        let binary = nats_server_binary();
         let store_dir = tempfile::tempdir().expect("tempdir for JetStream");
-        let mut child = Command::new(&binary)
+        let mut command = Command::new(nats_server_binary());
+        command
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(store_dir.path())
+            .arg(store_dir.path());
+        Self::spawn(command, port, store_dir)
+    }
+
+    /// Starts a server from a configuration: `config` is appended to the `listen` and
+    /// `jetstream` lines (e.g. an operator, a resolver and preloaded accounts). Test clients
+    /// connect with `credentials`.
+    pub fn start_with_config(config: &str, credentials: (String, String)) -> Nats {
+        let port = free_port();
+        let store_dir = tempfile::tempdir().expect("tempdir for JetStream");
+        let file = store_dir.path().join("nats.conf");
+        let text = format!(
+            "listen: 127.0.0.1:{port}\njetstream: {{ store_dir: \"{}\" }}\n{config}\n",
+            store_dir.path().join("js").display()
+        );
+        std::fs::write(&file, text).expect("write nats.conf");
+        let mut command = Command::new(nats_server_binary());
+        command.arg("-c").arg(&file);
+        let mut nats = Self::spawn(command, port, store_dir);
+        nats.credentials = Some(credentials);
+        nats
+    }
+
+    fn spawn(mut command: Command, port: u16, store_dir: tempfile::TempDir) -> Nats {
+        let binary = nats_server_binary();
+        let log_path = store_dir.path().join("nats-server.log");
+        let log = std::fs::File::create(&log_path).expect("nats-server log file");
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::from(log))
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()));
         let deadline = Instant::now() + NATS_START_TIMEOUT;
@@ -103,7 +132,8 @@ impl Nats {
                 break;
             }
             if let Ok(Some(status)) = child.try_wait() {
-                panic!("nats-server exited early ({status}) on port {port}");
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                panic!("nats-server exited early ({status}) on port {port}:\n{log}");
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
@@ -116,6 +146,7 @@ impl Nats {
             child,
             port,
             _store_dir: store_dir,
+            credentials: None,
         }
     }
 
@@ -129,9 +160,13 @@ impl Nats {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
-    /// A fresh async-nats 0.51 client, connected (bounded).
+    /// A fresh async-nats 0.51 client, connected (bounded), with the server's test credentials.
     pub async fn client(&self) -> async_nats::Client {
-        tokio::time::timeout(REQUEST_TIMEOUT, async_nats::connect(self.url()))
+        let options = match &self.credentials {
+            Some((jwt, seed)) => jwt_options(jwt, seed),
+            None => async_nats::ConnectOptions::new(),
+        };
+        tokio::time::timeout(REQUEST_TIMEOUT, options.connect(self.url()))
             .await
             .expect("timed out connecting to nats-server")
             .expect("connect to nats-server")
@@ -144,6 +179,15 @@ impl Nats {
             .expect("timed out connecting to nats-server (0.33 client)")
             .expect("connect to nats-server (0.33 client)")
     }
+}
+
+/// async-nats options that authenticate with a user JWT and sign the nonce with `seed`.
+pub fn jwt_options(jwt: &str, seed: &str) -> async_nats::ConnectOptions {
+    let key = std::sync::Arc::new(nkeys::KeyPair::from_seed(seed).expect("user seed"));
+    async_nats::ConnectOptions::with_jwt(jwt.to_string(), move |nonce| {
+        let key = key.clone();
+        async move { key.sign(&nonce).map_err(async_nats::AuthError::new) }
+    })
 }
 
 impl Drop for Nats {
