@@ -34,6 +34,15 @@ pub const PAR_UNPACKED_BYTES_MAX: u64 = 2 << 30;
 pub const PAR_ENTRIES_MAX: usize = 256;
 /// The first two bytes of a gzip stream.
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+/// The first four bytes of an ELF file.
+const ELF_MAGIC: [u8; 4] = *b"\x7fELF";
+
+/// Whether `binary` can be what `target` executes: on Linux an ELF file or a `#!` script.
+/// (Without this, glibc's exec fallback would hand any other bytes to `/bin/sh`.) Other
+/// platforms' formats are not checked here: the host only runs its own platform's binary.
+fn looks_executable(binary: &[u8], target: &str) -> bool {
+    !target.ends_with("-linux") || binary.starts_with(&ELF_MAGIC) || binary.starts_with(b"#!")
+}
 
 /// The platform name of the running host, `{ARCH}-{OS}` from `std::env::consts` (e.g.
 /// `x86_64-linux`), as provider-archive names the binaries.
@@ -68,6 +77,8 @@ pub enum ParError {
         expected: String,
         actual: String,
     },
+    #[error("provider binary for {target} is not an executable for that platform (no ELF header, no #! line)")]
+    NotExecutable { target: String },
     #[error("provider binary for {target} is {size_bytes} bytes or more, over the limit of {size_bytes_max}")]
     BinaryTooLarge {
         target: String,
@@ -220,6 +231,11 @@ pub fn read_par(bytes: &[u8], target: &str, now_secs: u64) -> Result<ProviderArc
             target: target.to_string(),
             expected: expected.clone(),
             actual,
+        });
+    }
+    if !looks_executable(&binary, target) {
+        return Err(ParError::NotExecutable {
+            target: target.to_string(),
         });
     }
     Ok(ProviderArchive {
@@ -475,6 +491,23 @@ mod tests {
         let par = write_par(&signed_other.token, &[(TARGET, BINARY)], false).unwrap();
         let error = read_par(&par, TARGET, now_secs()).unwrap_err();
         assert!(matches!(error, ParError::NoTargetHash { .. }), "{error}");
+    }
+
+    #[test]
+    fn a_linux_binary_must_be_elf_or_a_script() {
+        for (binary, ok) in [
+            (&b"#!/bin/sh\nexit 0\n"[..], true),
+            (b"MZ not for linux", false),
+            (b"random", false),
+        ] {
+            let t = token(binary);
+            let par = write_par(&t.token, &[(TARGET, binary)], false).unwrap();
+            let result = read_par(&par, TARGET, now_secs());
+            assert_eq!(result.is_ok(), ok, "{binary:?}: {result:?}");
+            if !ok {
+                assert!(matches!(result, Err(ParError::NotExecutable { .. })));
+            }
+        }
     }
 
     #[test]

@@ -743,3 +743,29 @@ async fn scoped_credentials_let_a_provider_use_its_own_subjects_only() {
         .expect("an error");
     assert!(refused.contains("Permissions Violation"), "{refused}");
 }
+
+#[tokio::test]
+async fn the_control_interface_answers_while_a_large_archive_downloads() {
+    use rand::RngCore;
+    let registry = crate::support::Registry::start();
+    let (mut lab, _cache) = provider_lab("provbig", &[("--allowed-insecure", &registry.addr)]).await;
+    // 40 MB that hash and sign correctly but are no executable (refused after the download).
+    let mut binary = vec![0u8; 40 << 20];
+    rand::thread_rng().fill_bytes(&mut binary);
+    let (par, _key) = signed_par(&binary, Spoil::None);
+    let reference = format!("{}/providers/big:0.1.0", registry.addr);
+    crate::oci::push_provider(&registry, &reference, &par).await;
+
+    assert_accepted(&launch(&lab, &reference, "default", "{}").await, "lp");
+    let ping = request_json(&lab.nc, &lab.host.ctl("ping.hosts"), b"").await;
+    assert_eq!(ping["id"], lab.host.id.as_str());
+    let inv = request_json(&lab.nc, &lab.host.ctl(&format!("get.{}.inv", lab.host.id)), b"").await;
+    assert_eq!(inv["host_id"], lab.host.id.as_str());
+    // Both were answered before the start finished: no outcome is queued on our connection yet.
+    let early = next_event(&mut lab.events, "provider_start_failed", Duration::from_millis(0)).await;
+    assert!(early.is_none(), "the control plane waited for the archive: {early:?}");
+    let failed = expect_event(&mut lab.events, "provider_start_failed", START_TIMEOUT, "big archive").await;
+    let error = failed["data"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("not an executable"), "{error}");
+    assert!(inventory_providers(&lab).await.is_empty());
+}
