@@ -193,7 +193,8 @@ impl ControlPlane {
         let image_ref = self.actors.actors.get(&key).map(|a| a.image_ref.clone());
         match self.actors.stop(&key, &annotations, cmd.count.filter(|c| *c > 0)) {
             Ok(stopped) => {
-                self.after_stop(&key, image_ref.unwrap_or_default(), &annotations, stopped);
+                let count = stopped.len();
+                self.after_stop(&key, image_ref.unwrap_or_default(), &annotations, stopped, count);
                 ack_ok()
             }
             Err(e) => ack_err(e),
@@ -300,7 +301,7 @@ impl ControlPlane {
                 tokio::spawn(async move {
                     // Announce once every shard serves it (bounded: a stuck shard delays, never blocks).
                     wait_ready(ready).await;
-                    emit_started_with(&events, &host_id, &actor, &annotations, &ids).await;
+                    emit_started_with(&events, &host_id, &actor, &annotations, &ids, ids.len()).await;
                 });
             }
             ActorRequest::Scale {
@@ -320,22 +321,23 @@ impl ControlPlane {
     fn apply_scale(&mut self, template: RunningActor, annotations: Annotations, target: ScaleTarget) {
         let key = template.claims.subject.clone();
         let image_ref = template.image_ref.clone();
-        let (started, stopped) = self.actors.scale(template, annotations.clone(), target);
+        let change = self.actors.scale(template, annotations.clone(), target);
         let events = self.events.clone();
         let actor = self.actors.actors.get(&key).cloned();
-        let ready = if !stopped.is_empty() {
-            self.after_stop(&key, image_ref, &annotations, stopped);
+        let ready = if change.stopped_count > 0 {
+            self.after_stop(&key, image_ref, &annotations, change.stopped, change.stopped_count);
             None
         } else {
             Some(self.sync_shard_pools(&key))
         };
-        if let (Some(actor), false) = (actor, started.is_empty()) {
+        if let (Some(actor), true) = (actor, change.started_count > 0) {
             let host_id = self.info.identity.host_id();
+            let (started, count) = (change.started, change.started_count);
             tokio::spawn(async move {
                 if let Some(ready) = ready {
                     wait_ready(ready).await;
                 }
-                emit_started_with(&events, &host_id, &actor, &annotations, &started).await
+                emit_started_with(&events, &host_id, &actor, &annotations, &started, count).await
             });
         }
     }
@@ -401,18 +403,34 @@ impl ControlPlane {
         self.events.emit("actors_start_failed", data).await;
     }
 
-    /// After instances stopped: shard pools, events, and forgetting the module when none remain.
-    fn after_stop(&mut self, key: &str, image_ref: String, annotations: &Annotations, stopped: Vec<String>) {
-        let remaining = self.actors.actors.get(key).map_or(0, RunningActor::instance_count);
+    /// After instances stopped (or max concurrency went down by `count`): shard pools, events,
+    /// and forgetting the module when no instance remains.
+    fn after_stop(
+        &mut self,
+        key: &str,
+        image_ref: String,
+        annotations: &Annotations,
+        stopped: Vec<String>,
+        count: usize,
+    ) {
+        let remaining = self.actors.actors.get(key).map_or(0, RunningActor::reported_count);
         self.sync_shard_pools(key);
-        if remaining == 0 {
+        if !self.actors.actors.contains_key(key) {
             self.compiled.remove(key);
         }
         let events = self.events.clone();
         let host_id = self.info.identity.host_id();
         let (key, annotations) = (key.to_string(), annotations.clone());
         tokio::spawn(async move {
-            emit_stopped(&events, &host_id, &key, &image_ref, &annotations, &stopped, remaining).await;
+            let stop = Stopped {
+                key: &key,
+                image_ref: &image_ref,
+                annotations: &annotations,
+                ids: &stopped,
+                count,
+                remaining,
+            };
+            emit_stopped(&events, &host_id, stop).await;
         });
     }
 
@@ -421,8 +439,15 @@ impl ControlPlane {
         let host_id = self.info.identity.host_id();
         for (key, actor) in std::mem::take(&mut self.actors.actors) {
             for group in &actor.groups {
-                let (image_ref, ids) = (&actor.image_ref, &group.instance_ids);
-                emit_stopped(&self.events, &host_id, &key, image_ref, &group.annotations, ids, 0).await;
+                let stop = Stopped {
+                    key: &key,
+                    image_ref: &actor.image_ref,
+                    annotations: &group.annotations,
+                    ids: &group.instance_ids,
+                    count: group.weight(),
+                    remaining: 0,
+                };
+                emit_stopped(&self.events, &host_id, stop).await;
             }
         }
         self.compiled.clear();
@@ -497,33 +522,48 @@ impl ControlPlane {
     }
 }
 
-/// `actor_stopped` per instance, then one `actors_stopped`.
-async fn emit_stopped(
-    events: &super::events::Events,
-    host_id: &str,
-    key: &str,
-    image_ref: &str,
-    annotations: &Annotations,
-    stopped: &[String],
+/// What an `actors_stopped` reports: the instance ids stopped (one `actor_stopped` each), and
+/// the `count`/`remaining` (instances, or max concurrency for 0.30+ scales; see
+/// [`actors::ScaleChange`]).
+struct Stopped<'a> {
+    key: &'a str,
+    image_ref: &'a str,
+    annotations: &'a Annotations,
+    ids: &'a [String],
+    count: usize,
     remaining: usize,
-) {
-    for id in stopped {
+}
+
+/// `actor_stopped` per instance, then one `actors_stopped`.
+async fn emit_stopped(events: &super::events::Events, host_id: &str, stop: Stopped<'_>) {
+    let Stopped {
+        key,
+        image_ref,
+        annotations,
+        ids,
+        count,
+        remaining,
+    } = stop;
+    for id in ids {
         let data = json!({ "public_key": key, "instance_id": id, "annotations": annotations });
         events.emit("actor_stopped", data).await;
     }
     let data = json!({
-        "host_id": host_id, "public_key": key, "count": stopped.len(), "remaining": remaining,
+        "host_id": host_id, "public_key": key, "count": count, "remaining": remaining,
         "annotations": annotations, "image_ref": image_ref,
     });
     events.emit("actors_stopped", data).await;
 }
 
+/// `actor_started` per new instance id, then one `actors_started` with `count` (instances, or
+/// the max concurrency added by a 0.30+ scale).
 async fn emit_started_with(
     events: &super::events::Events,
     host_id: &str,
     actor: &RunningActor,
     annotations: &Annotations,
     ids: &[String],
+    count: usize,
 ) {
     let claims = actors::event_claims(&actor.claims);
     for id in ids {
@@ -535,7 +575,7 @@ async fn emit_started_with(
     }
     let data = json!({
         "public_key": actor.claims.subject, "image_ref": actor.image_ref, "annotations": annotations,
-        "host_id": host_id, "claims": claims, "count": ids.len(),
+        "host_id": host_id, "claims": claims, "count": count,
     });
     events.emit("actors_started", data).await;
 }

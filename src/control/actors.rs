@@ -97,6 +97,28 @@ pub struct InstanceGroup {
     pub max_concurrent: Option<u16>,
 }
 
+impl InstanceGroup {
+    /// What the group counts as in events and heartbeats: its instances for the OTP shape, its
+    /// max concurrency for the 0.30+ shape (what wadm and the 0.80+ hosts count), at least its
+    /// instance ids.
+    pub fn weight(&self) -> usize {
+        self.max_concurrent
+            .map_or(self.instance_ids.len(), usize::from)
+            .max(self.instance_ids.len())
+    }
+}
+
+/// What a scale changed: the instance ids started and stopped, and the counts the
+/// `actors_started` / `actors_stopped` events report (instances for the OTP shape, the change
+/// of max concurrency for the 0.30+ shape, which is what wadm adds and subtracts).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScaleChange {
+    pub started: Vec<String>,
+    pub stopped: Vec<String>,
+    pub started_count: usize,
+    pub stopped_count: usize,
+}
+
 /// A running actor: its claims, where it came from, and its instance groups.
 #[derive(Debug, Clone)]
 pub struct RunningActor {
@@ -109,6 +131,11 @@ pub struct RunningActor {
 impl RunningActor {
     pub fn instance_count(&self) -> usize {
         self.groups.iter().map(|g| g.instance_ids.len()).sum()
+    }
+
+    /// The sum of the groups' [`InstanceGroup::weight`]: the count events and heartbeats report.
+    pub fn reported_count(&self) -> usize {
+        self.groups.iter().map(InstanceGroup::weight).sum()
     }
 
     /// Warm-pool size wanted across the host: the sum of max concurrency, bounded; an
@@ -247,16 +274,28 @@ impl ActorTable {
     }
 
     /// Set the instance count (OTP scale) or max concurrency (0.30+ scale) of the group with
-    /// `annotations`. Returns (started ids, stopped ids).
-    pub fn scale(
-        &mut self,
-        template: RunningActor,
-        annotations: Annotations,
-        target: ScaleTarget,
-    ) -> (Vec<String>, Vec<String>) {
+    /// `annotations`.
+    pub fn scale(&mut self, template: RunningActor, annotations: Annotations, target: ScaleTarget) -> ScaleChange {
         let key = template.claims.subject.clone();
         if target == ScaleTarget::Stop || target == ScaleTarget::Instances(0) {
-            return (Vec::new(), self.stop(&key, &annotations, None).unwrap_or_default());
+            let weight: usize = self.actors.get(&key).map_or(0, |a| {
+                a.groups
+                    .iter()
+                    .filter(|g| annotations.is_empty() || g.annotations == annotations)
+                    .map(InstanceGroup::weight)
+                    .sum()
+            });
+            let stopped = self.stop(&key, &annotations, None).unwrap_or_default();
+            let stopped_count = if target == ScaleTarget::Stop {
+                weight
+            } else {
+                stopped.len()
+            };
+            return ScaleChange {
+                stopped,
+                stopped_count,
+                ..ScaleChange::default()
+            };
         }
         let actor = self.actors.entry(key).or_insert_with(|| RunningActor {
             groups: Vec::new(),
@@ -274,6 +313,7 @@ impl ActorTable {
             }
         };
         let group = &mut actor.groups[index];
+        let weight_before = group.weight();
         let want = match target {
             ScaleTarget::Instances(n) => n as usize,
             _ => 1,
@@ -290,7 +330,20 @@ impl ActorTable {
             started.push(id);
         }
         let stopped = group.instance_ids.split_off(want);
-        (started, stopped)
+        let weight_after = group.weight();
+        let (started_count, stopped_count) = match target {
+            ScaleTarget::MaxConcurrent(Some(_)) => (
+                weight_after.saturating_sub(weight_before),
+                weight_before.saturating_sub(weight_after),
+            ),
+            _ => (started.len(), stopped.len()),
+        };
+        ScaleChange {
+            started,
+            stopped,
+            started_count,
+            stopped_count,
+        }
     }
 
     /// Stop up to `count` (all when None) instances whose annotations equal `annotations`
@@ -313,10 +366,16 @@ impl ActorTable {
             .iter_mut()
             .filter(|g| annotations.is_empty() || &g.annotations == annotations)
         {
+            let before = group.instance_ids.len();
             while budget > 0 {
                 let Some(id) = group.instance_ids.pop() else { break };
                 stopped.push(id);
                 budget -= 1;
+            }
+            // An instance-count group (OTP shape: max concurrency = instances) shrinks with
+            // its instances; a 0.30+ group keeps its max until it is gone.
+            if group.max_concurrent == u16::try_from(before).ok() {
+                group.max_concurrent = u16::try_from(group.instance_ids.len()).ok();
             }
         }
         if stopped.is_empty() {
@@ -329,11 +388,12 @@ impl ActorTable {
         Ok(stopped)
     }
 
-    /// Heartbeat `actors` map: key → instance count.
+    /// Heartbeat `actors` map: key → count (instances, or max concurrency for 0.30+ groups, as
+    /// the Rust 0.80 host reports it).
     pub fn heartbeat_counts(&self) -> BTreeMap<String, u64> {
         self.actors
             .iter()
-            .map(|(k, a)| (k.clone(), a.instance_count() as u64))
+            .map(|(k, a)| (k.clone(), a.reported_count() as u64))
             .collect()
     }
 
@@ -425,19 +485,46 @@ mod tests {
     #[test]
     fn scale_sets_counts_and_concurrency() {
         let mut t = ActorTable::default();
-        let (started, stopped) = t.scale(actor("Ma"), ann(&[]), ScaleTarget::Instances(3));
-        assert_eq!((started.len(), stopped.len()), (3, 0));
-        let (started, stopped) = t.scale(actor("Ma"), ann(&[]), ScaleTarget::Instances(1));
-        assert_eq!((started.len(), stopped.len()), (0, 2));
-        let (started, _) = t.scale(actor("Mb"), ann(&[]), ScaleTarget::MaxConcurrent(Some(50)));
-        assert_eq!(started.len(), 1);
+        let c = t.scale(actor("Ma"), ann(&[]), ScaleTarget::Instances(3));
+        assert_eq!(
+            (c.started.len(), c.stopped.len(), c.started_count, c.stopped_count),
+            (3, 0, 3, 0)
+        );
+        let c = t.scale(actor("Ma"), ann(&[]), ScaleTarget::Instances(1));
+        assert_eq!(
+            (c.started.len(), c.stopped.len(), c.started_count, c.stopped_count),
+            (0, 2, 0, 2)
+        );
+        let c = t.scale(actor("Mb"), ann(&[]), ScaleTarget::MaxConcurrent(Some(50)));
+        assert_eq!((c.started.len(), c.started_count), (1, 50));
         assert_eq!(t.actors["Mb"].concurrency(8), 50);
         t.scale(actor("Mb"), ann(&[]), ScaleTarget::MaxConcurrent(None));
         assert_eq!(t.actors["Mb"].concurrency(8), 8);
         assert_eq!(t.inventory()[1]["instances"][0]["max_concurrent"], u16::MAX);
-        let (_, stopped) = t.scale(actor("Mb"), ann(&[]), ScaleTarget::Stop);
-        assert_eq!(stopped.len(), 1);
+        let c = t.scale(actor("Mb"), ann(&[]), ScaleTarget::Stop);
+        assert_eq!(c.stopped.len(), 1);
         assert!(!t.actors.contains_key("Mb"));
+    }
+
+    #[test]
+    fn max_concurrency_scales_report_what_wadm_counts() {
+        // wadm 0.10 sends `scale` with count = the desired max concurrency and adds up the
+        // `count` of actors_started / subtracts that of actors_stopped.
+        let mut t = ActorTable::default();
+        let c = t.scale(actor("Mw"), ann(&[]), ScaleTarget::MaxConcurrent(Some(2)));
+        assert_eq!((c.started.len(), c.started_count, c.stopped_count), (1, 2, 0));
+        assert_eq!(t.heartbeat_counts()["Mw"], 2);
+        let again = t.scale(actor("Mw"), ann(&[]), ScaleTarget::MaxConcurrent(Some(2)));
+        assert_eq!(again, ScaleChange::default(), "a repeated request changes nothing");
+        let up = t.scale(actor("Mw"), ann(&[]), ScaleTarget::MaxConcurrent(Some(5)));
+        assert_eq!((up.started.len(), up.started_count), (0, 3));
+        let down = t.scale(actor("Mw"), ann(&[]), ScaleTarget::MaxConcurrent(Some(1)));
+        assert_eq!((down.stopped.len(), down.stopped_count), (0, 4));
+        assert_eq!(t.actors["Mw"].reported_count(), 1);
+        t.scale(actor("Mw"), ann(&[]), ScaleTarget::MaxConcurrent(Some(3)));
+        let stop = t.scale(actor("Mw"), ann(&[]), ScaleTarget::Stop);
+        assert_eq!((stop.stopped.len(), stop.stopped_count), (1, 3));
+        assert!(t.actors.is_empty());
     }
 
     #[test]

@@ -417,3 +417,53 @@ async fn host_stop_stops_its_actors_first() {
     let status = lab.host.wait_exit(crate::support::HOST_EXIT_TIMEOUT).await;
     assert!(status.success(), "{status}");
 }
+
+#[tokio::test]
+async fn max_concurrency_scales_report_the_counts_wadm_adds_up() {
+    // wadm 0.10 scales with `count` = the desired max concurrency (no actor_id), adds the
+    // `count` of actors_started and subtracts that of actors_stopped, and reads
+    // `max_concurrent` from the inventory.
+    let mut lab = lab("actwadm", &[("--heartbeat-interval-ms", "300")], &["--allow-file-load"]).await;
+    let actor = signed_echo(ActorSpec::default());
+    let reference = lab.write("echo.wasm", &actor);
+    let managed = json!({ "wasmcloud.dev/managed-by": "wadm", "wasmcloud.dev/appspec": "echo" });
+    let scale = |count: u64| json!({ "actor_ref": reference, "count": count, "annotations": managed });
+
+    assert_accepted(&lab.cmd("scale", scale(2)).await, "scale 2");
+    let started = expect_event(&mut lab.events, "actors_started", START_TIMEOUT, "scale 2").await;
+    assert_eq!(started["data"]["count"], 2, "{started}");
+    assert_eq!(started["data"]["image_ref"], reference.as_str());
+    let instances = lab.instances_of(&actor.key).await;
+    assert_eq!(instances.len(), 1, "one entry per annotation set");
+    assert_eq!(instances[0]["max_concurrent"], 2);
+    assert_eq!(instances[0]["annotations"], managed);
+
+    // The same request again changes nothing and reports nothing.
+    assert_accepted(&lab.cmd("scale", scale(2)).await, "scale 2 again");
+    assert!(
+        next_event(&mut lab.events, "actors_started", Duration::from_millis(800))
+            .await
+            .is_none()
+    );
+
+    assert_accepted(&lab.cmd("scale", scale(5)).await, "scale 5");
+    let up = expect_event(&mut lab.events, "actors_started", START_TIMEOUT, "scale 5").await;
+    assert_eq!(up["data"]["count"], 3);
+    assert_accepted(&lab.cmd("scale", scale(1)).await, "scale 1");
+    let down = expect_event(&mut lab.events, "actors_stopped", EVENT_TIMEOUT, "scale 1").await;
+    assert_eq!(
+        (down["data"]["count"].as_u64(), down["data"]["remaining"].as_u64()),
+        (Some(4), Some(1))
+    );
+    assert_eq!(lab.instances_of(&actor.key).await[0]["max_concurrent"], 1);
+    let heartbeat = expect_event(&mut lab.events, "host_heartbeat", EVENT_TIMEOUT, "heartbeat").await;
+    assert_eq!(heartbeat["data"]["actors"][&actor.key], 1);
+
+    assert_accepted(&lab.cmd("scale", scale(0)).await, "scale 0");
+    let gone = expect_event(&mut lab.events, "actors_stopped", EVENT_TIMEOUT, "scale 0").await;
+    assert_eq!(
+        (gone["data"]["count"].as_u64(), gone["data"]["remaining"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert!(lab.instances_of(&actor.key).await.is_empty());
+}

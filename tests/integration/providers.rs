@@ -124,6 +124,11 @@ async fn a_wasmbus_rpc_provider_gets_its_links_serves_actors_calls_them_and_stop
     assert_eq!(data["contract_id"], CONTRACT);
     assert_eq!(data["host_id"], lab.host.id.as_str());
     assert_eq!(data["claims"]["name"], "kvprovider");
+    // wadm 0.10 reads provider tags as a comma-joined string or null, never an array.
+    assert!(data["claims"]["tags"].is_null(), "{data}");
+    for field in ["issuer", "version", "not_before_human", "expires_human"] {
+        assert!(data["claims"][field].is_string(), "claims.{field}: {data}");
+    }
     assert!(data["instance_id"].as_str().is_some_and(|i| !i.is_empty()), "{data}");
 
     // HostData: who we are, the links put before the start, our cluster key.

@@ -113,7 +113,8 @@ impl ProviderSpec {
             "host_id": host_id,
             "claims": {
                 "issuer": self.claims.issuer,
-                "tags": Vec::<String>::new(),
+                // wadm 0.10 reads provider tags as one comma-joined string or null.
+                "tags": Value::Null,
                 "name": self.claims.name.clone().unwrap_or_default(),
                 "version": self.claims.ver.clone().unwrap_or_default(),
                 "revision": self.claims.revision_or_iat(),
