@@ -175,7 +175,7 @@ impl ControlPlane {
             started: Instant::now(),
         };
         let events = Events::new(Arc::new(NatsEventSink::new(ctl.clone(), &config.lattice)), host_id);
-        let host_data = Arc::new(provider_host_data(&config)?);
+        let host_data = Arc::new(providers::hostdata::HostDataBase::from_config(&config)?);
         let providers = providers::Providers::new(
             &state,
             config.cache_dir.clone().unwrap_or_else(std::env::temp_dir),
@@ -584,37 +584,6 @@ impl ControlPlane {
             tracing::warn!(?budget, "could not publish host_stopped: NATS unreachable");
         }
     }
-}
-
-/// What every provider's HostData shares (PROTOCOL §8.2): the provider RPC connection and its
-/// credentials, the cluster seed that signs the providers' invocations, the trusted issuers.
-fn provider_host_data(config: &Config) -> Result<providers::hostdata::HostDataBase> {
-    let (jwt, seed) = match &config.prov_rpc.auth {
-        crate::config::NatsAuth::None => (String::new(), String::new()),
-        crate::config::NatsAuth::JwtSeed { jwt, seed } => (jwt.clone(), seed.clone()),
-        crate::config::NatsAuth::CredsFile(path) => {
-            crate::shard::conn::read_creds(path).map_err(|e| anyhow::anyhow!("provider RPC credentials: {e}"))?
-        }
-    };
-    let invocation_seed = config
-        .identity
-        .cluster_key
-        .seed()
-        .context("the cluster key has no seed to hand to providers")?;
-    Ok(providers::hostdata::HostDataBase {
-        host_id: config.identity.host_id(),
-        lattice_rpc_prefix: config.lattice.clone(),
-        lattice_rpc_url: config.prov_rpc.url(),
-        lattice_rpc_user_jwt: jwt,
-        lattice_rpc_user_seed: seed,
-        lattice_rpc_tls: config.prov_rpc.tls,
-        invocation_seed,
-        cluster_issuers: config.identity.cluster_issuers.iter().cloned().collect(),
-        default_rpc_timeout_ms: config.rpc_timeout.as_millis() as u64,
-        structured_logging: config.structured_logging,
-        log_level: None,
-        js_domain: config.js_domain.clone(),
-    })
 }
 
 async fn next_entry(

@@ -11,6 +11,8 @@ mod host;
 mod interop;
 mod lattice;
 mod oci;
+mod provider_credentials;
+mod provider_supervision;
 mod providers;
 mod shard_conn;
 mod support;

@@ -1,13 +1,16 @@
 //! `HostData` (PROTOCOL §8.2): the one base64 JSON line a provider reads from its stdin at
 //! start, built from the host's identity, the provider's spec and the links known for it.
 //!
-//! Control plane; pure builders, unit-tested against the field list the wasmbus-rpc 0.15 SDK
+//! Control plane; pure builders (a `--prov-rpc-credsfile` is read once, at start), unit-tested
+//! against the field list the wasmbus-rpc 0.15 SDK
 //! (and wasmcloud-core) require.
 
+use anyhow::{Context, Result};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde::Serialize;
 
+use crate::config::{Config, NatsAuth};
 use crate::lattice::LinkDefinition;
 
 /// What every provider of this host gets, whatever its key and link name.
@@ -83,6 +86,37 @@ pub struct InstanceData<'a> {
 }
 
 impl HostDataBase {
+    /// What every provider's HostData shares (PROTOCOL §8.2): the provider RPC connection and its
+    /// credentials, the cluster seed that signs the providers' invocations, the trusted issuers.
+    pub fn from_config(config: &Config) -> Result<HostDataBase> {
+        let (jwt, seed) = match &config.prov_rpc.auth {
+            NatsAuth::None => (String::new(), String::new()),
+            NatsAuth::JwtSeed { jwt, seed } => (jwt.clone(), seed.clone()),
+            NatsAuth::CredsFile(path) => {
+                crate::shard::conn::read_creds(path).map_err(|e| anyhow::anyhow!("provider RPC credentials: {e}"))?
+            }
+        };
+        let invocation_seed = config
+            .identity
+            .cluster_key
+            .seed()
+            .context("the cluster key has no seed to hand to providers")?;
+        Ok(HostDataBase {
+            host_id: config.identity.host_id(),
+            lattice_rpc_prefix: config.lattice.clone(),
+            lattice_rpc_url: config.prov_rpc.url(),
+            lattice_rpc_user_jwt: jwt,
+            lattice_rpc_user_seed: seed,
+            lattice_rpc_tls: config.prov_rpc.tls,
+            invocation_seed,
+            cluster_issuers: config.identity.cluster_issuers.iter().cloned().collect(),
+            default_rpc_timeout_ms: config.rpc_timeout.as_millis() as u64,
+            structured_logging: config.structured_logging,
+            log_level: None,
+            js_domain: config.js_domain.clone(),
+        })
+    }
+
     /// The HostData object for one instance.
     pub fn for_instance<'a>(&'a self, instance: InstanceData<'a>) -> HostData<'a> {
         let otel_env = |key: &str| std::env::var(key).ok().filter(|v| !v.is_empty());
