@@ -16,3 +16,4 @@ mod provider_supervision;
 mod providers;
 mod shard_conn;
 mod support;
+mod wadm;

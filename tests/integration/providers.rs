@@ -11,9 +11,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::provider::{
-    kvprovider_binary, make_par, process_alive, records, signed_par, wait_record, BuiltPar, Spoil,
-};
+use crate::support::provider::{make_par, process_alive, records, signed_par, wait_record, BuiltPar, Spoil};
 use crate::support::rpc::{invocation, lab_with, outcome, Bin, Entity, Lab, EVENT_TIMEOUT, START_TIMEOUT};
 use crate::support::{
     assert_accepted, assert_refused, eventually, expect_event, kvcounter_actor_wat, lattice_kv, linkdef_json,
@@ -256,7 +254,8 @@ async fn a_wasmbus_rpc_provider_gets_its_links_serves_actors_calls_them_and_stop
 #[tokio::test]
 async fn refused_archives_emit_start_failed_and_spawn_nothing() {
     let (mut lab, cache) = provider_lab("provbad", &[]).await;
-    let binary = kvprovider_binary();
+    // Refused before anything is extracted or spawned: a small ELF-looking binary will do.
+    let binary = [b"\x7fELF".as_slice(), &[0u8; 64 << 10]].concat();
     let cases = [
         (Spoil::BadSignature, "does not verify"),
         (Spoil::Expired, "expired"),

@@ -39,11 +39,6 @@ pub fn kvprovider_bin_dir() -> &'static Path {
     })
 }
 
-/// The provider binary's bytes.
-pub fn kvprovider_binary() -> Vec<u8> {
-    std::fs::read(kvprovider_bin_dir().join("kvprovider")).expect("read kvprovider binary")
-}
-
 /// A PAR made by provider-archive 0.8 (`make-par`).
 pub struct BuiltPar {
     pub path: PathBuf,
