@@ -17,3 +17,4 @@ mod providers;
 mod shard_conn;
 mod support;
 mod wadm;
+mod wash;
