@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::providers::{decode_i32, file_ref, put_link, record_config, start_provider, CONTRACT, HEALTH_INTERVAL_MS};
+use crate::providers::{decode_i32, file_ref, put_link, record_config, start_provider, HEALTH_INTERVAL_MS};
 use crate::support::provider::{make_par, wait_record};
 use crate::support::rpc::{Lab, EVENT_TIMEOUT};
-use crate::support::{kvcounter_actor_wat, signed_wat, ActorSpec};
+use crate::support::signed_kvcounter;
 
 /// A nats-server in operator mode (JWTs made with nats-io-jwt, a memory resolver with the
 /// account preloaded, JetStream on for it), the account key, and full-permission user
@@ -61,11 +61,9 @@ fn operator_mode_nats() -> (crate::support::Nats, nkeys::KeyPair, (String, Strin
 
 #[tokio::test]
 async fn scoped_credentials_let_a_provider_use_its_own_subjects_only() {
-    use crate::support::{host_with_events, unique_lattice, HostOptions};
+    use crate::support::{unique_lattice, HostOptions};
     let (nats, account, (jwt, seed)) = operator_mode_nats();
-    let cluster = wascap::prelude::KeyPair::new_cluster();
     let mut options = HostOptions::new(&unique_lattice("provscoped"))
-        .arg("--cluster-seed", &cluster.seed().expect("seed"))
         .arg("--rpc-timeout-ms", "1500")
         .arg("--provider-health-interval-ms", HEALTH_INTERVAL_MS)
         .arg("--prov-rpc-account-seed", &account.seed().expect("seed"));
@@ -74,24 +72,9 @@ async fn scoped_credentials_let_a_provider_use_its_own_subjects_only() {
             .arg(&format!("--{conn}-jwt"), &jwt)
             .arg(&format!("--{conn}-seed"), &seed);
     }
-    options.args.push("--allow-file-load".to_string());
-    let (host, nc, events) = host_with_events(&nats, options).await;
-    let mut lab = Lab {
-        nats,
-        host,
-        nc,
-        events,
-        cluster,
-        dir: tempfile::tempdir().expect("tempdir"),
-    };
+    let mut lab = Lab::start_on(nats, options, tempfile::tempdir().expect("tempdir")).await;
     let par = make_par(lab.dir.path(), "kv.par", false);
-    let counter = signed_wat(
-        &kvcounter_actor_wat("scoped"),
-        ActorSpec {
-            caps: vec![CONTRACT.to_string()],
-            ..ActorSpec::default()
-        },
-    );
+    let counter = signed_kvcounter("scoped");
     lab.start("kvcounter.wasm", &counter, 1).await;
     put_link(&lab, &counter.key, &par.key, json!({})).await;
     let (records_path, config) = record_config(&lab, "kv", json!({}));

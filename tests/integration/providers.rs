@@ -14,8 +14,8 @@ use serde_json::{json, Value};
 use crate::support::provider::{make_par, process_alive, records, signed_par, wait_record, BuiltPar, Spoil};
 use crate::support::rpc::{invocation, lab_with, outcome, Bin, Entity, Lab, EVENT_TIMEOUT, START_TIMEOUT};
 use crate::support::{
-    assert_accepted, assert_refused, eventually, expect_event, kvcounter_actor_wat, lattice_kv, linkdef_json,
-    next_event, request_json, signed_echo, signed_wat, ActorSpec,
+    assert_accepted, assert_refused, eventually, expect_event, lattice_kv, linkdef_json, next_event, request_json,
+    signed_echo, signed_kvcounter, ActorSpec,
 };
 
 pub(crate) const CONTRACT: &str = "wasmcloud:keyvalue";
@@ -103,13 +103,7 @@ async fn a_wasmbus_rpc_provider_gets_its_links_serves_actors_calls_them_and_stop
     let par: BuiltPar = make_par(lab.dir.path(), "kv.par", false);
 
     // The kvcounter actor and its link exist before the provider starts.
-    let counter = signed_wat(
-        &kvcounter_actor_wat("hits"),
-        ActorSpec {
-            caps: vec![CONTRACT.to_string()],
-            ..ActorSpec::default()
-        },
-    );
+    let counter = signed_kvcounter("hits");
     lab.start("kvcounter.wasm", &counter, 1).await;
     put_link(&lab, &counter.key, &par.key, json!({ "note": "before start" })).await;
     expect_event(&mut lab.events, "linkdef_set", EVENT_TIMEOUT, "link before start").await;

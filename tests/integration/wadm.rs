@@ -16,10 +16,7 @@ use serde_json::{json, Value};
 use crate::providers::{decode_i32, file_ref, inventory_providers, CONTRACT};
 use crate::support::provider::make_par;
 use crate::support::rpc::{Lab, EVENT_TIMEOUT};
-use crate::support::{
-    expect_event, get_links, host_with_events, kvcounter_actor_wat, signed_wat, unique_lattice, ActorSpec, HostOptions,
-    Nats, REQUEST_TIMEOUT,
-};
+use crate::support::{expect_event, get_links, signed_kvcounter, unique_lattice, HostOptions, Nats, REQUEST_TIMEOUT};
 
 /// Longest wadm may take to report the application deployed: less than one 30 s heartbeat,
 /// so a deploy that only settles on a heartbeat fails.
@@ -86,27 +83,9 @@ async fn wadm_deploys_and_undeploys_an_application_on_shardhost() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    let cluster = wascap::prelude::KeyPair::new_cluster();
-    let mut options = HostOptions::new(&lattice)
-        .arg("--cluster-seed", &cluster.seed().expect("seed"))
-        .arg("--provider-health-interval-ms", "1000");
-    options.args.push("--allow-file-load".to_string());
-    let (host, nc, events) = host_with_events(&nats, options).await;
-    let mut lab = Lab {
-        nats,
-        host,
-        nc,
-        events,
-        cluster,
-        dir,
-    };
-    let counter = signed_wat(
-        &kvcounter_actor_wat("wadm"),
-        ActorSpec {
-            caps: vec![CONTRACT.to_string()],
-            ..ActorSpec::default()
-        },
-    );
+    let options = HostOptions::new(&lattice).arg("--provider-health-interval-ms", "1000");
+    let mut lab = Lab::start_on(nats, options, dir).await;
+    let counter = signed_kvcounter("wadm");
     let actor_path = lab.dir.path().join("kvcounter.wasm");
     std::fs::write(&actor_path, &counter.bytes).expect("write actor");
     let par = make_par(lab.dir.path(), "kv.par", true);

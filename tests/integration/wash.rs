@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use crate::providers::{file_ref, inventory_providers, provider_lab, record_config, CONTRACT};
 use crate::support::provider::{kvprovider_bin_dir, wait_record};
 use crate::support::rpc::{Lab, EVENT_TIMEOUT};
-use crate::support::{kvcounter_actor_wat, signed_wat, ActorSpec};
+use crate::support::signed_kvcounter;
 
 fn wash_binary() -> PathBuf {
     let path = PathBuf::from(std::env::var_os("SHARDHOST_WASH").expect("set SHARDHOST_WASH to a wash 0.22 binary"));
@@ -125,13 +125,7 @@ async fn wash_starts_lists_links_and_stops_providers_and_actors() {
     assert_eq!(providers[0]["id"], provider.as_str(), "{inventory}");
     assert_eq!(providers[0]["name"], "kvwash");
 
-    let counter = signed_wat(
-        &kvcounter_actor_wat("wash"),
-        ActorSpec {
-            caps: vec![CONTRACT.to_string()],
-            ..ActorSpec::default()
-        },
-    );
+    let counter = signed_kvcounter("wash");
     let actor_path = lab.dir.path().join("kvcounter.wasm");
     std::fs::write(&actor_path, &counter.bytes).expect("actor");
     let actor = wash(&lab, &["start", "actor", &file_ref(&actor_path), "--host-id", &host]);

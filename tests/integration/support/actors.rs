@@ -77,6 +77,17 @@ pub fn kvcounter_actor_wat(key: &str) -> String {
     call_actor_wat("default", "wasmcloud:keyvalue", "KeyValue.Increment", Some(&payload))
 }
 
+/// The kvcounter of [`kvcounter_actor_wat`], signed with the `wasmcloud:keyvalue` capability.
+pub fn signed_kvcounter(key: &str) -> SignedActor {
+    signed_wat(
+        &kvcounter_actor_wat(key),
+        ActorSpec {
+            caps: vec!["wasmcloud:keyvalue".to_string()],
+            ..ActorSpec::default()
+        },
+    )
+}
+
 /// [`caller_actor_wat`]; with `fixed_payload` the call carries those bytes instead of the
 /// invocation's payload.
 fn call_actor_wat(binding: &str, namespace: &str, operation: &str, fixed_payload: Option<&[u8]>) -> String {

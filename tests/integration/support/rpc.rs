@@ -156,26 +156,31 @@ pub async fn lab(tag: &str) -> Lab {
 }
 
 pub async fn lab_with(tag: &str, extra: &[(&str, &str)]) -> Lab {
-    let nats = Nats::start();
-    let cluster = wascap::prelude::KeyPair::new_cluster();
-    let seed = cluster.seed().expect("cluster seed");
-    let options = HostOptions::new(&unique_lattice(tag))
-        .arg("--cluster-seed", &seed)
+    let mut options = HostOptions::new(&unique_lattice(tag))
         .arg("--heartbeat-interval-ms", "500")
         .arg("--rpc-timeout-ms", "1500");
-    let mut options = options;
-    options.args.push("--allow-file-load".to_string());
     for (flag, value) in extra {
         options = options.arg(flag, value);
     }
-    let (host, nc, events) = crate::support::host_with_events(&nats, options).await;
-    Lab {
-        nats,
-        host,
-        nc,
-        events,
-        cluster,
-        dir: tempfile::tempdir().expect("tempdir"),
+    Lab::start_on(Nats::start(), options, tempfile::tempdir().expect("tempdir")).await
+}
+
+impl Lab {
+    /// A host started on `nats` with `options` plus a new cluster key (`--cluster-seed`) and
+    /// `--allow-file-load`, its event subscription, and `dir` for the test's files.
+    pub async fn start_on(nats: Nats, options: HostOptions, dir: tempfile::TempDir) -> Lab {
+        let cluster = wascap::prelude::KeyPair::new_cluster();
+        let mut options = options.arg("--cluster-seed", &cluster.seed().expect("cluster seed"));
+        options.args.push("--allow-file-load".to_string());
+        let (host, nc, events) = crate::support::host_with_events(&nats, options).await;
+        Lab {
+            nats,
+            host,
+            nc,
+            events,
+            cluster,
+            dir,
+        }
     }
 }
 
