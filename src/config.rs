@@ -41,6 +41,8 @@ pub const SHARD_INFLIGHT_MAX_DEFAULT: u64 = 1_024;
 pub const SHARD_INFLIGHT_MAX_LIMIT: u64 = 1 << 20;
 /// Default timeout of outbound RPC (`WASMCLOUD_RPC_TIMEOUT_MS`).
 pub const RPC_TIMEOUT_MS_DEFAULT: u64 = 2_000;
+/// Default start-up budget for reaching NATS (an edge node starts NATS and the host together).
+pub const NATS_CONNECT_TIMEOUT_MS_DEFAULT: u64 = 30_000;
 /// Default period of provider health checks (PROTOCOL §8.4).
 pub const PROVIDER_HEALTH_INTERVAL_MS_DEFAULT: u64 = 30_000;
 /// Shortest accepted health-check period.
@@ -210,6 +212,10 @@ pub struct HostArgs {
         hide_env_values = true
     )]
     pub prov_rpc_account_seed: Option<String>,
+    /// How long the first NATS connection may be retried at start (with backoff, each attempt
+    /// logged) before the host gives up; 0 = one attempt.
+    #[arg(long = "nats-connect-timeout-ms", env = "SHARDHOST_NATS_CONNECT_TIMEOUT_MS", default_value_t = NATS_CONNECT_TIMEOUT_MS_DEFAULT)]
+    pub nats_connect_timeout_ms: u64,
     /// Period of provider health checks in ms (the first check comes after at most 5 s).
     #[arg(long = "provider-health-interval-ms", env = "SHARDHOST_PROVIDER_HEALTH_INTERVAL_MS", default_value_t = PROVIDER_HEALTH_INTERVAL_MS_DEFAULT, value_parser = clap::value_parser!(u64).range(PROVIDER_HEALTH_INTERVAL_MS_MIN..))]
     pub provider_health_interval_ms: u64,
@@ -377,6 +383,8 @@ pub struct Config {
     pub rpc_timeout: Duration,
     pub provider_shutdown_delay: Duration,
     pub provider_health_interval: Duration,
+    /// Start-up budget for the first NATS connection (`--nats-connect-timeout-ms`).
+    pub nats_connect_timeout: Duration,
     /// Signs the providers' scoped NATS credentials (`--prov-rpc-account-seed`).
     pub prov_rpc_account: Option<std::sync::Arc<nkeys::KeyPair>>,
     pub max_execution_time: Duration,
@@ -533,6 +541,7 @@ impl Config {
             rpc_timeout: Duration::from_millis(args.rpc_timeout_ms),
             provider_shutdown_delay: Duration::from_millis(args.provider_shutdown_delay_ms),
             provider_health_interval: Duration::from_millis(args.provider_health_interval_ms),
+            nats_connect_timeout: Duration::from_millis(args.nats_connect_timeout_ms),
             prov_rpc_account,
             max_execution_time: Duration::from_millis(args.max_execution_time_ms),
             heartbeat_interval: Duration::from_millis(args.heartbeat_interval_ms),

@@ -91,11 +91,17 @@ impl ControlPlane {
     /// Connect, open and load the lattice bucket, and start the shards.
     pub async fn start(config: Config) -> Result<ControlPlane> {
         let host_id = config.identity.host_id();
-        let ctl = nats::connect(&config.ctl, &format!("shardhost ctl {host_id}")).await?;
+        let ctl = nats::connect_with_retry(
+            &config.ctl,
+            &format!("shardhost ctl {host_id}"),
+            config.nats_connect_timeout,
+        )
+        .await?;
         let prov_rpc = if config.prov_rpc == config.ctl {
             ctl.clone()
         } else {
-            nats::connect(&config.prov_rpc, &format!("shardhost prov-rpc {host_id}")).await?
+            let name = format!("shardhost prov-rpc {host_id}");
+            nats::connect_with_retry(&config.prov_rpc, &name, config.nats_connect_timeout).await?
         };
         let mut lattice_store = LatticeStore::open(ctl.clone(), &config.lattice, config.js_domain.as_deref()).await?;
         let mut state = LatticeState::default();

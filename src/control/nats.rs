@@ -8,8 +8,46 @@ use anyhow::{Context, Result};
 
 use crate::config::{NatsAuth, NatsEndpoint};
 
-/// How long the first connect may take before start-up fails.
+/// How long one connection attempt may take.
 pub const CONNECT_TIMEOUT_MS: u64 = 5_000;
+/// First wait between start-up connection attempts; doubled after each failure.
+pub const CONNECT_RETRY_BACKOFF_MS_BASE: u64 = 100;
+/// Longest wait between two start-up connection attempts.
+pub const CONNECT_RETRY_BACKOFF_MS_MAX: u64 = 2_000;
+
+/// [`connect`], retried with backoff until `budget` has passed (an edge node starts NATS and
+/// the host together; the host must not lose that race). Each failed attempt is logged; after
+/// the budget the error says how long and how often it tried. A zero budget tries once.
+pub async fn connect_with_retry(endpoint: &NatsEndpoint, name: &str, budget: Duration) -> Result<async_nats::Client> {
+    let started = std::time::Instant::now();
+    let mut backoff = Duration::from_millis(CONNECT_RETRY_BACKOFF_MS_BASE);
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        let error = match connect(endpoint, name).await {
+            Ok(client) => return Ok(client),
+            Err(e) => e,
+        };
+        let elapsed = started.elapsed();
+        if elapsed + backoff > budget {
+            return Err(error.context(format!(
+                "NATS at {} not reachable after {attempts} attempts in {} ms (--nats-connect-timeout-ms {})",
+                endpoint.url(),
+                elapsed.as_millis(),
+                budget.as_millis()
+            )));
+        }
+        tracing::warn!(
+            conn = name,
+            attempt = attempts,
+            retry_in_ms = backoff.as_millis() as u64,
+            error = %format!("{error:#}"),
+            "NATS not reachable yet; retrying"
+        );
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_millis(CONNECT_RETRY_BACKOFF_MS_MAX));
+    }
+}
 
 /// Connect to `endpoint`, naming the connection `name` on the server.
 pub async fn connect(endpoint: &NatsEndpoint, name: &str) -> Result<async_nats::Client> {

@@ -718,3 +718,60 @@ async fn managed_nats_is_started_and_stopped_with_the_host() {
         "managed nats-server still listens on {port}"
     );
 }
+
+/// An edge node starts NATS and the host together: a host that comes up first keeps retrying
+/// (each attempt logged) and serves once NATS is there; one whose NATS never comes gives up
+/// after `--nats-connect-timeout-ms` with one clear line and a non-zero exit.
+#[tokio::test]
+async fn the_host_waits_for_a_nats_that_starts_after_it_and_gives_up_on_one_that_never_does() {
+    let port = crate::support::free_port();
+    let lattice = unique_lattice("bootorder");
+    let args = ["--nats-connect-timeout-ms".to_string(), "20000".to_string()];
+    let (mut child, stderr) = spawn_host_process(port, &lattice, &args, &[]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "the host gave up before NATS came"
+    );
+    let nats = Nats::start_on(port);
+    let nc = nats.client().await;
+    let subject = format!("wasmbus.ctl.{lattice}.ping.hosts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let reply = tokio::time::timeout(Duration::from_millis(500), nc.request(subject.clone(), "".into())).await;
+        if matches!(reply, Ok(Ok(_))) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the host never served after NATS came up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = std::fs::read_to_string(stderr.path()).unwrap_or_default();
+    assert!(
+        log.contains("NATS not reachable yet; retrying"),
+        "attempts are logged:\n{log}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let unused = crate::support::free_port();
+    let args = ["--nats-connect-timeout-ms".to_string(), "800".to_string()];
+    let (mut child, stderr) = spawn_host_process(unused, &unique_lattice("nonats"), &args, &[]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the host kept waiting past its connect budget"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(!status.success(), "{status}");
+    let log = std::fs::read_to_string(stderr.path()).unwrap_or_default();
+    let last = log.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
+    assert!(
+        last.starts_with("shardhost: ") && last.contains("not reachable after") && last.contains(&unused.to_string()),
+        "one clear last line: {last}\n{log}"
+    );
+}
