@@ -273,4 +273,54 @@ mod tests {
         let mut out = [false; 2];
         verify_batch(&[], &mut out);
     }
+
+    /// The project builds curve25519-dalek 5 with its AVX-512 IFMA backend (`.cargo/config.toml`;
+    /// chosen at run time, AVX2 or serial where the CPU lacks IFMA). Its answers must equal those
+    /// of an implementation that never takes that path: nkeys' own verification, on
+    /// ed25519-dalek 2 / curve25519-dalek 4 (AVX2 or serial only). Valid, tampered-message,
+    /// tampered-signature and wrong-key items, in batches of every size up to 64 and alone.
+    #[test]
+    fn the_ifma_backend_agrees_with_an_avx2_serial_implementation() {
+        eprintln!(
+            "avx512ifma on this CPU: {}",
+            std::arch::is_x86_feature_detected!("avx512ifma") && std::arch::is_x86_feature_detected!("avx512vl")
+        );
+        let keys: Vec<nkeys::KeyPair> = (0..4).map(|_| nkeys::KeyPair::new_cluster()).collect();
+        let mut cache = IssuerKeyCache::new();
+        let mut rng_state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            rng_state ^= rng_state << 13;
+            rng_state ^= rng_state >> 7;
+            rng_state ^= rng_state << 17;
+            rng_state
+        };
+        for count in [1usize, 2, 3, 7, 8, 31, 64] {
+            let mut signed: Vec<Signed> = (0..count)
+                .map(|i| sign(&keys[i % keys.len()], format!("token {count}/{i}").as_bytes()))
+                .collect();
+            for item in signed.iter_mut() {
+                match next() % 5 {
+                    0 => item.message.push(b'!'),
+                    1 => item.signature[(next() % 32) as usize] ^= 1 << (next() % 8),
+                    2 => item.issuer = keys[(next() % 4) as usize].public_key(),
+                    _ => {}
+                }
+            }
+            let ours = run(&signed, &mut cache);
+            for (i, item) in signed.iter().enumerate() {
+                let reference = nkeys::KeyPair::from_public_key(&item.issuer)
+                    .unwrap()
+                    .verify(&item.message, &item.signature)
+                    .is_ok();
+                assert_eq!(ours[i], reference, "batch of {count}, item {i}");
+                let key = cache.get(&item.issuer).unwrap();
+                let alone = VerifyItem {
+                    message: &item.message,
+                    signature: item.signature,
+                    key,
+                };
+                assert_eq!(verify_one(&alone), reference, "alone: batch of {count}, item {i}");
+            }
+        }
+    }
 }
