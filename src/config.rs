@@ -212,6 +212,10 @@ pub struct HostArgs {
         hide_env_values = true
     )]
     pub prov_rpc_account_seed: Option<String>,
+    /// Address of the Prometheus text endpoint (`GET /metrics`), e.g. 127.0.0.1:9464; off
+    /// unless given.
+    #[arg(long = "metrics-addr", env = "SHARDHOST_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// How long the first NATS connection may be retried at start (with backoff, each attempt
     /// logged) before the host gives up; 0 = one attempt.
     #[arg(long = "nats-connect-timeout-ms", env = "SHARDHOST_NATS_CONNECT_TIMEOUT_MS", default_value_t = NATS_CONNECT_TIMEOUT_MS_DEFAULT)]
@@ -383,6 +387,8 @@ pub struct Config {
     pub rpc_timeout: Duration,
     pub provider_shutdown_delay: Duration,
     pub provider_health_interval: Duration,
+    /// Where the metrics endpoint listens (`--metrics-addr`); None = off.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Start-up budget for the first NATS connection (`--nats-connect-timeout-ms`).
     pub nats_connect_timeout: Duration,
     /// Signs the providers' scoped NATS credentials (`--prov-rpc-account-seed`).
@@ -542,6 +548,7 @@ impl Config {
             provider_shutdown_delay: Duration::from_millis(args.provider_shutdown_delay_ms),
             provider_health_interval: Duration::from_millis(args.provider_health_interval_ms),
             nats_connect_timeout: Duration::from_millis(args.nats_connect_timeout_ms),
+            metrics_addr: args.metrics_addr,
             prov_rpc_account,
             max_execution_time: Duration::from_millis(args.max_execution_time_ms),
             heartbeat_interval: Duration::from_millis(args.heartbeat_interval_ms),

@@ -4,8 +4,11 @@
 //! [`ShardReport`] over one shared bounded channel; a shard uses `try_send` and never blocks
 //! on it (a report that does not fit is counted and folded into the next one).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+use crossbeam_utils::CachePadded;
 
 use crate::routing::RoutingSnapshot;
 use crate::runtime::CompiledActor;
@@ -58,6 +61,9 @@ pub struct ShardConfig {
     /// Where payloads over the chunking threshold go (the control plane's object store
     /// worker); `None`: chunked payloads are refused with an error.
     pub chunks: Option<futures::channel::mpsc::Sender<ChunkRequest>>,
+    /// Every shard's counters as atomics, indexed by shard: shard `i` writes entry `i` only,
+    /// the control plane (metrics) reads them without a message or a lock.
+    pub counters: Arc<Vec<ShardCounters>>,
 }
 
 impl ShardConfig {
@@ -71,6 +77,7 @@ impl ShardConfig {
             rpc_timeout: Duration::from_millis(2_000),
             inflight_max: 1_024,
             chunks: None,
+            counters: Arc::new(vec![ShardCounters::default()]),
         }
     }
 }
@@ -143,6 +150,131 @@ pub struct ShardStats {
     pub chunked: u64,
     /// Reconnects of the shard's NATS connection.
     pub reconnects: u64,
+}
+
+impl ShardStats {
+    /// Field names, in the order of [`ShardStats::values`] (metric names derive from them).
+    pub const FIELD_NAMES: [&'static str; SHARD_STATS_FIELDS] = [
+        "commands_received",
+        "routing_swaps",
+        "reports_dropped",
+        "received",
+        "served",
+        "rejected_decode",
+        "rejected_auth",
+        "rejected_capability",
+        "rejected_target",
+        "rejected_not_running",
+        "rejected_overload",
+        "queued",
+        "guest_errors",
+        "reply_failures",
+        "no_reply_subject",
+        "inflight",
+        "backpressure_pauses",
+        "batches",
+        "batched_invocations",
+        "batch_max",
+        "verify_ns",
+        "calls_sent",
+        "calls_failed",
+        "calls_timed_out",
+        "chunked",
+        "reconnects",
+    ];
+    /// Fields that are levels, not running totals.
+    pub const GAUGES: [&'static str; 2] = ["inflight", "batch_max"];
+
+    /// The values, in the order of [`ShardStats::FIELD_NAMES`].
+    pub fn values(&self) -> [u64; SHARD_STATS_FIELDS] {
+        // Destructured without `..`: a field added to ShardStats fails to compile here until
+        // it is listed (and named in FIELD_NAMES).
+        let ShardStats {
+            commands_received,
+            routing_swaps,
+            reports_dropped,
+            received,
+            served,
+            rejected_decode,
+            rejected_auth,
+            rejected_capability,
+            rejected_target,
+            rejected_not_running,
+            rejected_overload,
+            queued,
+            guest_errors,
+            reply_failures,
+            no_reply_subject,
+            inflight,
+            backpressure_pauses,
+            batches,
+            batched_invocations,
+            batch_max,
+            verify_ns,
+            calls_sent,
+            calls_failed,
+            calls_timed_out,
+            chunked,
+            reconnects,
+        } = *self;
+        [
+            commands_received,
+            routing_swaps,
+            reports_dropped,
+            received,
+            served,
+            rejected_decode,
+            rejected_auth,
+            rejected_capability,
+            rejected_target,
+            rejected_not_running,
+            rejected_overload,
+            queued,
+            guest_errors,
+            reply_failures,
+            no_reply_subject,
+            inflight,
+            backpressure_pauses,
+            batches,
+            batched_invocations,
+            batch_max,
+            verify_ns,
+            calls_sent,
+            calls_failed,
+            calls_timed_out,
+            chunked,
+            reconnects,
+        ]
+    }
+}
+
+/// Number of [`ShardStats`] fields.
+pub const SHARD_STATS_FIELDS: usize = 26;
+
+/// One shard's counters as relaxed atomics on their own cache lines (crossbeam's
+/// `CachePadded`), so shards never share a line. The shard stores its plain [`ShardStats`]
+/// here after every batch and every report tick; readers see a value at most that old.
+#[derive(Debug, Default)]
+pub struct ShardCounters {
+    values: CachePadded<[AtomicU64; SHARD_STATS_FIELDS]>,
+}
+
+impl ShardCounters {
+    /// Publish `stats` (the owning shard only).
+    pub fn store(&self, stats: &ShardStats) {
+        for (slot, value) in self.values.iter().zip(stats.values()) {
+            slot.store(value, Ordering::Relaxed);
+        }
+    }
+
+    /// The values last published, in the order of [`ShardStats::FIELD_NAMES`].
+    pub fn load(&self) -> [u64; SHARD_STATS_FIELDS] {
+        let mut out = [0u64; SHARD_STATS_FIELDS];
+        for (slot, value) in out.iter_mut().zip(self.values.iter()) {
+            *slot = value.load(Ordering::Relaxed);
+        }
+        out
+    }
 }
 
 /// Shard → control plane.

@@ -14,6 +14,7 @@ pub mod fetch;
 pub mod heartbeat;
 pub mod kv;
 pub mod managed_nats;
+pub mod metrics;
 pub mod nats;
 pub mod providers;
 pub mod registries;
@@ -30,7 +31,7 @@ use serde_json::{json, Value};
 
 use crate::config::{Config, SHARD_STOP_TIMEOUT_MS};
 use crate::lattice::{Change, LatticeState, LinkDefinition};
-use crate::plane::{ShardCommand, ShardConfig, ShardId, ShardReport, ShardStats};
+use crate::plane::{ShardCommand, ShardConfig, ShardCounters, ShardId, ShardReport, ShardStats};
 use crate::routing::RoutingSnapshot;
 use crate::runtime::{CompileCache, CompiledActor, Runtime};
 use crate::shard::conn::ConnConfig;
@@ -85,6 +86,10 @@ pub struct ControlPlane {
     pool_barriers: Vec<actor_ops::PoolBarrier>,
     /// Capability provider processes and their supervisors.
     providers: providers::Providers,
+    /// Host levels for the metrics endpoint, stored after each handled event.
+    gauges: Arc<metrics::HostGauges>,
+    /// Which shards' NATS connections are up.
+    shards_connected: BTreeMap<ShardId, bool>,
 }
 
 impl ControlPlane {
@@ -143,6 +148,8 @@ impl ControlPlane {
         } else {
             config.rpc.host.clone()
         };
+        let counters: Arc<Vec<ShardCounters>> =
+            Arc::new((0..config.shard_count).map(|_| ShardCounters::default()).collect());
         let shard_config = ShardConfig {
             conn: Some(ConnConfig {
                 servers: vec![format!("{rpc_host}:{}", config.rpc.port)],
@@ -155,6 +162,7 @@ impl ControlPlane {
             rpc_timeout: config.rpc_timeout,
             inflight_max: config.shard_inflight_max,
             chunks: Some(chunks_tx),
+            counters: Arc::clone(&counters),
         };
         let shards = ShardSet::start(
             config.shard_count,
@@ -181,6 +189,20 @@ impl ControlPlane {
             started: Instant::now(),
         };
         let events = Events::new(Arc::new(NatsEventSink::new(ctl.clone(), &config.lattice)), host_id);
+        let gauges = Arc::new(metrics::HostGauges::default());
+        if let Some(addr) = config.metrics_addr {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on --metrics-addr {addr}"))?;
+            tracing::info!(%addr, "metrics endpoint listening (GET /metrics)");
+            tokio::spawn(metrics::serve(
+                listener,
+                counters,
+                Arc::clone(&gauges),
+                ctl.clone(),
+                info.started,
+            ));
+        }
         let host_data = Arc::new(providers::hostdata::HostDataBase::from_config(&config)?);
         let providers = providers::Providers::new(
             &state,
@@ -216,6 +238,8 @@ impl ControlPlane {
             jobs_rx,
             pool_barriers: Vec::new(),
             providers,
+            gauges,
+            shards_connected: BTreeMap::new(),
         };
         plane.publish_routing();
         Ok(plane)
@@ -274,9 +298,29 @@ impl ControlPlane {
                 _ = sigterm.recv() => break StopReason::Signal("SIGTERM"),
                 _ = sigint.recv() => break StopReason::Signal("SIGINT"),
             }
+            self.store_gauges();
         };
         self.shutdown(&reason).await;
         Ok(reason)
+    }
+
+    /// Host levels for the metrics endpoint (a handful of relaxed stores per handled event).
+    fn store_gauges(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let g = &self.gauges;
+        g.actors.store(self.actors.actors.len() as u64, Relaxed);
+        let instances: usize = self
+            .actors
+            .actors
+            .values()
+            .map(actors::RunningActor::reported_count)
+            .sum();
+        g.actor_instances.store(instances as u64, Relaxed);
+        g.providers.store(self.providers.running.len() as u64, Relaxed);
+        let healthy = self.providers.running.values().filter(|p| p.healthy).count();
+        g.providers_healthy.store(healthy as u64, Relaxed);
+        let connected = self.shards_connected.values().filter(|up| **up).count();
+        g.shards_connected.store(connected as u64, Relaxed);
     }
 
     async fn subscribe_ctl(&self) -> Result<futures::stream::SelectAll<async_nats::Subscriber>> {
@@ -547,9 +591,13 @@ impl ControlPlane {
                 shard,
                 connected: true,
                 detail,
-            } => tracing::info!(%shard, server = %detail, "shard NATS connection up"),
+            } => {
+                tracing::info!(%shard, server = %detail, "shard NATS connection up");
+                self.shards_connected.insert(shard, true);
+            }
             ShardReport::Connection { shard, detail, .. } => {
-                tracing::warn!(%shard, reason = %detail, "shard NATS connection down")
+                tracing::warn!(%shard, reason = %detail, "shard NATS connection down");
+                self.shards_connected.insert(shard, false);
             }
             ShardReport::Stats { shard, stats } => {
                 tracing::debug!(%shard, ?stats, "shard counters");

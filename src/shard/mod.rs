@@ -303,6 +303,7 @@ async fn read_loop(core: Rc<ShardCore>, config: ConnConfig, mut reports: mpsc::S
                 for job in jobs.drain(..) {
                     core.admit_or_queue(job);
                 }
+                core.publish_counters();
             }
             Err(e) => {
                 tracing::warn!(%shard, error = %e, "shard NATS connection lost; reconnecting");
@@ -323,6 +324,7 @@ async fn report_stats(core: Rc<ShardCore>, mut reports: mpsc::Sender<ShardReport
     let mut last = ShardStats::default();
     loop {
         glommio::timer::sleep(Duration::from_millis(STATS_REPORT_INTERVAL_MS)).await;
+        core.publish_counters();
         let stats = core.stats.get();
         if stats != last && reports.try_send(ShardReport::Stats { shard: core.id, stats }).is_ok() {
             last = stats;

@@ -174,6 +174,13 @@ impl ShardCore {
         }
     }
 
+    /// Publish the counters to this shard's atomics (after each batch and each report tick).
+    pub fn publish_counters(&self) {
+        if let Some(counters) = self.config.counters.get(usize::from(self.id.0)) {
+            counters.store(&self.stats.get());
+        }
+    }
+
     /// Update the counters.
     pub fn bump(&self, f: impl FnOnce(&mut ShardStats)) {
         let mut stats = self.stats.get();

@@ -10,6 +10,7 @@ mod data_path;
 mod host;
 mod interop;
 mod lattice;
+mod metrics;
 mod oci;
 mod provider_credentials;
 mod provider_supervision;

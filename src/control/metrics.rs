@@ -1,0 +1,203 @@
+//! Prometheus text endpoint (`--metrics-addr`, off unless given): every shard's counters, read
+//! from its cache-line-padded atomics ([`ShardCounters`]) without a message or a lock, and the
+//! host's gauges (actors, providers, NATS connection), which the control loop stores after each
+//! event it handles.
+//!
+//! Control plane (tokio). [`render`] is pure and unit-tested; [`serve`] is a minimal HTTP/1.1
+//! responder for `GET /metrics` (anything else: 404), bounded in request size and time.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::plane::{ShardCounters, ShardStats, SHARD_STATS_FIELDS};
+
+/// Largest request head read before answering.
+pub const METRICS_REQUEST_BYTES_MAX: usize = 8 << 10;
+/// Longest a client may take to send its request.
+pub const METRICS_REQUEST_TIMEOUT_MS: u64 = 2_000;
+/// Metric name prefix.
+pub const METRICS_PREFIX: &str = "shardhost";
+
+/// Host-wide levels the control loop keeps current.
+#[derive(Debug, Default)]
+pub struct HostGauges {
+    pub actors: AtomicU64,
+    pub actor_instances: AtomicU64,
+    pub providers: AtomicU64,
+    pub providers_healthy: AtomicU64,
+    pub shards_connected: AtomicU64,
+}
+
+/// What one scrape shows.
+pub struct Scrape<'a> {
+    /// Per shard, the values in the order of [`ShardStats::FIELD_NAMES`].
+    pub shards: &'a [[u64; SHARD_STATS_FIELDS]],
+    pub host: &'a HostGauges,
+    /// Whether the control connection is up.
+    pub ctl_connected: bool,
+    pub uptime_seconds: u64,
+}
+
+/// The Prometheus text exposition (format 0.0.4) of `scrape`.
+pub fn render(scrape: &Scrape<'_>) -> String {
+    let mut out = String::with_capacity(8 << 10);
+    for (field_index, field) in ShardStats::FIELD_NAMES.iter().enumerate() {
+        let gauge = ShardStats::GAUGES.contains(field);
+        let (name, kind) = if gauge {
+            (format!("{METRICS_PREFIX}_shard_{field}"), "gauge")
+        } else {
+            (format!("{METRICS_PREFIX}_shard_{field}_total"), "counter")
+        };
+        out.push_str(&format!(
+            "# HELP {name} Shard counter {field} (ShardStats).\n# TYPE {name} {kind}\n"
+        ));
+        for (shard, values) in scrape.shards.iter().enumerate() {
+            out.push_str(&format!("{name}{{shard=\"{shard}\"}} {}\n", values[field_index]));
+        }
+    }
+    let host = scrape.host;
+    let gauges = [
+        (
+            "actors",
+            "Actors running on this host.",
+            host.actors.load(Ordering::Relaxed),
+        ),
+        (
+            "actor_instances",
+            "Actor instances (max concurrency for 0.30+ scales) on this host.",
+            host.actor_instances.load(Ordering::Relaxed),
+        ),
+        (
+            "providers",
+            "Capability providers running on this host.",
+            host.providers.load(Ordering::Relaxed),
+        ),
+        (
+            "providers_healthy",
+            "Providers whose last health check passed.",
+            host.providers_healthy.load(Ordering::Relaxed),
+        ),
+        (
+            "shards_connected",
+            "Shards whose NATS connection is up.",
+            host.shards_connected.load(Ordering::Relaxed),
+        ),
+        ("shards", "Data-plane shards.", scrape.shards.len() as u64),
+        (
+            "ctl_connected",
+            "1 when the control connection to NATS is up.",
+            u64::from(scrape.ctl_connected),
+        ),
+        (
+            "uptime_seconds",
+            "Seconds since the host started.",
+            scrape.uptime_seconds,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        out.push_str(&format!(
+            "# HELP {METRICS_PREFIX}_{name} {help}\n# TYPE {METRICS_PREFIX}_{name} gauge\n{METRICS_PREFIX}_{name} {value}\n"
+        ));
+    }
+    out
+}
+
+/// Serve `GET /metrics` on `listener` until the task is dropped.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    shards: Arc<Vec<ShardCounters>>,
+    host: Arc<HostGauges>,
+    ctl: async_nats::Client,
+    started: std::time::Instant,
+) {
+    loop {
+        let (mut stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics endpoint: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let (shards, host, ctl) = (Arc::clone(&shards), Arc::clone(&host), ctl.clone());
+        tokio::spawn(async move {
+            let limit = Duration::from_millis(METRICS_REQUEST_TIMEOUT_MS);
+            let head = match tokio::time::timeout(limit, read_head(&mut stream)).await {
+                Ok(Ok(head)) => head,
+                _ => return,
+            };
+            let response = if head.starts_with(b"GET /metrics ") || head.starts_with(b"GET /metrics?") {
+                let values: Vec<[u64; SHARD_STATS_FIELDS]> = shards.iter().map(ShardCounters::load).collect();
+                let body = render(&Scrape {
+                    shards: &values,
+                    host: &host,
+                    ctl_connected: ctl.connection_state() == async_nats::connection::State::Connected,
+                    uptime_seconds: started.elapsed().as_secs(),
+                });
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+            } else {
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
+            };
+            if let Err(e) = stream.write_all(response.as_bytes()).await {
+                tracing::debug!(%peer, error = %e, "metrics endpoint: write failed");
+            }
+            let _ = stream.shutdown().await;
+        });
+    }
+}
+
+/// Read up to the end of the request head (`\r\n\r\n`), at most [`METRICS_REQUEST_BYTES_MAX`].
+async fn read_head(stream: &mut tokio::net::TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    while head.len() < METRICS_REQUEST_BYTES_MAX && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let read = stream.read(&mut buf).await?;
+        if read == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..read]);
+    }
+    Ok(head)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_counter_and_gauge_is_rendered_per_shard() {
+        let first = ShardStats {
+            received: 7,
+            inflight: 2,
+            ..ShardStats::default()
+        };
+        let counters = [ShardCounters::default(), ShardCounters::default()];
+        counters[0].store(&first);
+        let values: Vec<_> = counters.iter().map(ShardCounters::load).collect();
+        let host = HostGauges::default();
+        host.actors.store(3, Ordering::Relaxed);
+        let text = render(&Scrape {
+            shards: &values,
+            host: &host,
+            ctl_connected: true,
+            uptime_seconds: 9,
+        });
+        assert!(
+            text.contains("shardhost_shard_received_total{shard=\"0\"} 7\n"),
+            "{text}"
+        );
+        assert!(text.contains("shardhost_shard_received_total{shard=\"1\"} 0\n"));
+        assert!(text.contains("# TYPE shardhost_shard_inflight gauge\nshardhost_shard_inflight{shard=\"0\"} 2\n"));
+        assert!(text.contains("shardhost_actors 3\n"));
+        assert!(text.contains("shardhost_ctl_connected 1\n"));
+        for field in ShardStats::FIELD_NAMES {
+            assert!(text.contains(&format!("shardhost_shard_{field}")), "{field} missing");
+        }
+    }
+}
