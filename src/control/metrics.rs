@@ -1,7 +1,7 @@
 //! Prometheus text endpoint (`--metrics-addr`, off unless given): every shard's counters, read
 //! from its cache-line-padded atomics ([`ShardCounters`]) without a message or a lock, and the
 //! host's gauges (actors, providers, NATS connection), which the control loop stores after each
-//! event it handles.
+//! event it handles. Also the heartbeat-time log line of each shard's counters.
 //!
 //! Control plane (tokio). [`render`] is pure and unit-tested; [`serve`] is a minimal HTTP/1.1
 //! responder for `GET /metrics` (anything else: 404), bounded in request size and time.
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::plane::{ShardCounters, ShardStats, SHARD_STATS_FIELDS};
+use crate::plane::{ShardCounters, ShardId, ShardStats, SHARD_STATS_FIELDS};
 
 /// Largest request head read before answering.
 pub const METRICS_REQUEST_BYTES_MAX: usize = 8 << 10;
@@ -103,6 +103,42 @@ pub fn render(scrape: &Scrape<'_>) -> String {
         ));
     }
     out
+}
+
+/// One log line per shard with its data-path counters (at every heartbeat).
+pub fn log_shard_counters(shard_stats: &std::collections::BTreeMap<ShardId, ShardStats>) {
+    for (shard, s) in shard_stats {
+        let rejected =
+            s.rejected_decode + s.rejected_auth + s.rejected_capability + s.rejected_target + s.rejected_not_running;
+        let mean_batch = s.batched_invocations.checked_div(s.batches).unwrap_or(0);
+        let verify_ns_per_invocation = s.verify_ns.checked_div(s.batched_invocations).unwrap_or(0);
+        tracing::info!(
+            %shard,
+            received = s.received,
+            served = s.served,
+            rejected,
+            rejected_decode = s.rejected_decode,
+            rejected_auth = s.rejected_auth,
+            rejected_capability = s.rejected_capability,
+            rejected_target = s.rejected_target,
+            rejected_not_running = s.rejected_not_running,
+            rejected_overload = s.rejected_overload,
+            queued = s.queued,
+            guest_errors = s.guest_errors,
+            inflight = s.inflight,
+            backpressure_pauses = s.backpressure_pauses,
+            batches = s.batches,
+            mean_batch,
+            batch_max = s.batch_max,
+            verify_ns_per_invocation,
+            calls_sent = s.calls_sent,
+            calls_failed = s.calls_failed,
+            calls_timed_out = s.calls_timed_out,
+            chunked = s.chunked,
+            reconnects = s.reconnects,
+            "shard counters"
+        );
+    }
 }
 
 /// Serve `GET /metrics` on `listener` until the task is dropped.

@@ -258,6 +258,10 @@ impl ControlPlane {
         let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
 
+        for report in std::mem::take(&mut self.shards.early) {
+            self.on_shard_report(report);
+        }
+        self.store_gauges();
         self.events.emit("host_started", self.info.started_event()).await;
         self.log_started();
 
@@ -486,46 +490,7 @@ impl ControlPlane {
             .info
             .heartbeat(&self.actors.heartbeat_counts(), self.providers.heartbeat());
         self.events.emit("host_heartbeat", data).await;
-        self.log_shard_stats();
-    }
-
-    /// One log line per shard with its data-path counters (at every heartbeat).
-    fn log_shard_stats(&self) {
-        for (shard, s) in &self.shard_stats {
-            let rejected = s.rejected_decode
-                + s.rejected_auth
-                + s.rejected_capability
-                + s.rejected_target
-                + s.rejected_not_running;
-            let mean_batch = s.batched_invocations.checked_div(s.batches).unwrap_or(0);
-            let verify_ns_per_invocation = s.verify_ns.checked_div(s.batched_invocations).unwrap_or(0);
-            tracing::info!(
-                %shard,
-                received = s.received,
-                served = s.served,
-                rejected,
-                rejected_decode = s.rejected_decode,
-                rejected_auth = s.rejected_auth,
-                rejected_capability = s.rejected_capability,
-                rejected_target = s.rejected_target,
-                rejected_not_running = s.rejected_not_running,
-                rejected_overload = s.rejected_overload,
-                queued = s.queued,
-                guest_errors = s.guest_errors,
-                inflight = s.inflight,
-                backpressure_pauses = s.backpressure_pauses,
-                batches = s.batches,
-                mean_batch,
-                batch_max = s.batch_max,
-                verify_ns_per_invocation,
-                calls_sent = s.calls_sent,
-                calls_failed = s.calls_failed,
-                calls_timed_out = s.calls_timed_out,
-                chunked = s.chunked,
-                reconnects = s.reconnects,
-                "shard counters"
-            );
-        }
+        metrics::log_shard_counters(&self.shard_stats);
     }
 
     /// React to a lattice change seen after start: events, forwarding to providers, and a

@@ -35,6 +35,9 @@ pub struct ShardSet {
     threads: Vec<glommio::ExecutorJoinHandle<()>>,
     /// Reports from every shard.
     pub reports: mpsc::Receiver<ShardReport>,
+    /// Reports that arrived while [`ShardSet::start`] waited for every shard to run (e.g. a
+    /// shard's first NATS connection), for the control plane to apply first.
+    pub early: Vec<ShardReport>,
 }
 
 impl ShardSet {
@@ -79,6 +82,7 @@ impl ShardSet {
         }
         drop(report_tx);
         let mut started = vec![false; count];
+        let mut early = Vec::new();
         let deadline = tokio::time::Instant::now() + start_timeout;
         while started.iter().any(|s| !s) {
             let pending = ShardId(started.iter().position(|s| !s).unwrap_or(0) as u16);
@@ -89,7 +93,8 @@ impl ShardSet {
                         *slot = true;
                     }
                 }
-                Ok(Some(other)) => tracing::debug!(?other, "early shard report"),
+                // Kept for the control plane (a shard may connect to NATS before the others run).
+                Ok(Some(other)) => early.push(other),
                 Ok(None) => return Err(ShardError::Died(pending)),
                 Err(_) => return Err(ShardError::StartTimeout(pending, start_timeout)),
             }
@@ -98,6 +103,7 @@ impl ShardSet {
             senders,
             threads,
             reports,
+            early,
         })
     }
 
