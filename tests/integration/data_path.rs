@@ -390,6 +390,50 @@ async fn payloads_over_900_kib_go_through_the_object_store_both_ways() {
     assert!(store.get(id.as_str()).await.is_err(), "request object deleted");
 }
 
+/// NATS down for 2 s, then back: the shards keep retrying and serve again. Prints the gap from
+/// the restart to the first answered invocation (the issue-10 figure; measured, not asserted).
+#[tokio::test]
+async fn shards_serve_again_soon_after_a_two_second_nats_outage() {
+    let mut lab = lab("dpoutage").await;
+    let echo = signed_echo(ActorSpec::default());
+    lab.start("echo.wasm", &echo, 1).await;
+    assert_eq!(lab.call(&echo.key, "X.Y", b"before").await.expect("before"), b"before");
+    let port = lab.nats.port;
+    lab.nats.kill();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    lab.nats = Nats::start_on(port);
+    let back = Instant::now();
+    lab.nc = lab.nats.client().await;
+    let deadline = back + Duration::from_secs(20);
+    loop {
+        let origin = Entity::actor(&nkeys::KeyPair::new_module().public_key());
+        let (id, bytes) = invocation(
+            &lab.cluster,
+            origin,
+            Entity::actor(&echo.key),
+            "X.Y",
+            b"after",
+            b"after",
+        );
+        let reply = tokio::time::timeout(
+            Duration::from_millis(500),
+            lab.nc.request(lab.subject(&echo.key), bytes.into()),
+        )
+        .await;
+        if let Ok(Ok(reply)) = reply {
+            if outcome(&reply.payload, &id).is_ok() {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "not served within 20 s of NATS coming back");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eprintln!(
+        "first answered invocation {:?} after nats-server was back",
+        back.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn shards_reconnect_and_serve_after_a_nats_restart() {
     let mut lab = lab("dprestart").await;
