@@ -406,24 +406,11 @@ async fn shards_serve_again_soon_after_a_two_second_nats_outage() {
     lab.nc = lab.nats.client().await;
     let deadline = back + Duration::from_secs(20);
     loop {
-        let origin = Entity::actor(&nkeys::KeyPair::new_module().public_key());
-        let (id, bytes) = invocation(
-            &lab.cluster,
-            origin,
-            Entity::actor(&echo.key),
-            "X.Y",
-            b"after",
-            b"after",
-        );
-        let reply = tokio::time::timeout(
-            Duration::from_millis(500),
-            lab.nc.request(lab.subject(&echo.key), bytes.into()),
-        )
-        .await;
-        if let Ok(Ok(reply)) = reply {
-            if outcome(&reply.payload, &id).is_ok() {
-                break;
-            }
+        let reply = lab
+            .try_call(&echo.key, "X.Y", b"after", Duration::from_millis(500))
+            .await;
+        if reply.as_deref() == Some(b"after".as_slice()) {
+            break;
         }
         assert!(Instant::now() < deadline, "not served within 20 s of NATS coming back");
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -444,24 +431,8 @@ async fn shards_reconnect_and_serve_after_a_nats_restart() {
     lab.nats.kill();
     lab.nats = Nats::start_on(port);
     lab.nc = lab.nats.client().await;
-    let value = eventually(Duration::from_secs(20), "served after restart", || async {
-        let origin = Entity::actor(&nkeys::KeyPair::new_module().public_key());
-        let (id, bytes) = invocation(
-            &lab.cluster,
-            origin,
-            Entity::actor(&echo.key),
-            "X.Y",
-            b"after",
-            b"after",
-        );
-        let reply = tokio::time::timeout(
-            Duration::from_secs(2),
-            lab.nc.request(lab.subject(&echo.key), bytes.into()),
-        )
-        .await
-        .ok()?
-        .ok()?;
-        outcome(&reply.payload, &id).ok()
+    let value = eventually(Duration::from_secs(20), "served after restart", || {
+        lab.try_call(&echo.key, "X.Y", b"after", Duration::from_secs(2))
     })
     .await;
     assert_eq!(value, b"after");

@@ -216,6 +216,18 @@ impl Lab {
         outcome(&self.send(&self.subject(target), bytes).await, &id)
     }
 
+    /// [`Lab::call`] that gives up after `timeout`: the reply's payload, or None when nothing
+    /// (or an error) came back — for polling while the host reconnects.
+    pub async fn try_call(&self, target: &str, operation: &str, msg: &[u8], timeout: Duration) -> Option<Vec<u8>> {
+        let origin = Entity::actor(&nkeys::KeyPair::new_module().public_key());
+        let (id, bytes) = invocation(&self.cluster, origin, Entity::actor(target), operation, msg, msg);
+        let reply = tokio::time::timeout(timeout, self.nc.request(self.subject(target), bytes.into()))
+            .await
+            .ok()?
+            .ok()?;
+        outcome(&reply.payload, &id).ok()
+    }
+
     /// The shard counters the host logged last for `shard`, as `name=value` text.
     pub fn shard_counters(&self, shard: &str) -> Option<String> {
         let log = self.host.stderr();
