@@ -43,6 +43,11 @@ pub const SHARD_INFLIGHT_MAX_LIMIT: u64 = 1 << 20;
 pub const RPC_TIMEOUT_MS_DEFAULT: u64 = 2_000;
 /// Default start-up budget for reaching NATS (an edge node starts NATS and the host together).
 pub const NATS_CONNECT_TIMEOUT_MS_DEFAULT: u64 = 30_000;
+/// Default of `--drain-timeout-ms`: how long a stopping host waits for the invocations it
+/// accepted before it answers the rest "host stopping".
+pub const DRAIN_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+/// Longest `--drain-timeout-ms`.
+pub const DRAIN_TIMEOUT_MS_MAX: u64 = 600_000;
 /// Default period of provider health checks (PROTOCOL §8.4).
 pub const PROVIDER_HEALTH_INTERVAL_MS_DEFAULT: u64 = 30_000;
 /// Shortest accepted health-check period.
@@ -220,6 +225,10 @@ pub struct HostArgs {
     /// logged) before the host gives up; 0 = one attempt.
     #[arg(long = "nats-connect-timeout-ms", env = "SHARDHOST_NATS_CONNECT_TIMEOUT_MS", default_value_t = NATS_CONNECT_TIMEOUT_MS_DEFAULT)]
     pub nats_connect_timeout_ms: u64,
+    /// At a stop (SIGTERM, SIGINT, ctl `stop`), how long in ms to wait for the invocations
+    /// already accepted once the subscriptions are gone (ours).
+    #[arg(long = "drain-timeout-ms", env = "SHARDHOST_DRAIN_TIMEOUT_MS", default_value_t = DRAIN_TIMEOUT_MS_DEFAULT)]
+    pub drain_timeout_ms: u64,
     /// Period of provider health checks in ms (the first check comes after at most 5 s).
     #[arg(long = "provider-health-interval-ms", env = "SHARDHOST_PROVIDER_HEALTH_INTERVAL_MS", default_value_t = PROVIDER_HEALTH_INTERVAL_MS_DEFAULT, value_parser = clap::value_parser!(u64).range(PROVIDER_HEALTH_INTERVAL_MS_MIN..))]
     pub provider_health_interval_ms: u64,
@@ -389,6 +398,8 @@ pub struct Config {
     pub provider_health_interval: Duration,
     /// Where the metrics endpoint listens (`--metrics-addr`); None = off.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// How long a stop waits for accepted invocations (`--drain-timeout-ms`).
+    pub drain_timeout: Duration,
     /// Start-up budget for the first NATS connection (`--nats-connect-timeout-ms`).
     pub nats_connect_timeout: Duration,
     /// Signs the providers' scoped NATS credentials (`--prov-rpc-account-seed`).
@@ -471,6 +482,9 @@ impl Config {
         if args.heartbeat_interval_ms < HEARTBEAT_INTERVAL_MS_MIN {
             bail!("--heartbeat-interval-ms must be at least {HEARTBEAT_INTERVAL_MS_MIN}");
         }
+        if args.drain_timeout_ms > DRAIN_TIMEOUT_MS_MAX {
+            bail!("--drain-timeout-ms must be at most {DRAIN_TIMEOUT_MS_MAX}");
+        }
         if args.rpc_timeout_ms == 0 {
             bail!("--rpc-timeout-ms must be greater than 0");
         }
@@ -548,6 +562,7 @@ impl Config {
             provider_shutdown_delay: Duration::from_millis(args.provider_shutdown_delay_ms),
             provider_health_interval: Duration::from_millis(args.provider_health_interval_ms),
             nats_connect_timeout: Duration::from_millis(args.nats_connect_timeout_ms),
+            drain_timeout: Duration::from_millis(args.drain_timeout_ms),
             metrics_addr: args.metrics_addr,
             prov_rpc_account,
             max_execution_time: Duration::from_millis(args.max_execution_time_ms),

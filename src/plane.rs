@@ -64,6 +64,8 @@ pub struct ShardConfig {
     /// Every shard's counters as atomics, indexed by shard: shard `i` writes entry `i` only,
     /// the control plane (metrics) reads them without a message or a lock.
     pub counters: Arc<Vec<ShardCounters>>,
+    /// How long a stopping shard waits for the invocations it accepted (`--drain-timeout-ms`).
+    pub drain_timeout: Duration,
 }
 
 impl ShardConfig {
@@ -78,6 +80,7 @@ impl ShardConfig {
             inflight_max: 1_024,
             chunks: None,
             counters: Arc::new(vec![ShardCounters::default()]),
+            drain_timeout: Duration::from_millis(crate::config::DRAIN_TIMEOUT_MS_DEFAULT),
         }
     }
 }
@@ -123,6 +126,8 @@ pub struct ShardStats {
     pub rejected_not_running: u64,
     /// Answered "overloaded": the in-flight bound and the waiting room were both full.
     pub rejected_overload: u64,
+    /// Answered "host stopping": accepted, still queued when the drain timeout passed.
+    pub rejected_stopping: u64,
     /// Accepted while the shard was at its bound and run later.
     pub queued: u64,
     /// Invocations that reached a guest and failed (trap, deadline, guest error …).
@@ -166,6 +171,7 @@ impl ShardStats {
         "rejected_target",
         "rejected_not_running",
         "rejected_overload",
+        "rejected_stopping",
         "queued",
         "guest_errors",
         "reply_failures",
@@ -201,6 +207,7 @@ impl ShardStats {
             rejected_target,
             rejected_not_running,
             rejected_overload,
+            rejected_stopping,
             queued,
             guest_errors,
             reply_failures,
@@ -229,6 +236,7 @@ impl ShardStats {
             rejected_target,
             rejected_not_running,
             rejected_overload,
+            rejected_stopping,
             queued,
             guest_errors,
             reply_failures,
@@ -249,7 +257,7 @@ impl ShardStats {
 }
 
 /// Number of [`ShardStats`] fields.
-pub const SHARD_STATS_FIELDS: usize = 26;
+pub const SHARD_STATS_FIELDS: usize = 27;
 
 /// One shard's counters as relaxed atomics on their own cache lines (crossbeam's
 /// `CachePadded`), so shards never share a line. The shard stores its plain [`ShardStats`]

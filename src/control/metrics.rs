@@ -123,6 +123,7 @@ pub fn log_shard_counters(shard_stats: &std::collections::BTreeMap<ShardId, Shar
             rejected_target = s.rejected_target,
             rejected_not_running = s.rejected_not_running,
             rejected_overload = s.rejected_overload,
+            rejected_stopping = s.rejected_stopping,
             queued = s.queued,
             guest_errors = s.guest_errors,
             inflight = s.inflight,

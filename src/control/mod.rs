@@ -163,6 +163,7 @@ impl ControlPlane {
             inflight_max: config.shard_inflight_max,
             chunks: Some(chunks_tx),
             counters: Arc::clone(&counters),
+            drain_timeout: config.drain_timeout,
         };
         let shards = ShardSet::start(
             config.shard_count,
@@ -583,7 +584,8 @@ impl ControlPlane {
         tracing::info!(?reason, "stopping host");
         let timeout = match reason {
             StopReason::Command { timeout } => *timeout,
-            StopReason::Signal(_) => Duration::from_millis(SHARD_STOP_TIMEOUT_MS),
+            // The shards' own drain, plus the time to write the last replies and join.
+            StopReason::Signal(_) => self.config.drain_timeout + Duration::from_millis(SHARD_STOP_TIMEOUT_MS),
         };
         // NATS may be gone: never wait on it longer than the budget.
         let budget = Duration::from_millis(SHUTDOWN_NATS_BUDGET_MS);

@@ -104,6 +104,16 @@ impl Calls {
         self.pending.borrow().len()
     }
 
+    /// Give up on every call still waiting (a stopping shard past its drain timeout): each
+    /// guest gets an error from its `__host_call` and can finish, so its invocation is
+    /// answered. Returns how many.
+    pub fn cancel_all(&self) -> usize {
+        let mut pending = self.pending.borrow_mut();
+        let cancelled = pending.len();
+        pending.clear();
+        cancelled
+    }
+
     fn forget(&self, token: u64) {
         self.pending.borrow_mut().remove(&token);
     }
@@ -213,7 +223,10 @@ pub(crate) async fn host_call(
         futures::future::Either::Left((Ok(reply), _)) => reply,
         futures::future::Either::Left((Err(_), _)) => {
             core.bump(|s| s.calls_failed += 1);
-            return Err("the shard dropped the call".to_string());
+            return Err(format!(
+                "host stopping: the call to {} for {operation} was cancelled at the drain timeout",
+                target.subject
+            ));
         }
         futures::future::Either::Right(_) => {
             core.calls.forget(token);

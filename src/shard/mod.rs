@@ -45,8 +45,9 @@ use serve::{ActorSlot, ShardCore};
 pub const GUEST_PARK_US: u64 = 10;
 /// How often a shard sends its counters to the control plane (when they changed).
 pub const STATS_REPORT_INTERVAL_MS: u64 = 1_000;
-/// Longest a stopping shard waits for its running invocations to finish.
-pub const STOP_DRAIN_MS: u64 = 3_000;
+/// While a stopping shard waits for the server's `PONG`, how often it checks that its
+/// connection is still up.
+const CONNECTION_CHECK_MS: u64 = 20;
 /// Longest a shard waits for queued frames (a new subscription, the last replies) to leave.
 pub const FLUSH_WAIT_MS: u64 = 1_000;
 /// First wait before retrying a failed first connection (then as `Conn::reconnect`).
@@ -68,6 +69,23 @@ async fn within(limit: Duration, future: impl std::future::Future<Output = ()>) 
         futures::future::select(Box::pin(future), Box::pin(timer)).await,
         futures::future::Either::Left(_)
     )
+}
+
+/// Wait (up to `limit`) until the server confirms what the shard sent so far — its `PONG` —
+/// giving up early when the connection is down (that `PONG` would never come).
+async fn unsubscribed(core: &ShardCore, limit: Duration) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    let mut pong = Box::pin(core.outbox.confirmed());
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if !core.connected.get() || left.is_zero() {
+            return false;
+        }
+        let tick = glommio::timer::sleep(left.min(Duration::from_millis(CONNECTION_CHECK_MS)));
+        if let futures::future::Either::Left(_) = futures::future::select(pong.as_mut(), Box::pin(tick)).await {
+            return true;
+        }
+    }
 }
 
 /// One shard's command side, owned by its executor's main task.
@@ -141,27 +159,72 @@ impl Shard {
         }
     }
 
-    /// Stop taking work (unsubscribe every actor), let running invocations finish and their
-    /// replies leave (both bounded), then stop reading.
+    /// Stop taking work and lose none of what was accepted (issue 10's graceful drain):
+    /// 1. unsubscribe every actor, so NATS routes new invocations to the other hosts;
+    /// 2. send a `PING` after the `UNSUB`s and read on until its `PONG`: the server handles a
+    ///    connection's commands in order, so every message it sent for those subscriptions
+    ///    has been read, and accepted, before the `PONG` (skipped while disconnected);
+    /// 3. wait for the running and queued invocations, up to `drain_timeout`; what is still
+    ///    queued then is answered "host stopping", never dropped, and guests still waiting on
+    ///    an outbound call get an error from it, so they finish and are answered too (a guest
+    ///    spinning on the CPU is stopped only by its execution deadline);
+    /// 4. let the replies leave (bounded), then stop reading.
     async fn drain(&mut self, reader: Option<glommio::Task<()>>) {
         let core = Rc::clone(&self.core);
+        let began = std::time::Instant::now();
+        let before = core.stats.get();
         let sids: Vec<u64> = core.actors.borrow().values().map(|slot| slot.sid).collect();
-        for sid in sids {
-            core.outbox.unsubscribe(sid);
+        for sid in &sids {
+            core.outbox.unsubscribe(*sid);
         }
-        let drained = within(Duration::from_millis(STOP_DRAIN_MS), async {
-            while core.inflight() > 0 {
+        let limit = core.config.drain_timeout;
+        let confirmed = core.config.conn.is_some() && !sids.is_empty() && unsubscribed(&core, limit).await;
+        let left = limit.saturating_sub(began.elapsed());
+        let drained = within(left, async {
+            while core.inflight() > 0 || core.queued() > 0 {
                 core.quiet.notified().await;
             }
         })
         .await;
-        if !drained {
-            tracing::warn!(shard = %core.id, inflight = core.inflight(), "invocations still running at stop");
-        }
         core.stopping.set(true);
+        let refused = core.refuse_queued(
+            "host stopping: the invocation was accepted but the drain timeout passed before it could run",
+        );
+        let mut cancelled = 0;
+        if !drained {
+            // Guests waiting on outbound calls get an error and finish; their replies leave.
+            cancelled = core.calls.cancel_all();
+            let finished = within(Duration::from_millis(FLUSH_WAIT_MS), async {
+                while core.inflight() > 0 {
+                    core.quiet.notified().await;
+                }
+            })
+            .await;
+            tracing::warn!(
+                shard = %core.id,
+                refused,
+                calls_cancelled = cancelled,
+                still_running = core.inflight(),
+                finished,
+                ?limit,
+                "the drain timeout passed with invocations running"
+            );
+        }
         if core.config.conn.is_some() && !within(Duration::from_millis(FLUSH_WAIT_MS), core.outbox.drained()).await {
             tracing::warn!(shard = %core.id, bytes = core.outbox.pending_bytes(), "replies not written at stop");
         }
+        let after = core.stats.get();
+        tracing::info!(
+            shard = %core.id,
+            subscriptions = sids.len(),
+            unsubscribe_confirmed = confirmed,
+            received_while_draining = after.received - before.received,
+            served_while_draining = after.served - before.served,
+            refused,
+            calls_cancelled = cancelled,
+            elapsed_ms = began.elapsed().as_millis() as u64,
+            "shard drained"
+        );
         if let Some(reader) = reader {
             reader.cancel().await;
         }
@@ -261,7 +324,9 @@ async fn set_pool(
 /// the shard is full, and reconnect when the connection breaks.
 async fn read_loop(core: Rc<ShardCore>, config: ConnConfig, mut reports: mpsc::Sender<ShardReport>) {
     let shard = core.id;
+    let link = Rc::clone(&core);
     let mut report = move |connected: bool, detail: String| {
+        link.connected.set(connected);
         let _ = reports.try_send(ShardReport::Connection {
             shard,
             connected,

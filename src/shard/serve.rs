@@ -68,6 +68,8 @@ pub(crate) struct ShardCore {
     pub quiet: Notify,
     /// Set at stop: finishing invocations no longer start queued ones.
     pub stopping: Cell<bool>,
+    /// Whether the shard's NATS connection is up (set by its reader).
+    pub connected: Cell<bool>,
     pub calls: Calls,
     /// Pools (by id) with a refill task running.
     refilling: RefCell<Vec<u64>>,
@@ -101,6 +103,15 @@ pub(crate) enum Job {
     Serve(Dispatch),
     /// Chunked: its payload is fetched (and its hash checked) first.
     Chunked(Dechunk),
+}
+
+impl Job {
+    fn dispatch(&self) -> &Dispatch {
+        match self {
+            Job::Serve(dispatch) => dispatch,
+            Job::Chunked(dechunk) => &dechunk.dispatch,
+        }
+    }
 }
 
 /// What a chunked invocation still needs checked once its payload is fetched.
@@ -169,6 +180,7 @@ impl ShardCore {
             room: Notify::default(),
             quiet: Notify::default(),
             stopping: Cell::new(false),
+            connected: Cell::new(false),
             calls,
             refilling: RefCell::new(Vec::new()),
         }
@@ -217,10 +229,7 @@ impl ShardCore {
             self.bump(|s| s.queued += 1);
             self.queue.borrow_mut().push_back(job);
         } else {
-            let dispatch = match &job {
-                Job::Serve(dispatch) => dispatch,
-                Job::Chunked(dechunk) => &dechunk.dispatch,
-            };
+            let dispatch = job.dispatch();
             let text = format!(
                 "Host overloaded: {} has {} invocations running and {} waiting; try again later",
                 self.id,
@@ -230,6 +239,18 @@ impl ShardCore {
             self.bump(|s| s.rejected_overload += 1);
             self.reply(dispatch.reply(), dispatch.id(), Err(&text), 0);
         }
+    }
+
+    /// Answer every queued invocation with error `text` (a stopping shard past its drain
+    /// timeout); returns how many.
+    pub fn refuse_queued(&self, text: &str) -> usize {
+        let queued: Vec<Job> = self.queue.borrow_mut().drain(..).collect();
+        for job in &queued {
+            let dispatch = job.dispatch();
+            self.bump(|s| s.rejected_stopping += 1);
+            self.reply(dispatch.reply(), dispatch.id(), Err(text), 0);
+        }
+        queued.len()
     }
 
     fn admit(self: &Rc<Self>) -> InflightGuard {

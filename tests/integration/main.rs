@@ -7,6 +7,7 @@
 
 mod actors;
 mod data_path;
+mod drain;
 mod host;
 mod interop;
 mod lattice;

@@ -1,0 +1,219 @@
+//! Graceful drain (issue 10): a host stopped by SIGTERM under load stops taking invocations
+//! (its queue subscriptions leave, so NATS routes to the other hosts), answers every one it
+//! accepted, says `host_stopped` and exits 0 — and a client of a two-host lattice sees no
+//! failed request across the stop.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+
+use crate::support::rpc::{invocation, lab, outcome, Entity, Lab, START_TIMEOUT};
+use crate::support::{
+    assert_accepted, caller_actor_wat, next_event, request_json, signed_echo, signed_wat, unique_lattice, ActorSpec,
+    Host, HostOptions, Nats, SignedActor,
+};
+
+/// Bound on the generator's run (4 s of load, its drain, and slack for a slow machine).
+const GENERATOR_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest a drained host may take to exit.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A second host on `lab`'s lattice with the same cluster key, running `actor` (count 1).
+async fn second_host(lab: &mut Lab, actor: &SignedActor, extra: &[(&str, &str)]) -> Host {
+    let mut options = HostOptions::new(&lab.host.lattice)
+        .arg("--cluster-seed", &lab.cluster.seed().expect("cluster seed"))
+        .arg("--heartbeat-interval-ms", "500");
+    for (flag, value) in extra {
+        options = options.arg(flag, value);
+    }
+    options.args.push("--allow-file-load".to_string());
+    let host = Host::start(&lab.nats, options).await;
+    let path = lab.dir.path().join("second.wasm");
+    std::fs::write(&path, &actor.bytes).expect("write actor");
+    let body = serde_json::json!({ "actor_ref": format!("file://{}", path.display()), "count": 1, "host_id": host.id });
+    let ack = request_json(&lab.nc, &host.cmd("la"), body.to_string().as_bytes()).await;
+    assert_accepted(&ack, "la on the second host");
+    loop {
+        let event = next_event(&mut lab.events, "actor_started", START_TIMEOUT)
+            .await
+            .expect("actor_started from the second host");
+        if event["source"] == host.id.as_str() {
+            return host;
+        }
+    }
+}
+
+/// The included load generator (`shardhost-loadtest run`): pre-signed invocations, 64 in
+/// flight, each request's outcome counted; its JSON report.
+async fn generate_load(lab: &Lab, actor: &str, seconds: f64, out: &std::path::Path) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_shardhost-loadtest"))
+        .args([
+            "run",
+            "--nats",
+            &lab.nats.url(),
+            "--lattice",
+            &lab.host.lattice,
+            "--actor",
+            actor,
+        ])
+        .args([
+            "--operation",
+            "X.Y",
+            "--in-flight",
+            "64",
+            "--warmup",
+            "0.5",
+            "--verify-echo",
+        ])
+        .args([
+            "--duration",
+            &seconds.to_string(),
+            "--timeout-ms",
+            "5000",
+            "--pool",
+            "64",
+        ])
+        .arg("--json")
+        .arg(out)
+        .env("WASMCLOUD_CLUSTER_SEED", lab.cluster.seed().expect("cluster seed"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start shardhost-loadtest")
+}
+
+#[tokio::test]
+async fn sigterm_under_load_loses_nothing_while_the_other_host_takes_over() {
+    let mut lab = lab("drain").await;
+    let echo = signed_echo(ActorSpec::default());
+    lab.start("echo.wasm", &echo, 1).await;
+    let second = second_host(&mut lab, &echo, &[]).await;
+
+    let report_path = lab.dir.path().join("load.json");
+    let generator = generate_load(&lab, &echo.key, 4.0, &report_path).await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    lab.host.signal("TERM");
+    let status = lab.host.wait_exit(EXIT_TIMEOUT).await;
+    assert_eq!(status.code(), Some(0), "exit status after SIGTERM: {status}");
+    let finished = tokio::time::timeout(GENERATOR_TIMEOUT, generator.wait_with_output())
+        .await
+        .expect("the generator finishes")
+        .expect("generator output");
+    assert!(
+        finished.status.success(),
+        "{}",
+        String::from_utf8_lossy(&finished.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report_path).expect("report")).expect("report is JSON");
+    let counts = &report["counts"];
+    eprintln!("load across the stop: {counts}");
+    for lost in ["error_replies", "timeouts", "no_responders", "failures", "abandoned"] {
+        assert_eq!(counts[lost], 0, "{lost} across the stop: {counts}");
+    }
+    assert!(
+        counts["ok"].as_u64().unwrap_or(0) >= 100,
+        "the stop happened under load: {counts}"
+    );
+    let log = lab.host.stderr();
+    assert!(
+        log.contains("shard drained") && log.contains("unsubscribe_confirmed=true"),
+        "each shard says what it drained:\n{log}"
+    );
+    drop(second);
+}
+
+/// Past `--drain-timeout-ms` nothing accepted is dropped: a queued invocation is answered
+/// "host stopping", and a running one whose guest waits on a provider that never answers gets
+/// an error from that call, so the guest finishes and its invocation is answered too.
+#[tokio::test]
+async fn past_the_drain_timeout_queued_and_waiting_invocations_are_answered() {
+    // One running invocation per shard; the outbound call would wait 20 s, the drain 500 ms.
+    let options = HostOptions::new(&unique_lattice("drainto"))
+        .arg("--shard-inflight-max", "1")
+        .arg("--rpc-timeout-ms", "20000")
+        .arg("--drain-timeout-ms", "500");
+    let mut lab = Lab::start_on(Nats::start(), options, tempfile::tempdir().expect("tempdir")).await;
+    let silent_key = nkeys::KeyPair::new_service().public_key();
+    let caller = signed_wat(
+        &caller_actor_wat("silent", "wasmcloud:keyvalue", "KeyValue.Get"),
+        ActorSpec {
+            caps: vec!["wasmcloud:keyvalue".into()],
+            ..Default::default()
+        },
+    );
+    lab.start("caller.wasm", &caller, 1).await;
+    let mut silent = lab
+        .nc
+        .subscribe(format!("wasmbus.rpc.{}.{silent_key}.silent", lab.host.lattice))
+        .await
+        .expect("silent provider");
+    let link = serde_json::json!({ "actor_id": caller.key, "provider_id": silent_key, "link_name": "silent", "contract_id": "wasmcloud:keyvalue", "values": {} });
+    let ack = request_json(&lab.nc, &lab.host.ctl("linkdefs.put"), link.to_string().as_bytes()).await;
+    assert_accepted(&ack, "linkdefs.put");
+    // Calls sent now (spawned: a future not yet polled would be sent only after the stop).
+    let spawn_call = |payload: Vec<u8>| {
+        let nc = lab.nc.clone();
+        let (id, bytes) = invocation(
+            &lab.cluster,
+            Entity::actor(&nkeys::KeyPair::new_module().public_key()),
+            Entity::actor(&caller.key),
+            "Caller.Call",
+            &payload,
+            &payload,
+        );
+        let subject = lab.subject(&caller.key);
+        tokio::spawn(async move {
+            let reply = nc.request(subject, bytes.into()).await.expect("a reply");
+            outcome(&reply.payload, &id)
+        })
+    };
+    // The link reaches the shards: a call arrives at the provider (and waits there).
+    let deadline = Instant::now() + START_TIMEOUT;
+    let probe = loop {
+        let call = spawn_call(b"probe".to_vec());
+        if tokio::time::timeout(Duration::from_millis(500), silent.next())
+            .await
+            .is_ok()
+        {
+            break call;
+        }
+        call.abort();
+        assert!(Instant::now() < deadline, "the link never reached the shards");
+    };
+
+    // Six more: per shard at most one runs (the probe is one), one waits, the rest are
+    // answered "overloaded" at once.
+    let calls: Vec<_> = (0..6u8).map(|i| spawn_call(vec![i])).collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stop_at = Instant::now();
+    lab.host.signal("TERM");
+    let (mut stopping, mut overloaded) = (0, 0);
+    for call in calls {
+        let error = call.await.expect("call task").expect_err("the provider never answers");
+        if error.starts_with("Host overloaded") {
+            overloaded += 1;
+        } else {
+            assert!(error.contains("host stopping"), "{error}");
+            stopping += 1;
+        }
+    }
+    let error = probe.await.expect("probe task").expect_err("no provider reply");
+    assert!(error.contains("host stopping"), "{error}");
+    assert!(
+        stopping >= 1 && stopping + overloaded == 6,
+        "stopping {stopping}, overloaded {overloaded}"
+    );
+    assert!(
+        stop_at.elapsed() < Duration::from_secs(10),
+        "answered at the drain timeout, not the rpc timeout"
+    );
+    let status = lab.host.wait_exit(EXIT_TIMEOUT).await;
+    assert_eq!(status.code(), Some(0), "exit status: {status}");
+    let log = lab.host.stderr();
+    assert!(
+        log.contains("the drain timeout passed with invocations running"),
+        "{log}"
+    );
+}
