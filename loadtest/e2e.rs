@@ -203,6 +203,7 @@ fn config(url: &str, lattice: &str, pacing: Pacing) -> RunConfig {
         origin: Origin::new_provider("wasmcloud:httpserver", "default"),
         host_pid: Some(std::process::id()),
         verify_echo: true,
+        raw_subject: None,
     }
 }
 
@@ -348,6 +349,56 @@ async fn nobody_listening_is_reported_as_no_responders() {
         run(&config, &cluster).await,
         Err(LoadtestError::Connect { .. })
     ));
+}
+
+#[tokio::test]
+async fn raw_floor_runs_against_the_built_in_responder_with_zero_errors() {
+    let Some(nats) = start_nats().await else { return };
+    let cluster = nkeys::KeyPair::new_cluster();
+    let subject = "shardhost.loadtest.raw.e2e".to_string();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let url = nats.url.clone();
+    let responder_subject = subject.clone();
+    let responder = tokio::spawn(async move {
+        crate::raw::respond(
+            &url,
+            &responder_subject,
+            Duration::from_secs(30),
+            move || {
+                let _ = ready_tx.send(());
+            },
+            async move {
+                let _ = stop_rx.await;
+            },
+        )
+        .await
+    });
+    tokio::time::timeout(Duration::from_secs(10), ready_rx)
+        .await
+        .expect("responder ready in time")
+        .expect("responder ready");
+    let config = RunConfig {
+        raw_subject: Some(subject.clone()),
+        ..config(&nats.url, "raw", Pacing::Closed { in_flight_count: 8 })
+    };
+    assert_eq!(config.subject(), subject);
+    let report = run(&config, &cluster).await.unwrap();
+    let c = &report.counts;
+    assert!(c.ok > 50, "{c:?}");
+    assert_eq!(
+        (c.error_replies, c.timeouts, c.no_responders, c.failures, c.abandoned),
+        (0, 0, 0, 0, 0),
+        "{c:?}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&crate::engine::report_json(&report)).unwrap();
+    assert_eq!(json["config"]["scenario"], "raw");
+    assert_eq!(json["config"]["subject"], subject.as_str());
+    let _ = stop_tx.send(());
+    let served = responder.await.unwrap().unwrap();
+    // Every request of warm-up and window was answered by the responder.
+    assert!(served.replies >= c.sent, "{served:?} vs {c:?}");
+    assert_eq!(served.without_reply, 0);
 }
 
 /// A fake host on the control interface: answers ping.hosts, acks `la` (or refuses it) and

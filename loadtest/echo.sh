@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Echo load test on this machine: starts nats-server and a shardhost host on 127.0.0.1, signs
-# and starts the echo actor, runs shardhost-loadtest closed-loop at 1 and at 64 invocations in
-# flight, writes both JSON reports (plus logs and the exact commands) to a results directory,
-# and stops everything it started on exit. See loadtest/README.md.
+# Echo load test on this machine, against the raw NATS floor of the same run: starts
+# nats-server, a shardhost host and the built-in raw responder on 127.0.0.1, signs and starts
+# the echo actor, then for each of ROUNDS rounds runs shardhost-loadtest closed-loop at 1 and
+# at 64 in flight, raw and echo in alternation (raw 1, echo 1, raw 64, echo 64, …), writes
+# every JSON report (plus logs and the exact commands) to a results directory and the medians
+# with their share of the floor to summary.md, and stops everything it started on exit.
+# See loadtest/README.md.
 #
 # Usage: loadtest/echo.sh [RESULTS_DIR]     (default: target/loadtest/echo-<UTC time>)
 # Environment (all optional):
 #   DURATION=10 WARMUP=2        measured and warmup seconds of each run
+#   ROUNDS=3                    alternating rounds of raw and echo at each concurrency
 #   PAYLOAD_BYTES=64 CONNECTIONS=1 TIMEOUT_MS=2000
 #   SHARDS=N                    host --shards (default: the host's, one per core)
 #   RATES="5000 20000"          also run open loop at each of these rates (invocations/s)
@@ -22,6 +26,7 @@ warmup="${WARMUP:-2}"
 payload_bytes="${PAYLOAD_BYTES:-64}"
 connections="${CONNECTIONS:-1}"
 timeout_ms="${TIMEOUT_MS:-2000}"
+rounds="${ROUNDS:-3}"
 lattice="loadtest$$"
 # Bounds (seconds) on each step, so a wedged process cannot hang the script.
 nats_ready_secs=10
@@ -52,6 +57,7 @@ mkdir -p "$results"
 work="$(mktemp -d)"
 nats_pid=""
 host_pid=""
+responder_pid=""
 
 # Stop a process: SIGTERM, wait up to $2 seconds, then SIGKILL.
 stop() {
@@ -71,6 +77,7 @@ cleanup() {
   local status=$?
   trap - EXIT INT TERM
   stop "$host_pid" "$host_stop_secs"
+  stop "$responder_pid" 5
   stop "$nats_pid" 5
   rm -rf "$work"
   if [[ $status -ne 0 ]]; then
@@ -131,14 +138,31 @@ fi
   echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) $(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)"
   echo "${host_cmd[*]}"
 } >"$results/commands.txt"
-for in_flight in 1 64; do
-  run_cmd=("$loadtest" run --nats "127.0.0.1:$port" --lattice "$lattice" --actor "$actor"
-    --origin-contract wasmcloud:httpserver --in-flight "$in_flight" --duration "$duration" --warmup "$warmup"
-    --payload-bytes "$payload_bytes" --connections "$connections" --timeout-ms "$timeout_ms"
-    --host-pid "$host_pid" --verify-echo --json "$results/echo-inflight$in_flight.json")
-  echo "${run_cmd[*]}" >>"$results/commands.txt"
-  echo "--- in flight: $in_flight" >&2
-  timeout "$run_bound_secs" "${run_cmd[@]}"
+raw_subject="shardhost.loadtest.raw.$lattice"
+"$loadtest" responder --nats "127.0.0.1:$port" --subject "$raw_subject" >"$work/responder.ready" 2>"$results/responder.log" &
+responder_pid=$!
+for _ in $(seq 100); do
+  grep -q ready "$work/responder.ready" 2>/dev/null && break
+  kill -0 "$responder_pid" 2>/dev/null || { echo "echo.sh: the raw responder exited" >&2; exit 1; }
+  sleep 0.1
+done
+echo "$loadtest responder --nats 127.0.0.1:$port --subject $raw_subject" >>"$results/commands.txt"
+for round in $(seq "$rounds"); do
+  for in_flight in 1 64; do
+    for scenario in raw echo; do
+      run_cmd=("$loadtest" run --nats "127.0.0.1:$port" --lattice "$lattice" --actor "$actor"
+        --origin-contract wasmcloud:httpserver --in-flight "$in_flight" --duration "$duration" --warmup "$warmup"
+        --payload-bytes "$payload_bytes" --connections "$connections" --timeout-ms "$timeout_ms"
+        --host-pid "$host_pid" --verify-echo --json "$results/$scenario-inflight$in_flight-r$round.json")
+      if [[ "$scenario" == raw ]]; then
+        # The floor: the same invocations to the responder; host CPU should read ~0.
+        run_cmd+=(--raw-subject "$raw_subject")
+      fi
+      echo "${run_cmd[*]}" >>"$results/commands.txt"
+      echo "--- round $round, $scenario, in flight: $in_flight" >&2
+      timeout "$run_bound_secs" "${run_cmd[@]}"
+    done
+  done
 done
 for rate in ${RATES:-}; do
   run_cmd=("$loadtest" run --nats "127.0.0.1:$port" --lattice "$lattice" --actor "$actor"
@@ -149,4 +173,5 @@ for rate in ${RATES:-}; do
   echo "--- open loop: $rate/s" >&2
   timeout "$run_bound_secs" "${run_cmd[@]}"
 done
+"$loadtest" summarize "$results" | tee "$results/summary.md"
 echo "results: $results" >&2

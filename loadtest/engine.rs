@@ -24,6 +24,7 @@ use crate::pool::{
     POOL_INVOCATIONS_MAX, POOL_INVOCATIONS_MIN,
 };
 use crate::procstat::{self, Process};
+use crate::raw;
 use crate::schedule::{phase_of, OpenSchedule, Pacing, Phase};
 use crate::stats::{throughput, ConfigReport, CpuReport, Environment, OriginReport, Outcome, Recorder, RunReport};
 
@@ -64,6 +65,9 @@ pub struct RunConfig {
     pub host_pid: Option<u32>,
     /// Check that each ok reply's `msg` is the payload (for the echo actor).
     pub verify_echo: bool,
+    /// The `raw` scenario: send to this subject (a `responder`) instead of the actor's, and
+    /// take the request's own bytes back as the right reply (raw.rs).
+    pub raw_subject: Option<String>,
 }
 
 fn arg_error(flag: &'static str, reason: impl Into<String>) -> LoadtestError {
@@ -84,6 +88,14 @@ impl RunConfig {
         }
         if self.lattice.is_empty() || self.lattice.contains(['.', ' ', '*', '>']) {
             return Err(arg_error("--lattice", "must be one non-empty NATS subject token"));
+        }
+        if let Some(subject) = &self.raw_subject {
+            if !raw::is_literal_subject(subject) {
+                return Err(arg_error(
+                    "--raw-subject",
+                    format!("{subject:?} is not one literal NATS subject"),
+                ));
+            }
         }
         if self.operation.is_empty() {
             return Err(arg_error("--operation", "must not be empty"));
@@ -134,7 +146,19 @@ impl RunConfig {
     }
 
     pub fn subject(&self) -> String {
-        format!("wasmbus.rpc.{}.{}", self.lattice, self.actor)
+        match &self.raw_subject {
+            Some(subject) => subject.clone(),
+            None => format!("wasmbus.rpc.{}.{}", self.lattice, self.actor),
+        }
+    }
+
+    /// `raw` or `actor`, as reported.
+    pub fn scenario(&self) -> &'static str {
+        if self.raw_subject.is_some() {
+            "raw"
+        } else {
+            "actor"
+        }
     }
 }
 
@@ -161,8 +185,17 @@ pub async fn run(config: &RunConfig, cluster_key: &nkeys::KeyPair) -> Result<Run
     let pool = InvocationPool::build(&template, cluster_key, config.pool_invocations, unix_now_secs())?;
     let subject = Subject::from(config.subject());
     let expected_echo = config.verify_echo.then(|| template.payload.clone());
+    let check = if config.raw_subject.is_some() {
+        ReplyCheck::Raw {
+            verify: config.verify_echo,
+        }
+    } else {
+        ReplyCheck::Invocation {
+            echo: expected_echo.as_ref(),
+        }
+    };
 
-    let drive = drive(config, &clients, &subject, &pool, expected_echo.as_ref()).await?;
+    let drive = drive(config, &clients, &subject, &pool, check).await?;
     for client in &clients {
         // Best effort: the numbers are already taken.
         let _ = client.flush().await;
@@ -199,6 +232,7 @@ fn config_report(config: &RunConfig, cluster_key: &nkeys::KeyPair) -> ConfigRepo
         nats_url: config.nats_url.clone(),
         lattice: config.lattice.clone(),
         subject: config.subject(),
+        scenario: config.scenario(),
         actor: config.actor.clone(),
         operation: config.operation.clone(),
         origin: OriginReport {
@@ -279,6 +313,14 @@ fn micros(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos() / NANOS_PER_MICRO).unwrap_or(u64::MAX)
 }
 
+/// How a reply is judged: as the actor's `InvocationResponse` (whose `msg` must be `echo`
+/// when given), or as the raw responder's echo of the request bytes (checked when `verify`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReplyCheck<'a> {
+    Invocation { echo: Option<&'a Bytes> },
+    Raw { verify: bool },
+}
+
 /// Send one pre-signed invocation and wait (bounded by `timeout`) for its reply. `intended`
 /// is when the schedule wanted it sent; latency counts from there.
 async fn request(
@@ -286,7 +328,7 @@ async fn request(
     subject: &Subject,
     invocation: &PooledInvocation,
     timeout: Duration,
-    expected_echo: Option<&Bytes>,
+    check: ReplyCheck<'_>,
     intended: Instant,
     phase: Phase,
 ) -> Done {
@@ -295,7 +337,10 @@ async fn request(
         .payload(invocation.bytes.clone())
         .timeout(Some(timeout));
     let outcome = match client.send_request(subject.clone(), request).await {
-        Ok(message) => classify_reply(&message.payload, &invocation.id, expected_echo.map(|b| &b[..])),
+        Ok(message) => match check {
+            ReplyCheck::Invocation { echo } => classify_reply(&message.payload, &invocation.id, echo.map(|b| &b[..])),
+            ReplyCheck::Raw { verify } => raw::classify_raw(&message.payload, verify.then_some(&invocation.bytes[..])),
+        },
         Err(e) => match e.kind() {
             RequestErrorKind::TimedOut => Outcome::Timeout,
             RequestErrorKind::NoResponders => Outcome::NoResponders,
@@ -323,7 +368,7 @@ async fn drive(
     clients: &[Client],
     subject: &Subject,
     pool: &InvocationPool,
-    expected_echo: Option<&Bytes>,
+    check: ReplyCheck<'_>,
 ) -> Result<DriveResult, LoadtestError> {
     let mut recorder = Recorder::new()?;
     let timeout = Duration::from_millis(config.timeout_ms);
@@ -359,15 +404,7 @@ async fn drive(
         // Both are non-empty (checked below), so neither lookup misses.
         let client = clients.get((sequence % clients.len().max(1) as u64) as usize)?;
         let invocation = pool.get(sequence)?;
-        Some(request(
-            client,
-            subject,
-            invocation,
-            timeout,
-            expected_echo,
-            intended,
-            phase,
-        ))
+        Some(request(client, subject, invocation, timeout, check, intended, phase))
     };
     if clients.is_empty() || pool.invocations.is_empty() {
         return Err(arg_error("--connections/--pool", "nothing to send with"));
@@ -535,6 +572,7 @@ mod tests {
             origin: Origin::new_actor(),
             host_pid: None,
             verify_echo: false,
+            raw_subject: None,
         }
     }
 

@@ -17,8 +17,10 @@ mod engine;
 mod error;
 mod pool;
 mod procstat;
+mod raw;
 mod schedule;
 mod stats;
+mod summary;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,6 +64,28 @@ enum Command {
     StartActor(StartActorArgs),
     /// Generate load and report (JSON on stdout or --json, a summary on stderr).
     Run(Box<RunArgs>),
+    /// The `raw` floor's trivial responder: answer every request on a subject with its own
+    /// bytes (prints "ready" on stdout once subscribed; stops on SIGTERM/SIGINT or --max-secs).
+    Responder(ResponderArgs),
+    /// Print the suite's table (medians per scenario and pacing, against the raw floor) from
+    /// the JSON reports in a results directory.
+    Summarize {
+        /// Directory of `{scenario}-….json` reports.
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct ResponderArgs {
+    /// NATS server, e.g. 127.0.0.1:4222 or nats://host:port.
+    #[arg(long, default_value = "127.0.0.1:4222")]
+    nats: String,
+    /// Subject to serve (also its queue group); `run --raw-subject` sends to it.
+    #[arg(long, default_value = "shardhost.loadtest.raw")]
+    subject: String,
+    /// Stop after this many seconds at the latest.
+    #[arg(long = "max-secs", default_value_t = 3_600)]
+    max_secs: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -159,6 +183,10 @@ struct RunArgs {
     /// Write the JSON report here instead of stdout.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// The `raw` floor: send to this subject (served by `responder`) instead of the actor's;
+    /// `--actor` then only names the invocations' target.
+    #[arg(long = "raw-subject")]
+    raw_subject: Option<String>,
 }
 
 fn seconds_to_ms(flag: &'static str, secs: f64) -> Result<u64, LoadtestError> {
@@ -209,6 +237,7 @@ impl RunArgs {
             origin,
             host_pid: self.host_pid,
             verify_echo: self.verify_echo,
+            raw_subject: self.raw_subject.clone(),
         })
     }
 }
@@ -241,6 +270,34 @@ async fn run(args: &RunArgs) -> Result<(), LoadtestError> {
     }
     eprint!("{}", stats::human_summary(&report));
     Ok(())
+}
+
+/// The table of every run report in `dir` (other JSON files are skipped).
+fn summarize(dir: &std::path::Path) -> Result<String, LoadtestError> {
+    let mut reports = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| LoadtestError::io(dir, e))?;
+    for entry in entries {
+        let path = entry.map_err(|e| LoadtestError::io(dir, e))?.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        if !name.ends_with(".json") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| LoadtestError::io(&path, e))?;
+        if let Some(report) = summary::read_report(&name, &text) {
+            reports.push(report);
+        }
+    }
+    if reports.is_empty() {
+        return Err(LoadtestError::Arg {
+            flag: "DIR",
+            reason: format!("no run reports (*.json) in {}", dir.display()),
+        });
+    }
+    Ok(summary::table(&summary::rows(&reports)))
 }
 
 fn execute(command: Command) -> Result<(), LoadtestError> {
@@ -286,6 +343,44 @@ fn execute(command: Command) -> Result<(), LoadtestError> {
             println!("{}", started.public_key);
         }
         Command::Run(args) => runtime()?.block_on(run(&args))?,
+        Command::Summarize { dir } => print!("{}", summarize(&dir)?),
+        Command::Responder(args) => {
+            if args.max_secs == 0 || args.max_secs > raw::RESPONDER_SECS_MAX {
+                return Err(LoadtestError::Arg {
+                    flag: "--max-secs",
+                    reason: format!("1 to {}", raw::RESPONDER_SECS_MAX),
+                });
+            }
+            let served = runtime()?.block_on(async {
+                let stop = async {
+                    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+                    match term {
+                        Ok(mut term) => {
+                            tokio::select! {
+                                _ = term.recv() => {}
+                                _ = tokio::signal::ctrl_c() => {}
+                            }
+                        }
+                        Err(_) => {
+                            let _ = tokio::signal::ctrl_c().await;
+                        }
+                    }
+                };
+                let ready = || println!("ready");
+                raw::respond(
+                    &args.nats,
+                    &args.subject,
+                    Duration::from_secs(args.max_secs),
+                    ready,
+                    stop,
+                )
+                .await
+            })?;
+            eprintln!(
+                "responder on {}: {} replies, {} requests without a reply subject",
+                args.subject, served.replies, served.without_reply
+            );
+        }
     }
     Ok(())
 }

@@ -213,6 +213,8 @@ pub struct ConfigReport {
     pub nats_url: String,
     pub lattice: String,
     pub subject: String,
+    /// `actor` (the wasmbus subject of `actor`) or `raw` (a responder: the NATS floor).
+    pub scenario: &'static str,
     pub actor: String,
     pub operation: String,
     pub origin: OriginReport,
@@ -477,6 +479,7 @@ mod tests {
                 nats_url: "127.0.0.1:4222".into(),
                 lattice: "default".into(),
                 subject: "wasmbus.rpc.default.MACTOR".into(),
+                scenario: "actor",
                 actor: "MACTOR".into(),
                 operation: "HttpServer.HandleRequest".into(),
                 origin: OriginReport {
