@@ -15,6 +15,9 @@
 #   SHARDS=N                    host --shards (default: the host's, one per core)
 #   RATES="5000 20000"          also run open loop at each of these rates (invocations/s)
 #   SHARDHOST_NATS_SERVER=PATH  nats-server binary (default: .tools/venv/bin/nats-server, then PATH)
+#   HOSTS="a=BIN b=BIN"         compare builds: one host per NAME=BINARY, each on its own lattice
+#                               with its own echo actor, run in alternation with the floor
+#                               (raw, a, b, raw, a, b, …); default: echo=target/release/shardhost
 #   SKIP_BUILD=1                use the release binaries already built
 set -euo pipefail
 
@@ -56,7 +59,7 @@ loadtest="$target/release/shardhost-loadtest"
 mkdir -p "$results"
 work="$(mktemp -d)"
 nats_pid=""
-host_pid=""
+all_host_pids=()
 responder_pid=""
 
 # Stop a process: SIGTERM, wait up to $2 seconds, then SIGKILL.
@@ -76,7 +79,9 @@ stop() {
 cleanup() {
   local status=$?
   trap - EXIT INT TERM
-  stop "$host_pid" "$host_stop_secs"
+  for pid in "${all_host_pids[@]}"; do
+    stop "$pid" "$host_stop_secs"
+  done
   stop "$responder_pid" 5
   stop "$nats_pid" 5
   rm -rf "$work"
@@ -117,27 +122,42 @@ done
 WASMCLOUD_CLUSTER_SEED="$("$loadtest" gen-seed cluster 2>/dev/null)"
 export WASMCLOUD_CLUSTER_SEED
 
-host_cmd=("$shardhost" up --nats-host 127.0.0.1 --nats-port "$port" --allow-file-load --lattice "$lattice")
-if [[ -n "${SHARDS:-}" ]]; then
-  host_cmd+=(--shards "$SHARDS")
-fi
-echo "host: ${host_cmd[*]} (log: $results/host.log)" >&2
-"${host_cmd[@]}" >"$results/host.log" 2>&1 &
-host_pid=$!
-
 actor="$("$loadtest" prepare-echo --out "$results/echo.wasm")"
 echo "echo actor $actor" >&2
-if ! timeout $(( actor_start_secs + 10 )) "$loadtest" start-actor --nats "127.0.0.1:$port" --lattice "$lattice" \
-    --file "$results/echo.wasm" --wait-secs "$actor_start_secs" >/dev/null; then
-  kill -0 "$host_pid" 2>/dev/null || echo "echo.sh: the host exited; last lines of its log:" >&2
-  tail -n 20 "$results/host.log" >&2
-  exit 1
-fi
-
 {
   echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) $(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)"
-  echo "${host_cmd[*]}"
 } >"$results/commands.txt"
+
+# name=binary for each host under test.
+read -r -a hosts <<<"${HOSTS:-echo=$shardhost}"
+names=()
+declare -A host_pids host_lattices
+for spec in "${hosts[@]}"; do
+  name="${spec%%=*}"
+  binary="${spec#*=}"
+  if [[ -z "$name" || "$name" == raw || "$name" == *[!a-z0-9_]* || ! -x "$binary" ]]; then
+    echo "echo.sh: HOSTS entry '$spec' must be NAME=EXECUTABLE (NAME in [a-z0-9_], not raw)" >&2
+    exit 1
+  fi
+  names+=("$name")
+  host_lattices[$name]="$lattice$name"
+  host_cmd=("$binary" up --nats-host 127.0.0.1 --nats-port "$port" --allow-file-load --lattice "${host_lattices[$name]}")
+  if [[ -n "${SHARDS:-}" ]]; then
+    host_cmd+=(--shards "$SHARDS")
+  fi
+  echo "host $name: ${host_cmd[*]} (log: $results/host-$name.log)" >&2
+  "${host_cmd[@]}" >"$results/host-$name.log" 2>&1 &
+  host_pids[$name]=$!
+  all_host_pids+=("${host_pids[$name]}")
+  echo "${host_cmd[*]}" >>"$results/commands.txt"
+  if ! timeout $(( actor_start_secs + 10 )) "$loadtest" start-actor --nats "127.0.0.1:$port" \
+      --lattice "${host_lattices[$name]}" --file "$results/echo.wasm" --wait-secs "$actor_start_secs" >/dev/null; then
+    kill -0 "${host_pids[$name]}" 2>/dev/null || echo "echo.sh: host $name exited; last lines of its log:" >&2
+    tail -n 20 "$results/host-$name.log" >&2
+    exit 1
+  fi
+done
+
 raw_subject="shardhost.loadtest.raw.$lattice"
 "$loadtest" responder --nats "127.0.0.1:$port" --subject "$raw_subject" >"$work/responder.ready" 2>"$results/responder.log" &
 responder_pid=$!
@@ -149,11 +169,13 @@ done
 echo "$loadtest responder --nats 127.0.0.1:$port --subject $raw_subject" >>"$results/commands.txt"
 for round in $(seq "$rounds"); do
   for in_flight in 1 64; do
-    for scenario in raw echo; do
-      run_cmd=("$loadtest" run --nats "127.0.0.1:$port" --lattice "$lattice" --actor "$actor"
+    for scenario in raw "${names[@]}"; do
+      serving="${names[0]}"
+      [[ "$scenario" == raw ]] || serving="$scenario"
+      run_cmd=("$loadtest" run --nats "127.0.0.1:$port" --lattice "${host_lattices[$serving]}" --actor "$actor"
         --origin-contract wasmcloud:httpserver --in-flight "$in_flight" --duration "$duration" --warmup "$warmup"
         --payload-bytes "$payload_bytes" --connections "$connections" --timeout-ms "$timeout_ms"
-        --host-pid "$host_pid" --verify-echo --json "$results/$scenario-inflight$in_flight-r$round.json")
+        --host-pid "${host_pids[$serving]}" --verify-echo --json "$results/$scenario-inflight$in_flight-r$round.json")
       if [[ "$scenario" == raw ]]; then
         # The floor: the same invocations to the responder; host CPU should read ~0.
         run_cmd+=(--raw-subject "$raw_subject")
@@ -165,13 +187,15 @@ for round in $(seq "$rounds"); do
   done
 done
 for rate in ${RATES:-}; do
-  run_cmd=("$loadtest" run --nats "127.0.0.1:$port" --lattice "$lattice" --actor "$actor"
-    --origin-contract wasmcloud:httpserver --rate "$rate" --duration "$duration" --warmup "$warmup"
-    --payload-bytes "$payload_bytes" --connections "$connections" --timeout-ms "$timeout_ms"
-    --host-pid "$host_pid" --verify-echo --json "$results/echo-rate$rate.json")
-  echo "${run_cmd[*]}" >>"$results/commands.txt"
-  echo "--- open loop: $rate/s" >&2
-  timeout "$run_bound_secs" "${run_cmd[@]}"
+  for name in "${names[@]}"; do
+    run_cmd=("$loadtest" run --nats "127.0.0.1:$port" --lattice "${host_lattices[$name]}" --actor "$actor"
+      --origin-contract wasmcloud:httpserver --rate "$rate" --duration "$duration" --warmup "$warmup"
+      --payload-bytes "$payload_bytes" --connections "$connections" --timeout-ms "$timeout_ms"
+      --host-pid "${host_pids[$name]}" --verify-echo --json "$results/$name-rate$rate.json")
+    echo "${run_cmd[*]}" >>"$results/commands.txt"
+    echo "--- $name open loop: $rate/s" >&2
+    timeout "$run_bound_secs" "${run_cmd[@]}"
+  done
 done
 "$loadtest" summarize "$results" | tee "$results/summary.md"
 echo "results: $results" >&2
