@@ -153,13 +153,7 @@ fn bench_claims(c: &mut Criterion) {
 /// wascap's `echo_messaging_v0.9.0.wasm`: a real wasmCloud 0.x actor (Rust, wasmbus-rpc), in
 /// the sources cargo unpacked for the wascap dev-dependency.
 fn real_actor() -> Option<Vec<u8>> {
-    let home = std::env::var_os("CARGO_HOME")
-        .map(std::path::PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cargo")))?;
-    let registry = std::fs::read_dir(home.join("registry/src")).ok()?;
-    registry
-        .flatten()
-        .find_map(|index| std::fs::read(index.path().join("wascap-0.11.2/fixtures/echo_messaging_v0.9.0.wasm")).ok())
+    registry_fixture("echo_messaging_v0.9.0.wasm")
 }
 
 /// The real actor's `MessageSubscriber.HandleMessage` (a SubMessage without `replyTo`: it
@@ -201,5 +195,46 @@ fn bench_real_actor(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_invoke, bench_compile, bench_claims, bench_real_actor);
+/// wascap's 1.77 MB `logger.wasm` fixture (a wapc-guest 0.4 module, about the size of the
+/// wasmCloud echo actor) compiled by each of wasmtime's compilers, with the host's settings
+/// that change code generation (epoch interruption, async).
+fn bench_compile_large(c: &mut Criterion) {
+    let Some(bytes) = registry_fixture("logger.wasm") else {
+        eprintln!("logger.wasm not found in the cargo registry: large-compile bench skipped");
+        return;
+    };
+    let mut group = c.benchmark_group("compile_1_8mb");
+    group.sample_size(10);
+    for (name, strategy) in [
+        ("cranelift", wasmtime::Strategy::Cranelift),
+        ("winch", wasmtime::Strategy::Winch),
+    ] {
+        let mut config = wasmtime::Config::new();
+        config.strategy(strategy).epoch_interruption(true);
+        let engine = wasmtime::Engine::new(&config).unwrap();
+        group.bench_function(name, |b| {
+            b.iter(|| wasmtime::Module::new(&engine, black_box(&bytes)).unwrap())
+        });
+    }
+    group.finish();
+}
+
+fn registry_fixture(name: &str) -> Option<Vec<u8>> {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cargo")))?;
+    let registry = std::fs::read_dir(home.join("registry/src")).ok()?;
+    registry
+        .flatten()
+        .find_map(|index| std::fs::read(index.path().join("wascap-0.11.2/fixtures").join(name)).ok())
+}
+
+criterion_group!(
+    benches,
+    bench_invoke,
+    bench_compile,
+    bench_compile_large,
+    bench_claims,
+    bench_real_actor
+);
 criterion_main!(benches);

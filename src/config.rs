@@ -162,6 +162,10 @@ pub struct HostArgs {
     /// Longest run of one actor invocation, in ms.
     #[arg(long = "max-execution-time", alias = "max-time", env = "WASMCLOUD_MAX_EXECUTION_TIME_MS", default_value_t = MAX_EXECUTION_TIME_MS_DEFAULT)]
     pub max_execution_time_ms: u64,
+    /// Start actors that are not in the compile cache on code from the baseline compiler
+    /// (Winch, ~4× faster to compile) and swap in Cranelift's code when it is ready (ours).
+    #[arg(long = "baseline-compiler", env = "SHARDHOST_BASELINE_COMPILER", default_value_t = true, action = clap::ArgAction::Set)]
+    pub baseline_compiler: bool,
     /// Extra host label `KEY=VALUE` (repeatable; `WASMCLOUD_LABEL_KEY=VALUE` works too).
     #[arg(short = 'l', long = "label", value_parser = parse_label)]
     pub labels: Vec<(String, String)>,
@@ -528,6 +532,7 @@ impl Config {
             instance_slots_total: args.instance_slots,
             instance_max_invocations: args.instance_max_invocations,
             execution_deadline_ms: args.max_execution_time_ms,
+            baseline_compiler: args.baseline_compiler,
             ..Default::default()
         };
         runtime_limits.validate().map_err(|e| anyhow::anyhow!("{e}"))?;

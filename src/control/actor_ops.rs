@@ -13,15 +13,14 @@ use serde_json::{json, Value};
 use crate::auth::claims::{self, ActorClaims};
 use crate::lattice::RefMap;
 use crate::plane::{ShardCommand, ShardId};
-use crate::runtime::{CompileCache, CompiledActor};
+use crate::runtime::Tier;
 
 use super::actors::{
     self, Annotations, RunningActor, ScaleActorCommand, ScaleTarget, StartActorCommand, StopActorCommand,
     UpdateActorCommand,
 };
 use super::ctl::{ack_err, ack_ok, parse_body};
-use super::fetch::{Fetched, Fetcher};
-use super::registries::Registries;
+use super::prepare::{Optimized, Prepared};
 use super::ControlPlane;
 
 /// Warm instances a shard keeps for an actor whose max concurrency is unbounded.
@@ -69,66 +68,37 @@ impl ActorRequest {
     }
 }
 
-/// A module fetched, validated and compiled.
-pub struct Prepared {
-    pub fetched: Fetched,
-    pub claims: ActorClaims,
-    pub compiled: CompiledActor,
-}
-
 /// A finished background job.
 pub struct ActorJob {
     pub request: ActorRequest,
     pub result: Result<Prepared, String>,
 }
 
-/// What the background task needs, shared with the control plane.
-#[derive(Clone)]
-pub struct Preparer {
-    pub fetcher: Arc<tokio::sync::Mutex<Fetcher>>,
-    pub compile_cache: Arc<std::sync::Mutex<CompileCache>>,
-}
-
-fn unix_now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-impl Preparer {
-    /// Fetch `reference`, validate its claims strictly, and compile it (once per module hash).
-    pub async fn prepare(&self, reference: &str, registries: &Registries) -> Result<Prepared, String> {
-        let fetched = self
-            .fetcher
-            .lock()
-            .await
-            .fetch_actor(reference, registries)
-            .await
-            .map_err(|e| format!("{e:#}"))?;
-        let claims = claims::validate_actor(&fetched.bytes, unix_now_secs())
-            .map_err(|e| format!("actor {reference} refused: {e}"))?;
-        let cache = self.compile_cache.clone();
-        let bytes: Bytes = fetched.bytes.clone();
-        let hash = claims.hash.clone();
-        let compiled = tokio::task::spawn_blocking(move || {
-            let mut cache = cache.lock().map_err(|_| "compile cache poisoned".to_string())?;
-            cache
-                .compile(&bytes, &hash)
-                .map(|(actor, _)| actor)
-                .map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(|e| format!("compile task failed: {e}"))?
-        .map_err(|e| format!("actor {reference} cannot be compiled: {e}"))?;
-        Ok(Prepared {
-            fetched,
-            claims,
-            compiled,
-        })
-    }
-}
-
 impl ControlPlane {
+    /// Cranelift finished a module that started on baseline code: every actor running that
+    /// module's baseline code gets pools of the optimised code (swapped like `upd` swaps
+    /// them: new pools complete first, running calls finish on the old ones).
+    pub(super) fn on_optimized(&mut self, done: Optimized) {
+        let compiled = match done.result {
+            Ok(compiled) => compiled,
+            Err(error) => {
+                tracing::warn!(module_hash = %done.module_hash, %error, "Cranelift cannot compile the module; its actors keep running baseline code");
+                return;
+            }
+        };
+        let keys: Vec<String> = self
+            .compiled
+            .iter()
+            .filter(|(_, c)| c.module_hash() == done.module_hash && c.tier() == Tier::Baseline)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in keys {
+            self.compiled.insert(key.clone(), compiled.clone());
+            drop(self.sync_shard_pools(&key));
+            tracing::info!(actor = %key, compile_us = done.compile_us, "actor moves to optimised code");
+        }
+    }
+
     /// `la`: ack, then fetch/validate/compile in the background.
     pub(super) fn actor_launch(&mut self, body: &[u8]) -> Value {
         match parse_body::<StartActorCommand>("launch actor", body) {

@@ -16,6 +16,7 @@ pub mod kv;
 pub mod managed_nats;
 pub mod metrics;
 pub mod nats;
+pub mod prepare;
 pub mod providers;
 pub mod registries;
 pub mod shards;
@@ -35,13 +36,14 @@ use crate::plane::{ShardCommand, ShardConfig, ShardCounters, ShardId, ShardRepor
 use crate::routing::RoutingSnapshot;
 use crate::runtime::{CompileCache, CompiledActor, Runtime};
 use crate::shard::conn::ConnConfig;
-use actor_ops::{ActorJob, Preparer, ACTOR_JOBS_CHANNEL_CAPACITY};
+use actor_ops::{ActorJob, ACTOR_JOBS_CHANNEL_CAPACITY};
 use actors::ActorTable;
 use ctl::{ack_err, ack_ok, parse_body, CtlRequest, HostCommand};
 use events::{Events, NatsEventSink};
 use fetch::{FetchPolicy, Fetcher};
 use heartbeat::HostInfo;
 use kv::LatticeStore;
+use prepare::Preparer;
 use registries::Registries;
 use shards::ShardSet;
 
@@ -82,6 +84,8 @@ pub struct ControlPlane {
     preparer: Preparer,
     jobs_tx: tokio::sync::mpsc::Sender<ActorJob>,
     jobs_rx: tokio::sync::mpsc::Receiver<ActorJob>,
+    /// Cranelift's code for modules that started on the baseline compiler.
+    optimized_rx: tokio::sync::mpsc::UnboundedReceiver<prepare::Optimized>,
     /// Pool commands waiting for every shard's report (events wait on them).
     pool_barriers: Vec<actor_ops::PoolBarrier>,
     /// Capability provider processes and their supervisors.
@@ -127,9 +131,12 @@ impl ControlPlane {
         if let Some(dir) = &config.cache_dir {
             fetcher = fetcher.with_cache_dir(dir.join("oci"));
         }
+        let (optimized_tx, optimized_rx) = tokio::sync::mpsc::unbounded_channel();
         let preparer = Preparer {
             fetcher: Arc::new(tokio::sync::Mutex::new(fetcher)),
             compile_cache: Arc::new(std::sync::Mutex::new(compile_cache)),
+            runtime: runtime.clone(),
+            optimized_tx,
         };
         if config.rpc.tls {
             anyhow::bail!(
@@ -237,6 +244,7 @@ impl ControlPlane {
             preparer,
             jobs_tx,
             jobs_rx,
+            optimized_rx,
             pool_barriers: Vec::new(),
             providers,
             gauges,
@@ -298,6 +306,7 @@ impl ControlPlane {
                 }
                 Some(report) = self.shards.reports.next() => self.on_shard_report(report),
                 Some(job) = self.jobs_rx.recv() => self.on_actor_job(job).await,
+                Some(done) = self.optimized_rx.recv() => self.on_optimized(done),
                 Some(job) = self.providers.jobs_rx.recv() => self.on_provider_job(job).await,
                 Some(report) = self.providers.reports_rx.recv() => self.providers.on_report(report),
                 _ = sigterm.recv() => break StopReason::Signal("SIGTERM"),

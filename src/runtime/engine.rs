@@ -1,17 +1,13 @@
-//! The process's one wasmtime [`Engine`] ([`Runtime`]), its epoch thread, compiled actors
-//! ([`CompiledActor`]), the module shape check, and the compile cache ([`CompileCache`]).
+//! The process's wasmtime [`Engine`]s ([`Runtime`]: the optimising one, and the baseline one
+//! that serves first starts), their epoch thread, compiled actors ([`CompiledActor`]) and the
+//! module shape check. The compile cache is in `cache.rs`.
 //!
 //! Control plane: compiling and the on-disk cache run on the control plane, which owns the
 //! cache (`&mut self`, no locks). Shards only receive [`CompiledActor`]s (cheap `Clone`,
 //! `Send + Sync`). Never falls back silently: a pooling reservation that cannot be made is an
 //! error that names the sizes.
 
-use std::collections::HashMap;
-use std::fs;
 use std::hash::{Hash, Hasher};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
@@ -27,14 +23,6 @@ use wasmtime::{
 use super::abi::{self, ImportKind};
 use super::limits::{RuntimeLimits, MEMORY_GUARD_BYTES, TABLE_ELEMENTS_MAX, TABLE_ELEMENT_BYTES};
 use super::RuntimeError;
-
-/// Most modules the in-memory compile cache keeps; beyond it an arbitrary entry is evicted
-/// (modules stay alive while a pool uses them).
-pub const COMPILE_CACHE_ENTRIES_MAX: usize = 1_024;
-/// Longest module hash accepted as a cache key (a SHA-256 in hex is 64).
-pub const MODULE_HASH_CHARS_MAX: usize = 128;
-/// File name suffix of serialized modules in the disk cache.
-const CACHE_FILE_SUFFIX: &str = "cwasm";
 
 /// Consecutive idle ticks (no guest running) after which the epoch thread stops ticking.
 pub const EPOCH_IDLE_TICKS_BEFORE_PARK: u32 = 10;
@@ -105,7 +93,10 @@ pub struct Runtime {
 }
 
 struct RuntimeInner {
+    /// Cranelift, pooling allocator: every optimised instance.
     engine: Engine,
+    /// Winch, on-demand allocation: first-start instances only, until Cranelift is done.
+    baseline: Option<Engine>,
     limits: RuntimeLimits,
     epoch: Arc<EpochState>,
     /// Dropping the sender wakes and stops the epoch thread.
@@ -153,20 +144,39 @@ impl Runtime {
             .linear_memory_keep_resident(keep_resident.min(memory_bytes_max))
             .table_keep_resident(TABLE_KEEP_RESIDENT_BYTES);
 
-        let mut config = Config::new();
-        config
-            .strategy(Strategy::Cranelift)
-            .epoch_interruption(true)
-            .max_wasm_stack(limits.max_wasm_stack_bytes)
-            .async_stack_size(limits.async_stack_bytes)
-            // Reserve exactly the allowed memory per slot (not 4 GiB): the reservation stays
-            // proportional to what guests may use, at the price of explicit bounds checks.
-            .memory_reservation(limits.memory_bytes_max)
-            .memory_guard_size(MEMORY_GUARD_BYTES)
-            .memory_reservation_for_growth(0)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
+        let config = |strategy: Strategy| {
+            let mut config = Config::new();
+            config
+                .strategy(strategy)
+                .epoch_interruption(true)
+                .max_wasm_stack(limits.max_wasm_stack_bytes)
+                .async_stack_size(limits.async_stack_bytes)
+                // Reserve exactly the allowed memory per slot (not 4 GiB): the reservation
+                // stays proportional to what guests may use, at the price of explicit bounds
+                // checks.
+                .memory_reservation(limits.memory_bytes_max)
+                .memory_guard_size(MEMORY_GUARD_BYTES)
+                .memory_reservation_for_growth(0);
+            config
+        };
+        let mut optimized = config(Strategy::Cranelift);
+        optimized
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling))
+            // On every core when a start waits for it; one core when it runs in the background
+            // behind baseline code (the other cores keep serving).
+            .parallel_compilation(!limits.baseline_compiler);
+        // Baseline instances are few and short-lived: allocated on demand, outside the pool.
+        // Its compile is what a first start waits for: on every core.
+        let baseline = if limits.baseline_compiler {
+            let mut winch = config(Strategy::Winch);
+            winch.parallel_compilation(true);
+            let engine = Engine::new(&winch).map_err(|e| RuntimeError::BaselineCompiler(format!("{e:#}")))?;
+            Some(engine)
+        } else {
+            None
+        };
 
-        let engine = Engine::new(&config).map_err(|e| RuntimeError::PoolingReservation {
+        let engine = Engine::new(&optimized).map_err(|e| RuntimeError::PoolingReservation {
             instance_slots_total: limits.instance_slots_total,
             slot_bytes: reservation.memory_slot_bytes,
             reservation_bytes: reservation.total_bytes,
@@ -176,6 +186,7 @@ impl Runtime {
         let (epoch_stop, stop_rx) = mpsc::channel::<()>();
         let tick = Duration::from_millis(limits.epoch_tick_ms);
         let ticker = engine.clone();
+        let baseline_ticker = baseline.clone();
         let epoch = Arc::new(EpochState::default());
         let state = Arc::clone(&epoch);
         let epoch_thread = std::thread::Builder::new()
@@ -185,6 +196,9 @@ impl Runtime {
                 // Ends when the sender drops (Disconnected) or on an explicit message.
                 while let Err(mpsc::RecvTimeoutError::Timeout) = stop_rx.recv_timeout(tick) {
                     ticker.increment_epoch();
+                    if let Some(baseline) = &baseline_ticker {
+                        baseline.increment_epoch();
+                    }
                     idle_ticks = if state.running.load(Ordering::SeqCst) == 0 {
                         idle_ticks + 1
                     } else {
@@ -202,6 +216,7 @@ impl Runtime {
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
                 engine,
+                baseline,
                 limits: *limits,
                 epoch,
                 epoch_stop: Some(epoch_stop),
@@ -227,11 +242,28 @@ impl Runtime {
     /// `module_hash` names the module in errors and travels with it (use
     /// [`crate::auth::claims::module_hash`]).
     pub fn compile(&self, module_bytes: &[u8], module_hash: &str) -> Result<CompiledActor, RuntimeError> {
-        let module = Module::new(self.engine(), module_bytes).map_err(|e| RuntimeError::Compile {
-            module_hash: module_hash.to_string(),
-            reason: format!("{e:#}"),
-        })?;
-        CompiledActor::from_module(module, module_hash)
+        compile_with(self.engine(), module_bytes, module_hash, Tier::Optimized)
+    }
+
+    /// Whether this runtime has the baseline compiler (`RuntimeLimits::baseline_compiler`).
+    pub fn has_baseline(&self) -> bool {
+        self.inner.baseline.is_some()
+    }
+
+    /// Compile with the baseline compiler (Winch) when this runtime has it; `None` otherwise.
+    pub fn compile_baseline(
+        &self,
+        module_bytes: &[u8],
+        module_hash: &str,
+    ) -> Option<Result<CompiledActor, RuntimeError>> {
+        let engine = self.inner.baseline.as_ref()?;
+        Some(compile_with(engine, module_bytes, module_hash, Tier::Baseline))
+    }
+
+    /// Whether `engine` is one of this runtime's engines (pools refuse modules of others).
+    pub fn owns(&self, engine: &Engine) -> bool {
+        Engine::same(engine, &self.inner.engine)
+            || self.inner.baseline.as_ref().is_some_and(|b| Engine::same(engine, b))
     }
 
     /// A 64-bit digest of everything that makes a serialized module loadable by this engine
@@ -241,6 +273,19 @@ impl Runtime {
         self.engine().precompile_compatibility_hash().hash(&mut hasher);
         hasher.finish()
     }
+}
+
+fn compile_with(
+    engine: &Engine,
+    module_bytes: &[u8],
+    module_hash: &str,
+    tier: Tier,
+) -> Result<CompiledActor, RuntimeError> {
+    let module = Module::new(engine, module_bytes).map_err(|e| RuntimeError::Compile {
+        module_hash: module_hash.to_string(),
+        reason: format!("{e:#}"),
+    })?;
+    CompiledActor::from_module(module, module_hash, tier)
 }
 
 /// A [`Hasher`] over SHA-256, so the digest does not depend on std's unstable `DefaultHasher`.
@@ -259,23 +304,36 @@ impl Hasher for Sha256Hasher {
     }
 }
 
+/// Which compiler made a [`CompiledActor`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    /// Winch, wasmtime's single-pass baseline compiler: compiles a 1.8 MB module about 4×
+    /// faster than Cranelift and runs it slower. Serves an actor's first start while
+    /// Cranelift compiles in the background; its pools are then replaced by optimised ones.
+    Baseline,
+    /// Cranelift: what every pool runs once it is ready, and all the compile cache holds.
+    Optimized,
+}
+
 /// A compiled, shape-checked actor module. Cheap to clone (two `Arc`s), `Send + Sync`.
 #[derive(Clone)]
 pub struct CompiledActor {
-    module: Module,
-    module_hash: Arc<str>,
+    pub(super) module: Module,
+    pub(super) module_hash: Arc<str>,
+    tier: Tier,
 }
 
 impl std::fmt::Debug for CompiledActor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CompiledActor")
             .field("module_hash", &self.module_hash)
+            .field("tier", &self.tier)
             .finish()
     }
 }
 
 impl CompiledActor {
-    fn from_module(module: Module, module_hash: &str) -> Result<CompiledActor, RuntimeError> {
+    pub(super) fn from_module(module: Module, module_hash: &str, tier: Tier) -> Result<CompiledActor, RuntimeError> {
         check_shape(&module).map_err(|reason| RuntimeError::ModuleShape {
             module_hash: module_hash.to_string(),
             reason,
@@ -283,7 +341,12 @@ impl CompiledActor {
         Ok(CompiledActor {
             module,
             module_hash: Arc::from(module_hash),
+            tier,
         })
+    }
+
+    pub fn tier(&self) -> Tier {
+        self.tier
     }
 
     pub fn module(&self) -> &Module {
@@ -387,219 +450,4 @@ pub fn check_shape(module: &Module) -> Result<(), ShapeError> {
         }
     }
     Ok(())
-}
-
-/// Where [`CompileCache::compile`] found the module.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CacheSource {
-    Memory,
-    Disk,
-    Compiled,
-}
-
-/// Counters of a [`CompileCache`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CompileCacheStats {
-    pub memory_hits: u64,
-    pub disk_hits: u64,
-    pub compiled: u64,
-    /// Disk entries that existed but did not load (stale engine, damaged file); recompiled.
-    pub disk_rejected: u64,
-    /// Serialized modules that could not be written (the module is still served).
-    pub disk_write_failures: u64,
-    pub evicted: u64,
-}
-
-/// Compile each module once. Owned by the control plane (`&mut self`, no locks): an in-memory
-/// map from module hash to [`CompiledActor`], and optionally a directory of serialized modules
-/// (`{hash}-{engine digest}.cwasm`) reused across restarts.
-///
-/// The key is the caller's module hash: pass [`crate::auth::claims::module_hash`] of the same
-/// bytes (the claims check already computed it). Two different modules under one hash would
-/// share one entry.
-pub struct CompileCache {
-    runtime: Runtime,
-    modules: HashMap<Arc<str>, CompiledActor>,
-    disk_dir: Option<PathBuf>,
-    compatibility_digest: u64,
-    stats: CompileCacheStats,
-}
-
-/// Distinguishes temporary files of concurrent writers in one process.
-static TEMP_FILE_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-impl CompileCache {
-    /// A cache for `runtime`'s engine. `disk_dir` is created (mode 0700) if missing; it must be
-    /// owned by this user and writable by nobody else, since what it holds becomes native code.
-    pub fn new(runtime: &Runtime, disk_dir: Option<&Path>) -> Result<CompileCache, RuntimeError> {
-        if let Some(dir) = disk_dir {
-            prepare_cache_dir(dir)?;
-        }
-        Ok(CompileCache {
-            runtime: runtime.clone(),
-            modules: HashMap::new(),
-            disk_dir: disk_dir.map(Path::to_path_buf),
-            compatibility_digest: runtime.compatibility_digest(),
-            stats: CompileCacheStats::default(),
-        })
-    }
-
-    pub fn stats(&self) -> CompileCacheStats {
-        self.stats
-    }
-
-    pub fn len(&self) -> usize {
-        self.modules.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.modules.is_empty()
-    }
-
-    /// Forget a module in memory (the disk entry stays for the next start).
-    pub fn evict(&mut self, module_hash: &str) -> bool {
-        self.modules.remove(module_hash).is_some()
-    }
-
-    /// The compiled module for `module_hash`: from memory, else from the disk cache, else
-    /// compiled (and written to the disk cache). Shape errors are never cached.
-    pub fn compile(
-        &mut self,
-        module_bytes: &[u8],
-        module_hash: &str,
-    ) -> Result<(CompiledActor, CacheSource), RuntimeError> {
-        if module_hash.is_empty()
-            || module_hash.len() > MODULE_HASH_CHARS_MAX
-            || !module_hash.bytes().all(|b| b.is_ascii_alphanumeric())
-        {
-            return Err(RuntimeError::InvalidModuleHash(module_hash.to_string()));
-        }
-        if let Some(actor) = self.modules.get(module_hash) {
-            self.stats.memory_hits += 1;
-            return Ok((actor.clone(), CacheSource::Memory));
-        }
-        let path = self.disk_dir.as_deref().map(|dir| {
-            dir.join(format!(
-                "{module_hash}-{:016x}.{CACHE_FILE_SUFFIX}",
-                self.compatibility_digest
-            ))
-        });
-        let (actor, source) = match path.as_deref().and_then(|p| self.load(p, module_hash)) {
-            Some(actor) => {
-                self.stats.disk_hits += 1;
-                (actor, CacheSource::Disk)
-            }
-            None => {
-                let actor = self.runtime.compile(module_bytes, module_hash)?;
-                self.stats.compiled += 1;
-                if let Some(p) = path.as_deref() {
-                    if let Err(e) = write_serialized(&actor, p) {
-                        self.stats.disk_write_failures += 1;
-                        tracing::warn!(path = %p.display(), error = %e, "cannot write the compile cache");
-                    }
-                }
-                (actor, CacheSource::Compiled)
-            }
-        };
-        if self.modules.len() >= COMPILE_CACHE_ENTRIES_MAX {
-            if let Some(key) = self.modules.keys().next().cloned() {
-                self.modules.remove(&key);
-                self.stats.evicted += 1;
-            }
-        }
-        self.modules.insert(Arc::clone(&actor.module_hash), actor.clone());
-        Ok((actor, source))
-    }
-
-    /// Load a serialized module we wrote; `None` (and a counted rejection) if it is missing,
-    /// not ours, or not loadable by this engine.
-    fn load(&mut self, path: &Path, module_hash: &str) -> Option<CompiledActor> {
-        let meta = fs::symlink_metadata(path).ok()?;
-        if !owned_by_us_and_private(&meta) || !meta.file_type().is_file() {
-            self.stats.disk_rejected += 1;
-            tracing::warn!(path = %path.display(), "ignoring a compile cache file that is not private to us");
-            return None;
-        }
-        // SAFETY: `Module::deserialize_file` trusts the file to be a module serialized by a
-        // compatible wasmtime and to stay unchanged while mapped. Both hold for files in our
-        // cache directory: (1) the directory was created by us (or checked) with mode 0700 and
-        // our owner, and the file is a regular file (no symlink) owned by us and not writable
-        // by group/others, so only this user can have put it there; (2) we write a file only
-        // from `Module::serialize` of an engine with the same compatibility digest (it is in
-        // the file name), through a temporary file renamed into place, so a reader never sees
-        // a partial file; (3) we never modify a file after the rename: a replacement is a new
-        // inode, and the mapped one stays intact. Beyond that, wasmtime itself checks the
-        // version and engine flags recorded in the file and refuses a mismatch.
-        let loaded = unsafe { Module::deserialize_file(self.runtime.engine(), path) };
-        match loaded
-            .map_err(|e| format!("{e:#}"))
-            .and_then(|m| CompiledActor::from_module(m, module_hash).map_err(|e| e.to_string()))
-        {
-            Ok(actor) => Some(actor),
-            Err(reason) => {
-                self.stats.disk_rejected += 1;
-                tracing::warn!(path = %path.display(), %reason, "ignoring a compile cache file");
-                None
-            }
-        }
-    }
-}
-
-fn current_uid() -> u32 {
-    // SAFETY: geteuid has no preconditions, touches no memory of ours and cannot fail.
-    unsafe { libc::geteuid() }
-}
-
-fn owned_by_us_and_private(meta: &fs::Metadata) -> bool {
-    meta.uid() == current_uid() && meta.mode() & 0o022 == 0
-}
-
-fn prepare_cache_dir(dir: &Path) -> Result<(), RuntimeError> {
-    let fail = |reason: String| RuntimeError::CacheDir {
-        path: dir.display().to_string(),
-        reason,
-    };
-    if !dir.exists() {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| fail(e.to_string()))?;
-    }
-    let meta = fs::symlink_metadata(dir).map_err(|e| fail(e.to_string()))?;
-    if !meta.is_dir() {
-        return Err(fail("not a directory".to_string()));
-    }
-    if !owned_by_us_and_private(&meta) {
-        return Err(fail(
-            "must be owned by this user and not writable by group or others (its files become native code)".to_string(),
-        ));
-    }
-    Ok(())
-}
-
-/// Serialize `actor` to `path` atomically: a private temporary file in the same directory,
-/// synced, then renamed over `path`.
-fn write_serialized(actor: &CompiledActor, path: &Path) -> Result<(), String> {
-    let bytes = actor.module.serialize().map_err(|e| format!("{e:#}"))?;
-    let dir = path.parent().ok_or("cache path has no directory")?;
-    let temp = dir.join(format!(
-        ".tmp-{}-{}",
-        std::process::id(),
-        TEMP_FILE_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temp)?;
-        file.write_all(&bytes)?;
-        file.sync_all()?;
-        fs::rename(&temp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    result.map_err(|e| e.to_string())
 }

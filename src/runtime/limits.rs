@@ -82,6 +82,9 @@ pub struct RuntimeLimits {
     /// Linear memory per freed slot reset by `memset` and kept resident, in bytes (0 = always
     /// `madvise`); wasmtime's `linear_memory_keep_resident`.
     pub memory_keep_resident_bytes: u64,
+    /// Serve an actor's first start from the baseline compiler (Winch) while Cranelift
+    /// compiles in the background (`--baseline-compiler`).
+    pub baseline_compiler: bool,
 }
 
 impl Default for RuntimeLimits {
@@ -95,6 +98,7 @@ impl Default for RuntimeLimits {
             instance_max_invocations: INSTANCE_MAX_INVOCATIONS_DEFAULT,
             execution_deadline_ms: EXECUTION_DEADLINE_MS_DEFAULT,
             memory_keep_resident_bytes: MEMORY_KEEP_RESIDENT_BYTES_DEFAULT,
+            baseline_compiler: false,
         }
     }
 }
@@ -195,7 +199,7 @@ impl fmt::Display for RuntimeLimits {
         write!(
             f,
             "memory_bytes_max={} instance_slots_total={} max_wasm_stack_bytes={} async_stack_bytes={} \
-             epoch_tick_ms={} instance_max_invocations={} execution_deadline_ms={} memory_keep_resident_bytes={}",
+             epoch_tick_ms={} instance_max_invocations={} execution_deadline_ms={} memory_keep_resident_bytes={} baseline_compiler={}",
             self.memory_bytes_max,
             self.instance_slots_total,
             self.max_wasm_stack_bytes,
@@ -203,7 +207,8 @@ impl fmt::Display for RuntimeLimits {
             self.epoch_tick_ms,
             self.instance_max_invocations,
             self.execution_deadline_ms,
-            self.memory_keep_resident_bytes
+            self.memory_keep_resident_bytes,
+            self.baseline_compiler
         )?;
         match self.reservation() {
             Some(r) => write!(

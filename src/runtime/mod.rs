@@ -24,8 +24,9 @@
 //!
 //! # Module map
 //! - [`limits`]: [`RuntimeLimits`], every knob with its unit, and the reservation report.
-//! - [`engine`]: [`Runtime`] (engine + epoch thread), [`CompiledActor`], [`CompileCache`] and
+//! - [`engine`]: [`Runtime`] (engines + epoch thread), [`CompiledActor`] and its [`Tier`], and
 //!   the module shape check.
+//! - [`cache`]: [`CompileCache`], memory and disk.
 //! - [`abi`]: the wasmbus/waPC imports, WASI stubs and builtins; [`HostCalls`].
 //! - [`pool`]: [`ActorPool`] and [`WarmInstance`], plus [`invoke`] and
 //!   [`fresh_instance_invoke`].
@@ -33,19 +34,23 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod abi;
+pub mod cache;
 pub mod engine;
 pub mod limits;
 pub mod pool;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tier_tests;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
 pub use abi::{HostCallFuture, HostCalls, NoHostCalls};
-pub use engine::{CacheSource, CompileCache, CompileCacheStats, CompiledActor, Runtime, ShapeError};
+pub use cache::{CacheSource, CompileCache, CompileCacheStats};
+pub use engine::{CompiledActor, Runtime, ShapeError, Tier};
 pub use limits::{Reservation, RuntimeLimits};
 pub use pool::{fresh_instance_invoke, invoke, ActorPool, GiveBack, InstanceFactory, PoolStats, WarmInstance};
 
@@ -62,6 +67,8 @@ pub enum RuntimeError {
     InvalidLimits(String),
     /// The pooling allocator could not reserve its address space. We never fall back to the
     /// on-demand allocator (wasmCloud issues #1961/#4360): the operator must lower the limits.
+    #[error("cannot set up the baseline compiler (Winch): {0}")]
+    BaselineCompiler(String),
     #[error(
         "cannot reserve the pooling allocator's address space: {instance_slots_total} instance slots \
          × {slot_bytes} bytes per memory slot; {reservation_bytes} bytes of virtual memory in total \

@@ -190,7 +190,7 @@ impl InstanceFactory {
     /// callback, the instance from the `InstancePre`, then the init exports (§9.2 step 1)
     /// under the same deadline as a call.
     pub async fn instantiate(&self) -> Result<WarmInstance, InvokeError> {
-        let engine = self.runtime.engine();
+        let engine = self.pre.module().engine();
         // Initialisation runs guest code (`_start`, `wapc_init`): the epoch must tick.
         let _running = GuestRun::start(self.runtime.epoch());
         let mut store = Store::new(engine, GuestState::new(Arc::clone(&self.actor)));
@@ -258,7 +258,7 @@ impl ActorPool {
         park: Parker,
         size: usize,
     ) -> Result<ActorPool, RuntimeError> {
-        if !wasmtime::Engine::same(runtime.engine(), compiled.module().engine()) {
+        if !runtime.owns(compiled.module().engine()) {
             return Err(RuntimeError::ForeignModule {
                 actor: actor_key.to_string(),
             });
@@ -272,7 +272,7 @@ impl ActorPool {
             actor: actor_key.to_string(),
             reason: format!("{e:#}"),
         };
-        let linker = abi::linker_for(runtime.engine(), compiled.module()).map_err(link_error)?;
+        let linker = abi::linker_for(compiled.module().engine(), compiled.module()).map_err(link_error)?;
         let pre = linker.instantiate_pre(compiled.module()).map_err(link_error)?;
         let limits = runtime.limits();
         let actor = Arc::new(ActorContext {

@@ -34,6 +34,7 @@ fn limits() -> RuntimeLimits {
         instance_max_invocations: 0,
         execution_deadline_ms: 200,
         memory_keep_resident_bytes: 64 << 10,
+        baseline_compiler: false,
     }
 }
 

@@ -271,7 +271,12 @@ async fn set_pool(
     warm_instances: u32,
 ) -> Result<u32, String> {
     if let Some(slot) = core.actors.borrow().get(key) {
-        if slot.module_hash == compiled.module_hash() && slot.warm_instances == warm_instances {
+        // Same module, same compiler, same size: nothing to do. A new tier (the optimised code
+        // of an actor that started on the baseline compiler) swaps the pool like an update.
+        if slot.module_hash == compiled.module_hash()
+            && slot.tier == compiled.tier()
+            && slot.warm_instances == warm_instances
+        {
             return Ok(slot.pool.idle_count() as u32);
         }
     }
@@ -302,6 +307,7 @@ async fn set_pool(
     };
     let slot = ActorSlot {
         module_hash: compiled.module_hash().to_string(),
+        tier: compiled.tier(),
         warm_instances,
         pool,
         sid,

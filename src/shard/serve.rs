@@ -37,6 +37,7 @@ pub const NO_OBJECT_STORE: &str = "Chunked payloads need the lattice object stor
 /// One actor's warm instances on this shard.
 pub(crate) struct ActorSlot {
     pub module_hash: String,
+    pub tier: crate::runtime::Tier,
     pub warm_instances: u32,
     pub pool: ActorPool,
     /// Our subscription to the actor's subject.

@@ -18,5 +18,6 @@ mod provider_supervision;
 mod providers;
 mod shard_conn;
 mod support;
+mod tiering;
 mod wadm;
 mod wash;
