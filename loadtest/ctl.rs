@@ -40,6 +40,8 @@ pub struct StartActor {
 pub struct Started {
     pub public_key: String,
     pub host_id: String,
+    /// From sending `la` to the start event (what a `wash start` user waits for).
+    pub elapsed: Duration,
 }
 
 /// `file://` URL of `path`, made absolute (the host resolves it, maybe from another cwd).
@@ -155,6 +157,7 @@ pub async fn start_actor(request: &StartActor) -> Result<Started, LoadtestError>
 
     let command = json!({ "actor_ref": request.actor_ref, "count": request.count, "host_id": host_id });
     let subject = format!("{}.{}.cmd.{host_id}.la", request.ctl_prefix, request.lattice);
+    let sent = Instant::now();
     let ack_wait = Duration::from_millis(ACK_TIMEOUT_MS.min(remaining_ms(deadline)));
     let ack = tokio::time::timeout(ack_wait, client.request(subject.clone(), command.to_string().into()))
         .await
@@ -189,15 +192,83 @@ pub async fn start_actor(request: &StartActor) -> Result<Started, LoadtestError>
             continue;
         };
         match classify_event(&event, &request.actor_ref, &host_id) {
-            EventVerdict::Started { public_key } => return Ok(Started { public_key, host_id }),
+            EventVerdict::Started { public_key } => {
+                let elapsed = sent.elapsed();
+                return Ok(Started {
+                    public_key,
+                    host_id,
+                    elapsed,
+                });
+            }
             EventVerdict::InstanceStarted { public_key } => {
                 instances_started = instances_started.saturating_add(1);
                 if instances_started >= request.count {
-                    return Ok(Started { public_key, host_id });
+                    let elapsed = sent.elapsed();
+                    return Ok(Started {
+                        public_key,
+                        host_id,
+                        elapsed,
+                    });
                 }
             }
             EventVerdict::Failed { error } => return Err(LoadtestError::StartFailed(error)),
             EventVerdict::Unrelated => {}
+        }
+    }
+}
+
+/// Stop every instance of actor `public_key` on `host_id` (`cmd.{host}.sa`) and wait, until
+/// `deadline`, for its `actors_stopped` / `actor_stopped` event.
+pub async fn stop_actor(
+    client: &async_nats::Client,
+    ctl_prefix: &str,
+    lattice: &str,
+    host_id: &str,
+    public_key: &str,
+    deadline: Instant,
+) -> Result<Duration, LoadtestError> {
+    let events_subject = format!("wasmbus.evt.{lattice}");
+    let mut events = client
+        .subscribe(events_subject.clone())
+        .await
+        .map_err(|e| LoadtestError::nats(format!("subscribe {events_subject}"), e))?;
+    let subject = format!("{ctl_prefix}.{lattice}.cmd.{host_id}.sa");
+    let command = json!({ "actor_ref": public_key, "count": 0, "host_id": host_id });
+    let sent = Instant::now();
+    let ack = tokio::time::timeout_at(deadline, client.request(subject.clone(), command.to_string().into()))
+        .await
+        .map_err(|_| LoadtestError::Timeout {
+            what: format!("the ack on {subject}"),
+            wait_ms: remaining_ms(deadline),
+        })?
+        .map_err(|e| LoadtestError::nats(subject.clone(), e))?;
+    let ack: Value = serde_json::from_slice(&ack.payload).map_err(|e| LoadtestError::BadReply {
+        what: subject.clone(),
+        reason: e.to_string(),
+    })?;
+    if ack["accepted"] != true {
+        return Err(LoadtestError::Refused(
+            ack["error"].as_str().unwrap_or("no reason given").to_string(),
+        ));
+    }
+    loop {
+        let message = match tokio::time::timeout_at(deadline, events.next()).await {
+            Ok(Some(message)) => message,
+            Ok(None) => return Err(LoadtestError::nats(events_subject, "subscription closed")),
+            Err(_) => {
+                return Err(LoadtestError::Timeout {
+                    what: format!("actors_stopped for {public_key} on {host_id}"),
+                    wait_ms: u64::try_from(sent.elapsed().as_millis()).unwrap_or(u64::MAX),
+                })
+            }
+        };
+        let Ok(event) = serde_json::from_slice::<Value>(&message.payload) else {
+            continue;
+        };
+        let name = event["type"].as_str().and_then(|t| t.strip_prefix(EVENT_TYPE_PREFIX));
+        let ours = event["source"].as_str() == Some(host_id) && event["data"]["public_key"] == public_key;
+        if ours && matches!(name, Some("actors_stopped" | "actor_stopped")) {
+            return Ok(sent.elapsed());
         }
     }
 }

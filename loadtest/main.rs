@@ -19,6 +19,7 @@ mod pool;
 mod procstat;
 mod raw;
 mod schedule;
+mod starts;
 mod stats;
 mod summary;
 
@@ -62,6 +63,17 @@ enum Command {
     PrepareEcho(PrepareEchoArgs),
     /// Launch an actor from a file on a host and wait for it to start; prints its key.
     StartActor(StartActorArgs),
+    /// The `start` scenario: time `la` → start event for an actor on one host, first and
+    /// again after each of `--rounds` stops (JSON on stdout or --json).
+    StartTimes {
+        #[command(flatten)]
+        start: StartActorArgs,
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+        /// Write the JSON report here instead of stdout.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Generate load and report (JSON on stdout or --json, a summary on stderr).
     Run(Box<RunArgs>),
     /// The `raw` floor's trivial responder: answer every request on a subject with its own
@@ -187,6 +199,26 @@ struct RunArgs {
     /// `--actor` then only names the invocations' target.
     #[arg(long = "raw-subject")]
     raw_subject: Option<String>,
+}
+
+impl StartActorArgs {
+    fn request(&self) -> Result<ctl::StartActor, LoadtestError> {
+        if self.wait_secs == 0 || self.wait_secs > START_WAIT_SECS_MAX {
+            return Err(LoadtestError::Arg {
+                flag: "--wait-secs",
+                reason: format!("1 to {START_WAIT_SECS_MAX}"),
+            });
+        }
+        Ok(ctl::StartActor {
+            nats_url: self.nats.clone(),
+            lattice: self.lattice.clone(),
+            ctl_prefix: self.ctl_prefix.clone(),
+            host_id: self.host.clone(),
+            actor_ref: ctl::file_ref(&self.file)?,
+            count: self.count.max(1),
+            wait: Duration::from_secs(self.wait_secs),
+        })
+    }
 }
 
 fn seconds_to_ms(flag: &'static str, secs: f64) -> Result<u64, LoadtestError> {
@@ -323,24 +355,30 @@ fn execute(command: Command) -> Result<(), LoadtestError> {
             println!("{}", echo.public_key);
         }
         Command::StartActor(args) => {
-            if args.wait_secs == 0 || args.wait_secs > START_WAIT_SECS_MAX {
-                return Err(LoadtestError::Arg {
-                    flag: "--wait-secs",
-                    reason: format!("1 to {START_WAIT_SECS_MAX}"),
-                });
-            }
-            let request = ctl::StartActor {
-                nats_url: args.nats.clone(),
-                lattice: args.lattice.clone(),
-                ctl_prefix: args.ctl_prefix.clone(),
-                host_id: args.host.clone(),
-                actor_ref: ctl::file_ref(&args.file)?,
-                count: args.count.max(1),
-                wait: Duration::from_secs(args.wait_secs),
-            };
+            let request = args.request()?;
             let started = runtime()?.block_on(ctl::start_actor(&request))?;
-            eprintln!("started on host {}", started.host_id);
+            eprintln!(
+                "started on host {} in {} ms",
+                started.host_id,
+                started.elapsed.as_millis()
+            );
             println!("{}", started.public_key);
+        }
+        Command::StartTimes { start, rounds, json } => {
+            let request = start.request()?;
+            let times = runtime()?.block_on(starts::run(&request, rounds))?;
+            let text = serde_json::to_string_pretty(&times).map_err(|e| LoadtestError::BadReply {
+                what: "the start times".to_string(),
+                reason: e.to_string(),
+            })?;
+            match json {
+                Some(path) => std::fs::write(&path, text + "\n").map_err(|e| LoadtestError::io(&path, e))?,
+                None => println!("{text}"),
+            }
+            eprintln!(
+                "first start {} ms; again after a stop {:?} ms (median {:?})",
+                times.first_start_ms, times.start_again_ms, times.start_again_median_ms
+            );
         }
         Command::Run(args) => runtime()?.block_on(run(&args))?,
         Command::Summarize { dir } => print!("{}", summarize(&dir)?),

@@ -137,6 +137,7 @@ impl ControlPlane {
             compile_cache: Arc::new(std::sync::Mutex::new(compile_cache)),
             runtime: runtime.clone(),
             optimized_tx,
+            optimizing: Arc::default(),
         };
         if config.rpc.tls {
             anyhow::bail!(

@@ -5,6 +5,7 @@
 //!
 //! Control plane; compiling runs on blocking threads. Nothing here runs unsigned code.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -31,6 +32,9 @@ pub struct Preparer {
     pub runtime: Runtime,
     /// Where the background Cranelift compile of a baseline start reports.
     pub optimized_tx: tokio::sync::mpsc::UnboundedSender<Optimized>,
+    /// Baseline code by module hash while Cranelift compiles it: a start meanwhile reuses it
+    /// (and starts no second compile).
+    pub optimizing: Arc<std::sync::Mutex<HashMap<String, CompiledActor>>>,
 }
 
 /// Cranelift's result for a module that started on baseline code.
@@ -96,6 +100,9 @@ impl Preparer {
         if let Some((compiled, source)) = cached {
             return Ok((compiled, cache_source(source)));
         }
+        if let Some(baseline) = self.optimizing.lock().ok().and_then(|m| m.get(&hash).cloned()) {
+            return Ok((baseline, "baseline, optimising"));
+        }
         if self.runtime.has_baseline() {
             let runtime = self.runtime.clone();
             let (module, module_hash) = (bytes.clone(), hash.clone());
@@ -104,6 +111,13 @@ impl Preparer {
                 .map_err(|e| format!("compile task failed: {e}"))?;
             match baseline {
                 Some(Ok(compiled)) => {
+                    // A concurrent first start of the same module may have won the race.
+                    let mut optimizing = self.optimizing.lock().map_err(|_| "preparer poisoned".to_string())?;
+                    if let Some(theirs) = optimizing.get(&hash) {
+                        return Ok((theirs.clone(), "baseline, optimising"));
+                    }
+                    optimizing.insert(hash.clone(), compiled.clone());
+                    drop(optimizing);
                     self.optimize_in_background(bytes, hash);
                     return Ok((compiled, "baseline"));
                 }
@@ -114,29 +128,25 @@ impl Preparer {
                 None => {}
             }
         }
-        let cache = self.compile_cache.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut cache = cache.lock().map_err(|_| "compile cache poisoned".to_string())?;
-            cache.compile(&bytes, &hash).map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(|e| format!("compile task failed: {e}"))?
-        .map(|(compiled, source)| (compiled, cache_source(source)))
+        let (cache, runtime) = (self.compile_cache.clone(), self.runtime.clone());
+        tokio::task::spawn_blocking(move || optimize(&cache, &runtime, &bytes, &hash))
+            .await
+            .map_err(|e| format!("compile task failed: {e}"))?
+            .map(|compiled| (compiled, cache_source(CacheSource::Compiled)))
     }
 
     fn optimize_in_background(&self, bytes: Bytes, module_hash: String) {
-        let cache = self.compile_cache.clone();
+        let (cache, runtime) = (self.compile_cache.clone(), self.runtime.clone());
         let done = self.optimized_tx.clone();
+        let optimizing = self.optimizing.clone();
         tokio::task::spawn_blocking(move || {
             let began = std::time::Instant::now();
-            let result = match cache.lock() {
-                Ok(mut cache) => cache
-                    .compile(&bytes, &module_hash)
-                    .map(|(c, _)| c)
-                    .map_err(|e| e.to_string()),
-                Err(_) => Err("compile cache poisoned".to_string()),
-            };
+            let result = optimize(&cache, &runtime, &bytes, &module_hash);
             let compile_us = began.elapsed().as_micros() as u64;
+            // In the cache now (or failed: a later start tries again).
+            if let Ok(mut optimizing) = optimizing.lock() {
+                optimizing.remove(&module_hash);
+            }
             // The control plane may have stopped: nothing left to swap then.
             let _ = done.send(Optimized {
                 module_hash,
@@ -145,6 +155,23 @@ impl Preparer {
             });
         });
     }
+}
+
+/// Compile with Cranelift without holding the cache (other starts keep using it meanwhile),
+/// then keep the result in it.
+fn optimize(
+    cache: &std::sync::Mutex<CompileCache>,
+    runtime: &Runtime,
+    bytes: &[u8],
+    module_hash: &str,
+) -> Result<CompiledActor, String> {
+    let compiled = runtime.compile(bytes, module_hash).map_err(|e| e.to_string())?;
+    cache
+        .lock()
+        .map_err(|_| "compile cache poisoned".to_string())?
+        .insert(&compiled)
+        .map_err(|e| e.to_string())?;
+    Ok(compiled)
 }
 
 fn cache_source(source: CacheSource) -> &'static str {

@@ -113,6 +113,26 @@ impl CompileCache {
         Some((actor, CacheSource::Disk))
     }
 
+    /// Keep `actor` (optimised code compiled elsewhere, without holding the cache) in memory
+    /// and, with a cache directory, on disk. Baseline code is never kept.
+    pub fn insert(&mut self, actor: &CompiledActor) -> Result<(), RuntimeError> {
+        if actor.tier() != Tier::Optimized {
+            return Ok(());
+        }
+        if !valid_hash(&actor.module_hash) {
+            return Err(RuntimeError::InvalidModuleHash(actor.module_hash.to_string()));
+        }
+        self.stats.compiled += 1;
+        if let Some(path) = self.disk_path(&actor.module_hash) {
+            if let Err(e) = write_serialized(actor, &path) {
+                self.stats.disk_write_failures += 1;
+                tracing::warn!(path = %path.display(), error = %e, "cannot write the compile cache");
+            }
+        }
+        self.remember(actor);
+        Ok(())
+    }
+
     fn disk_path(&self, module_hash: &str) -> Option<PathBuf> {
         let dir = self.disk_dir.as_deref()?;
         Some(dir.join(format!(

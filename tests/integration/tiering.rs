@@ -155,3 +155,34 @@ async fn a_start_from_a_warm_cache_dir_uses_optimised_code_at_once() {
     );
     assert!(!log.contains(MOVED));
 }
+
+/// The harness's `start` scenario against the real host: first start, then stop and start
+/// again, each timed from `la`/`sa` to the event.
+#[tokio::test]
+async fn the_harness_times_first_starts_and_starts_after_a_stop() {
+    let lab = lab_with("tiertimes", &[]).await;
+    let echo = signed_wat(&echo_actor_wat(1), ActorSpec::default());
+    let path = lab.dir.path().join("echo.wasm");
+    std::fs::write(&path, &echo.bytes).expect("write actor");
+    let out = lab.dir.path().join("start.json");
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_shardhost-loadtest"))
+        .args(["start-times", "--nats", &lab.nats.url(), "--lattice", &lab.host.lattice])
+        .args(["--host", &lab.host.id, "--rounds", "2", "--wait-secs", "30", "--file"])
+        .arg(&path)
+        .arg("--json")
+        .arg(&out)
+        .kill_on_drop(true)
+        .output();
+    let run = tokio::time::timeout(Duration::from_secs(90), run)
+        .await
+        .expect("start-times finishes")
+        .expect("start-times runs");
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let times: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).expect("report")).expect("JSON");
+    assert_eq!(times["actor"], echo.key.as_str(), "{times}");
+    assert_eq!(times["host_id"], lab.host.id.as_str());
+    let first = times["first_start_ms"].as_f64().expect("first start");
+    let again: Vec<f64> = times["start_again_ms"].as_array().expect("again").iter().filter_map(|v| v.as_f64()).collect();
+    assert!(first > 0.0 && again.len() == 2 && again.iter().all(|ms| *ms > 0.0), "{times}");
+    assert_eq!(times["stop_ms"].as_array().map(Vec::len), Some(2), "{times}");
+}
