@@ -182,7 +182,15 @@ async fn the_harness_times_first_starts_and_starts_after_a_stop() {
     assert_eq!(times["actor"], echo.key.as_str(), "{times}");
     assert_eq!(times["host_id"], lab.host.id.as_str());
     let first = times["first_start_ms"].as_f64().expect("first start");
-    let again: Vec<f64> = times["start_again_ms"].as_array().expect("again").iter().filter_map(|v| v.as_f64()).collect();
-    assert!(first > 0.0 && again.len() == 2 && again.iter().all(|ms| *ms > 0.0), "{times}");
+    let again: Vec<f64> = times["start_again_ms"]
+        .as_array()
+        .expect("again")
+        .iter()
+        .filter_map(|v| v.as_f64())
+        .collect();
+    assert!(
+        first > 0.0 && again.len() == 2 && again.iter().all(|ms| *ms > 0.0),
+        "{times}"
+    );
     assert_eq!(times["stop_ms"].as_array().map(Vec::len), Some(2), "{times}");
 }
