@@ -204,6 +204,7 @@ fn config(url: &str, lattice: &str, pacing: Pacing) -> RunConfig {
         host_pid: Some(std::process::id()),
         verify_echo: true,
         raw_subject: None,
+        progress_every: Duration::from_millis(300),
     }
 }
 

@@ -1,8 +1,9 @@
 //! `prepare-echo` and `gen-seed`: the actor a load test calls and the keys it needs.
 //!
 //! The echo actor is compiled from `echo.wat` (wasmbus ABI: it answers every operation with its
-//! payload, so the generator can check replies) and signed with shardhost's own claims signer,
-//! so a load test needs no `wash` and no registry.
+//! payload, so the generator can check replies; a `Wrap…` operation forwards the call to the
+//! actor with call alias `loadtest/echo`, for the actor-to-actor scenario) and signed with
+//! shardhost's own claims signer, so a load test needs no `wash` and no registry.
 
 use std::path::Path;
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Echo load test on this machine, against the raw NATS floor of the same run: starts
 # nats-server, a shardhost host and the built-in raw responder on 127.0.0.1, signs and starts
-# the echo actor, then for each of ROUNDS rounds runs shardhost-loadtest closed-loop at 1 and
-# at 64 in flight, raw and echo in alternation (raw 1, echo 1, raw 64, echo 64, …), writes
+# the echo actor (call alias loadtest/echo) and a caller actor, then for each of ROUNDS rounds
+# runs shardhost-loadtest closed-loop at 1 and at 64 in flight, in alternation: the raw floor,
+# echo, and actor-to-actor (echo_a2a: the caller forwards each call to the echo by alias, two
+# invocations per request) — raw 1, echo 1, echo_a2a 1, raw 64, … — writes
 # every JSON report (plus logs and the exact commands) to a results directory and the medians
 # with their share of the floor to summary.md, and stops everything it started on exit.
 # See loadtest/README.md.
@@ -122,8 +124,11 @@ done
 WASMCLOUD_CLUSTER_SEED="$("$loadtest" gen-seed cluster 2>/dev/null)"
 export WASMCLOUD_CLUSTER_SEED
 
-actor="$("$loadtest" prepare-echo --out "$results/echo.wasm")"
-echo "echo actor $actor" >&2
+# The echo answers calls by its alias too; the caller forwards each `Wrap…` call to it
+# (actor-to-actor: two invocations per request).
+actor="$("$loadtest" prepare-echo --out "$results/echo.wasm" --call-alias loadtest/echo)"
+caller="$("$loadtest" prepare-echo --out "$results/caller.wasm" --name loadtest-caller)"
+echo "echo actor $actor, caller $caller" >&2
 {
   echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) $(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)"
 } >"$results/commands.txt"
@@ -150,12 +155,14 @@ for spec in "${hosts[@]}"; do
   host_pids[$name]=$!
   all_host_pids+=("${host_pids[$name]}")
   echo "${host_cmd[*]}" >>"$results/commands.txt"
-  if ! timeout $(( actor_start_secs + 10 )) "$loadtest" start-actor --nats "127.0.0.1:$port" \
-      --lattice "${host_lattices[$name]}" --file "$results/echo.wasm" --wait-secs "$actor_start_secs" >/dev/null; then
-    kill -0 "${host_pids[$name]}" 2>/dev/null || echo "echo.sh: host $name exited; last lines of its log:" >&2
-    tail -n 20 "$results/host-$name.log" >&2
-    exit 1
-  fi
+  for module in echo caller; do
+    if ! timeout $(( actor_start_secs + 10 )) "$loadtest" start-actor --nats "127.0.0.1:$port" \
+        --lattice "${host_lattices[$name]}" --file "$results/$module.wasm" --wait-secs "$actor_start_secs" >/dev/null; then
+      kill -0 "${host_pids[$name]}" 2>/dev/null || echo "echo.sh: host $name exited; last lines of its log:" >&2
+      tail -n 20 "$results/host-$name.log" >&2
+      exit 1
+    fi
+  done
 done
 
 raw_subject="shardhost.loadtest.raw.$lattice"
@@ -169,10 +176,19 @@ done
 echo "$loadtest responder --nats 127.0.0.1:$port --subject $raw_subject" >>"$results/commands.txt"
 for round in $(seq "$rounds"); do
   for in_flight in 1 64; do
-    for scenario in raw "${names[@]}"; do
+    scenarios=(raw)
+    for name in "${names[@]}"; do scenarios+=("$name" "${name}_a2a"); done
+    for scenario in "${scenarios[@]}"; do
       serving="${names[0]}"
-      [[ "$scenario" == raw ]] || serving="$scenario"
-      run_cmd=("$loadtest" run --nats "127.0.0.1:$port" --lattice "${host_lattices[$serving]}" --actor "$actor"
+      invoked="$actor"
+      operation=HttpServer.HandleRequest
+      case "$scenario" in
+        raw) ;;
+        *_a2a) serving="${scenario%_a2a}"; invoked="$caller"; operation=Wrap.HandleRequest ;;
+        *) serving="$scenario" ;;
+      esac
+      run_cmd=("$loadtest" run --nats "127.0.0.1:$port" --lattice "${host_lattices[$serving]}" --actor "$invoked"
+        --operation "$operation"
         --origin-contract wasmcloud:httpserver --in-flight "$in_flight" --duration "$duration" --warmup "$warmup"
         --payload-bytes "$payload_bytes" --connections "$connections" --timeout-ms "$timeout_ms"
         --host-pid "${host_pids[$serving]}" --verify-echo --json "$results/$scenario-inflight$in_flight-r$round.json")

@@ -4,12 +4,25 @@
 ;; reserves, then dispatches on the operation's first byte:
 ;;   'C' ("Count")  -> responds with its call counter (a global, u32 little-endian)
 ;;   'F' ("Fail")   -> __guest_error(payload), returns 0
+;;   'W' ("Wrap…")  -> calls the actor with call alias "loadtest/echo" (HttpServer.HandleRequest,
+;;                     same payload) with __host_call and responds with its reply, or with
+;;                     __guest_error(host error): the actor-to-actor scenario
 ;;   anything else  -> __guest_response(payload)
 (module
   (import "wasmbus" "__guest_request" (func $guest_request (param i32 i32)))
   (import "wasmbus" "__guest_response" (func $guest_response (param i32 i32)))
   (import "wasmbus" "__guest_error" (func $guest_error (param i32 i32)))
+  (import "wasmbus" "__host_call"
+    (func $host_call (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "wasmbus" "__host_response_len" (func $host_response_len (result i32)))
+  (import "wasmbus" "__host_response" (func $host_response (param i32)))
+  (import "wasmbus" "__host_error_len" (func $host_error_len (result i32)))
+  (import "wasmbus" "__host_error" (func $host_error (param i32)))
   (memory (export "memory") 1)
+  ;; __host_call's binding, namespace (the target's call alias) and operation.
+  (data (i32.const 16) "default")
+  (data (i32.const 32) "loadtest/echo")
+  (data (i32.const 48) "HttpServer.HandleRequest")
   (global $calls (mut i32) (i32.const 0))
   (global $heap i32 (i32.const 1024))
   (func (export "__wasmbus_rpc_version") (result i32) i32.const 1)
@@ -22,6 +35,25 @@
         (memory.size)))
     (if (i32.gt_s (local.get $pages) (i32.const 0))
       (then (if (i32.eq (memory.grow (local.get $pages)) (i32.const -1)) (then unreachable)))))
+  ;; Call "loadtest/echo" with the payload at [payload, payload + len); answer with its reply.
+  (func $forward (param $payload i32) (param $len i32) (result i32)
+    (local $out i32)
+    (local $out_len i32)
+    (local.set $out (i32.add (local.get $payload) (local.get $len)))
+    (if (i32.eqz (call $host_call
+          (i32.const 16) (i32.const 7) (i32.const 32) (i32.const 13) (i32.const 48) (i32.const 24)
+          (local.get $payload) (local.get $len)))
+      (then
+        (local.set $out_len (call $host_error_len))
+        (call $reserve (i32.sub (i32.add (local.get $out) (local.get $out_len)) (global.get $heap)))
+        (call $host_error (local.get $out))
+        (call $guest_error (local.get $out) (local.get $out_len))
+        (return (i32.const 0))))
+    (local.set $out_len (call $host_response_len))
+    (call $reserve (i32.sub (i32.add (local.get $out) (local.get $out_len)) (global.get $heap)))
+    (call $host_response (local.get $out))
+    (call $guest_response (local.get $out) (local.get $out_len))
+    (i32.const 1))
   (func (export "__guest_call") (param $op_len i32) (param $payload_len i32) (result i32)
     (local $payload i32)
     (global.set $calls (i32.add (global.get $calls) (i32.const 1)))
@@ -38,6 +70,8 @@
         (if (i32.eq (i32.load8_u (global.get $heap)) (i32.const 70))
           (then
             (call $guest_error (local.get $payload) (local.get $payload_len))
-            (return (i32.const 0))))))
+            (return (i32.const 0))))
+        (if (i32.eq (i32.load8_u (global.get $heap)) (i32.const 87))
+          (then (return (call $forward (local.get $payload) (local.get $payload_len)))))))
     (call $guest_response (local.get $payload) (local.get $payload_len))
     i32.const 1))

@@ -65,6 +65,8 @@ pub struct RunConfig {
     pub host_pid: Option<u32>,
     /// Check that each ok reply's `msg` is the payload (for the echo actor).
     pub verify_echo: bool,
+    /// Print a progress line to stderr every this often during the measured window (0: off).
+    pub progress_every: Duration,
     /// The `raw` scenario: send to this subject (a `responder`) instead of the actor's, and
     /// take the request's own bytes back as the right reply (raw.rs).
     pub raw_subject: Option<String>,
@@ -390,6 +392,8 @@ async fn drive(
     let mut window_start: Option<CpuSample> = None;
     let mut cap_waits: u64 = 0;
     let mut waiting_for_cap = false;
+    let progress = (!config.progress_every.is_zero()).then_some(config.progress_every);
+    let mut next_progress = progress.map(|every| measure_start + every);
     let timer = tokio::time::sleep_until(end);
     tokio::pin!(timer);
     let mut timer_deadline = end;
@@ -414,6 +418,13 @@ async fn drive(
         let now = Instant::now();
         if window_start.is_none() && now >= measure_start {
             window_start = Some(CpuSample::take(config.host_pid));
+        }
+        if let (Some(at), Some(every)) = (next_progress, progress) {
+            if now >= at && now < end {
+                let elapsed = now.saturating_duration_since(measure_start).as_secs_f64();
+                eprintln!("{}", recorder.progress_line(elapsed));
+                next_progress = Some(at + every);
+            }
         }
         let mut wake = end;
         match (config.pacing, schedule) {
@@ -573,6 +584,7 @@ mod tests {
             host_pid: None,
             verify_echo: false,
             raw_subject: None,
+            progress_every: Duration::ZERO,
         }
     }
 

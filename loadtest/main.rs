@@ -199,6 +199,10 @@ struct RunArgs {
     /// `--actor` then only names the invocations' target.
     #[arg(long = "raw-subject")]
     raw_subject: Option<String>,
+    /// A progress line on stderr (ok so far, rate, errors, p50/p99) every this many seconds of
+    /// the window; 0 = none.
+    #[arg(long = "progress-secs", default_value_t = 10)]
+    progress_secs: u64,
 }
 
 impl StartActorArgs {
@@ -270,6 +274,7 @@ impl RunArgs {
             host_pid: self.host_pid,
             verify_echo: self.verify_echo,
             raw_subject: self.raw_subject.clone(),
+            progress_every: Duration::from_secs(self.progress_secs),
         })
     }
 }

@@ -160,6 +160,25 @@ impl Recorder {
     pub fn send_lag_summary(&self) -> Option<Percentiles> {
         Percentiles::of(&self.send_lag_us)
     }
+
+    /// The live progress line: what the measured window has seen after `elapsed_secs` of it.
+    pub fn progress_line(&self, elapsed_secs: f64) -> String {
+        let c = &self.counts;
+        let not_ok = c.sent.saturating_sub(c.ok);
+        let rate = if elapsed_secs > 0.0 {
+            c.ok as f64 / elapsed_secs
+        } else {
+            0.0
+        };
+        let percentiles = match self.latency_summary() {
+            Some(p) => format!("p50 {} µs, p99 {} µs", p.p50, p.p99),
+            None => "no ok reply yet".to_string(),
+        };
+        format!(
+            "[{elapsed_secs:.0} s] {} ok ({rate:.0}/s), {not_ok} not ok, {percentiles}",
+            c.ok
+        )
+    }
 }
 
 /// Percentiles of a histogram, µs. `None` for an empty histogram (no `Ok` replies).
@@ -364,6 +383,27 @@ pub fn human_summary(report: &RunReport) -> String {
 
 /// Above this the single-threaded generator is likely the limit, not the host.
 const LOADGEN_SATURATED_CORES: f64 = 0.9;
+
+#[cfg(test)]
+mod progress_tests {
+    use super::*;
+
+    #[test]
+    fn the_progress_line_says_rate_errors_and_percentiles_so_far() {
+        let mut recorder = Recorder::new().unwrap();
+        assert_eq!(
+            recorder.progress_line(1.0),
+            "[1 s] 0 ok (0/s), 0 not ok, no ok reply yet"
+        );
+        for latency in [100, 200, 300] {
+            recorder.record(&Outcome::Ok, latency, 0);
+        }
+        recorder.record(&Outcome::Timeout, 0, 0);
+        let line = recorder.progress_line(2.0);
+        assert!(line.starts_with("[2 s] 3 ok (2/s), 1 not ok, p50 2"), "{line}");
+        assert!(line.contains("p99 3"), "{line}");
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -8,6 +8,7 @@
 mod actors;
 mod data_path;
 mod drain;
+mod harness;
 mod host;
 mod interop;
 mod lattice;

@@ -1,0 +1,129 @@
+//! The included harness (`shardhost-loadtest`, issue 9) against the real host: the scenarios
+//! a user runs from the README, for a few seconds each, asserting zero errors.
+
+use std::time::Duration;
+
+use crate::support::rpc::lab_with;
+use crate::support::{echo_actor_wat, signed_wat, ActorSpec};
+
+/// Bound on one harness command.
+const HARNESS_TIMEOUT: Duration = Duration::from_secs(90);
+
+fn harness() -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_shardhost-loadtest"));
+    command.kill_on_drop(true);
+    command
+}
+
+/// Run `command` (bounded) and return its stdout; panics with its stderr if it fails.
+async fn run(mut command: tokio::process::Command) -> String {
+    let output = tokio::time::timeout(HARNESS_TIMEOUT, command.output())
+        .await
+        .expect("the harness finishes")
+        .expect("the harness runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("UTF-8")
+}
+
+/// `prepare-echo` then `start-actor` on the lab's host; the actor's key.
+async fn harness_actor(lab: &crate::support::rpc::Lab, name: &str, alias: Option<&str>) -> String {
+    let path = lab.dir.path().join(format!("{name}.wasm"));
+    let mut prepare = harness();
+    prepare
+        .arg("prepare-echo")
+        .arg("--out")
+        .arg(&path)
+        .args(["--name", name]);
+    if let Some(alias) = alias {
+        prepare.args(["--call-alias", alias]);
+    }
+    let key = run(prepare).await.trim().to_string();
+    let mut start = harness();
+    start
+        .args(["start-actor", "--nats", &lab.nats.url(), "--lattice", &lab.host.lattice])
+        .args(["--host", &lab.host.id, "--file"])
+        .arg(&path);
+    assert_eq!(run(start).await.trim(), key);
+    key
+}
+
+/// Actor to actor by call alias: the harness's caller forwards each `Wrap…` call to the echo
+/// (two signed invocations per request), closed loop, every reply checked.
+#[tokio::test]
+async fn the_harness_actor_to_actor_scenario_runs_with_zero_errors() {
+    let lab = lab_with("harnessa2a", &[]).await;
+    harness_actor(&lab, "loadtest-echo", Some("loadtest/echo")).await;
+    let caller = harness_actor(&lab, "loadtest-caller", None).await;
+    let out = lab.dir.path().join("a2a.json");
+    let mut load = harness();
+    load.args([
+        "run",
+        "--nats",
+        &lab.nats.url(),
+        "--lattice",
+        &lab.host.lattice,
+        "--actor",
+        &caller,
+    ])
+    .args([
+        "--operation",
+        "Wrap.HandleRequest",
+        "--origin-contract",
+        "wasmcloud:httpserver",
+    ])
+    .args([
+        "--in-flight",
+        "8",
+        "--duration",
+        "1.5",
+        "--warmup",
+        "0.5",
+        "--pool",
+        "32",
+        "--verify-echo",
+    ])
+    .env("WASMCLOUD_CLUSTER_SEED", lab.cluster.seed().expect("cluster seed"))
+    .arg("--json")
+    .arg(&out);
+    run(load).await;
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).expect("report")).expect("JSON");
+    let counts = &report["counts"];
+    for bad in ["error_replies", "timeouts", "no_responders", "failures", "abandoned"] {
+        assert_eq!(counts[bad], 0, "{bad}: {counts}");
+    }
+    assert!(counts["ok"].as_u64().unwrap_or(0) >= 20, "{counts}");
+}
+
+/// The harness's `start` scenario against the real host: first start, then stop and start
+/// again, each timed from `la`/`sa` to the event.
+#[tokio::test]
+async fn the_harness_times_first_starts_and_starts_after_a_stop() {
+    let lab = lab_with("tiertimes", &[]).await;
+    let echo = signed_wat(&echo_actor_wat(1), ActorSpec::default());
+    let path = lab.dir.path().join("echo.wasm");
+    std::fs::write(&path, &echo.bytes).expect("write actor");
+    let out = lab.dir.path().join("start.json");
+    let mut times = harness();
+    times
+        .args(["start-times", "--nats", &lab.nats.url(), "--lattice", &lab.host.lattice])
+        .args(["--host", &lab.host.id, "--rounds", "2", "--wait-secs", "30", "--file"])
+        .arg(&path)
+        .arg("--json")
+        .arg(&out);
+    run(times).await;
+    let times: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).expect("report")).expect("JSON");
+    assert_eq!(times["actor"], echo.key.as_str(), "{times}");
+    assert_eq!(times["host_id"], lab.host.id.as_str());
+    let first = times["first_start_ms"].as_f64().expect("first start");
+    let again: Vec<f64> = times["start_again_ms"]
+        .as_array()
+        .expect("again")
+        .iter()
+        .filter_map(|v| v.as_f64())
+        .collect();
+    assert!(
+        first > 0.0 && again.len() == 2 && again.iter().all(|ms| *ms > 0.0),
+        "{times}"
+    );
+    assert_eq!(times["stop_ms"].as_array().map(Vec::len), Some(2), "{times}");
+}
