@@ -8,6 +8,7 @@
 mod actors;
 mod data_path;
 mod drain;
+mod faults;
 mod harness;
 mod host;
 mod interop;

@@ -9,7 +9,7 @@ use crate::support::rpc::lab_with;
 use crate::support::{eventually, free_port, signed_echo, ActorSpec};
 
 /// `GET path` over a fresh connection; returns (status line, body).
-fn get(addr: &str, path: &str) -> (String, String) {
+pub(crate) fn get(addr: &str, path: &str) -> (String, String) {
     let mut stream = std::net::TcpStream::connect(addr).expect("connect to the metrics endpoint");
     stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
     write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").expect("write");
@@ -19,14 +19,14 @@ fn get(addr: &str, path: &str) -> (String, String) {
     (head.lines().next().unwrap_or_default().to_string(), body.to_string())
 }
 
-fn scrape(addr: &str) -> prometheus_parse::Scrape {
+pub(crate) fn scrape(addr: &str) -> prometheus_parse::Scrape {
     let (status, body) = get(addr, "/metrics");
     assert!(status.contains("200"), "{status}");
     prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).expect("valid exposition text")
 }
 
 /// Sum of `name` over its samples (all shards), as the parser read it.
-fn total(scrape: &prometheus_parse::Scrape, name: &str) -> f64 {
+pub(crate) fn total(scrape: &prometheus_parse::Scrape, name: &str) -> f64 {
     scrape
         .samples
         .iter()

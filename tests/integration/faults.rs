@@ -1,0 +1,162 @@
+//! Faults under load (issue 10): the host keeps its promise that every invocation it received
+//! is answered, exactly once, whatever fails. Each scenario drives the included generator
+//! (`shardhost-loadtest run`) at 64 in flight against the real host and checks the host's
+//! own per-shard counters from its Prometheus endpoint.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::metrics::scrape;
+use crate::support::rpc::{lab_with, Lab};
+use crate::support::{free_port, signed_echo, ActorSpec, Nats};
+
+/// Bound on the generator's run (its window, its drain, slack for a slow machine).
+const GENERATOR_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long NATS stays down at each kill.
+const OUTAGE: Duration = Duration::from_millis(500);
+/// Counters that mean "the host replied to this invocation".
+const ANSWERED: [&str; 9] = [
+    "served",
+    "rejected_decode",
+    "rejected_auth",
+    "rejected_capability",
+    "rejected_target",
+    "rejected_not_running",
+    "rejected_overload",
+    "rejected_stopping",
+    "guest_errors",
+];
+
+/// `shardhost_shard_{field}_total` per shard.
+fn per_shard(scrape: &prometheus_parse::Scrape, field: &str) -> BTreeMap<String, f64> {
+    let name = format!("shardhost_shard_{field}_total");
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name || s.metric == format!("shardhost_shard_{field}"))
+        .map(|s| {
+            let value = match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            };
+            (s.labels.get("shard").unwrap_or("?").to_string(), value)
+        })
+        .collect()
+}
+
+fn generator(lab: &Lab, actor: &str, seconds: f64, out: &std::path::Path) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_shardhost-loadtest"))
+        .args([
+            "run",
+            "--nats",
+            &lab.nats.url(),
+            "--lattice",
+            &lab.host.lattice,
+            "--actor",
+            actor,
+        ])
+        .args([
+            "--operation",
+            "X.Y",
+            "--in-flight",
+            "64",
+            "--warmup",
+            "0.3",
+            "--verify-echo",
+        ])
+        .args([
+            "--duration",
+            &seconds.to_string(),
+            "--timeout-ms",
+            "1500",
+            "--pool",
+            "64",
+        ])
+        .arg("--json")
+        .arg(out)
+        .env("WASMCLOUD_CLUSTER_SEED", lab.cluster.seed().expect("cluster seed"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start shardhost-loadtest")
+}
+
+/// nats-server SIGKILLed and restarted on the same port, twice, under 64 in flight: the host
+/// never exits, every shard reconnects and resubscribes, the generator sees only ok replies,
+/// explicit errors or timeouts for what NATS lost, and per shard every invocation the host
+/// received was answered (received = answered, nothing left running or queued).
+#[tokio::test]
+async fn nats_killed_twice_under_load_leaves_no_received_invocation_unanswered() {
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut lab = lab_with("faultnats", &[("--metrics-addr", &metrics)]).await;
+    let echo = signed_echo(ActorSpec::default());
+    lab.start("echo.wasm", &echo, 2).await;
+    let report_path = lab.dir.path().join("load.json");
+    let load = generator(&lab, &echo.key, 6.0, &report_path);
+    let port = lab.nats.port;
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        lab.nats.kill();
+        tokio::time::sleep(OUTAGE).await;
+        lab.nats = Nats::start_on(port);
+    }
+    let finished = tokio::time::timeout(GENERATOR_TIMEOUT, load.wait_with_output())
+        .await
+        .expect("the generator finishes")
+        .expect("generator output");
+    assert!(
+        finished.status.success(),
+        "{}",
+        String::from_utf8_lossy(&finished.stderr)
+    );
+    assert!(lab.host.try_exit_status().is_none(), "the host is still running");
+
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report_path).expect("report")).expect("report is JSON");
+    let counts = &report["counts"];
+    eprintln!("generator across two NATS restarts: {counts}");
+    assert_eq!(counts["failures"], 0, "no malformed or wrong reply: {counts}");
+    assert_eq!(counts["abandoned"], 0, "{counts}");
+    assert!(counts["ok"].as_u64().unwrap_or(0) > 100, "{counts}");
+
+    // The shards' counters settle (they publish after each batch and every second).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = scrape(&metrics);
+        let received = per_shard(&now, "received");
+        let reconnects = per_shard(&now, "reconnects");
+        let inflight = per_shard(&now, "inflight");
+        let mut answered: BTreeMap<String, f64> = BTreeMap::new();
+        for field in ANSWERED {
+            for (shard, v) in per_shard(&now, field) {
+                *answered.entry(shard).or_default() += v;
+            }
+        }
+        let settled = received.len() == 2
+            && received.iter().all(|(shard, r)| answered.get(shard) == Some(r))
+            && inflight.values().all(|v| *v == 0.0);
+        if settled {
+            eprintln!("per shard: received {received:?}, answered {answered:?}, reconnects {reconnects:?}");
+            assert!(
+                reconnects.values().all(|v| *v >= 2.0),
+                "every shard reconnected twice: {reconnects:?}"
+            );
+            assert!(per_shard(&now, "no_reply_subject").values().all(|v| *v == 0.0));
+            assert!(per_shard(&now, "reply_failures").values().all(|v| *v == 0.0));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "received ≠ answered: received {received:?}, answered {answered:?}, inflight {inflight:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let log = lab.host.stderr();
+    assert!(
+        log.matches("shard NATS connection restored").count() >= 4,
+        "2 shards × 2 restarts:\n{log}"
+    );
+}
