@@ -160,3 +160,125 @@ async fn nats_killed_twice_under_load_leaves_no_received_invocation_unanswered()
         "2 shards × 2 restarts:\n{log}"
     );
 }
+
+/// A hostile actor of the runtime's test set and the reply text its calls must get.
+struct Hostile {
+    name: &'static str,
+    wat: &'static str,
+    operation: &'static str,
+    error: &'static str,
+}
+
+const HOSTILE: [Hostile; 4] = [
+    Hostile {
+        name: "forever",
+        wat: include_str!("../../src/runtime/actors/forever.wat"),
+        operation: "Spin",
+        error: "execution deadline",
+    },
+    Hostile {
+        name: "trap",
+        wat: include_str!("../../src/runtime/actors/trap.wat"),
+        operation: "Any",
+        error: "guest trapped",
+    },
+    Hostile {
+        name: "grow",
+        wat: include_str!("../../src/runtime/actors/grow.wat"),
+        operation: "Grow",
+        error: "out of memory",
+    },
+    Hostile {
+        name: "badptr",
+        wat: include_str!("../../src/runtime/actors/badptr.wat"),
+        operation: "Host",
+        error: "out-of-bounds pointer",
+    },
+];
+
+/// Echo at 64 in flight, first alone and then beside actors that loop forever, trap, grow
+/// their memory to the limit and hand the host bad pointers, called in loops on the same
+/// shards: every hostile call gets its error, each bad instance is retired and replaced (the
+/// next call gets the same error, not a hang), and echo loses nothing. Echo's throughput and
+/// p99 beside them are printed against the clean run (measured, not asserted: timing belongs
+/// in the harness).
+#[tokio::test]
+async fn hostile_guests_get_errors_while_echo_on_the_same_shards_loses_nothing() {
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut lab = lab_with(
+        "faulthostile",
+        &[("--metrics-addr", &metrics), ("--max-execution-time", "200")],
+    )
+    .await;
+    let echo = signed_echo(ActorSpec::default());
+    lab.start("echo.wasm", &echo, 2).await;
+    let mut hostile_keys = Vec::new();
+    for hostile in &HOSTILE {
+        let actor = crate::support::signed_wat(hostile.wat, ActorSpec::default());
+        lab.start(&format!("{}.wasm", hostile.name), &actor, 1).await;
+        hostile_keys.push(actor.key);
+    }
+
+    let clean_path = lab.dir.path().join("clean.json");
+    let clean = generator(&lab, &echo.key, 2.0, &clean_path);
+    let clean = tokio::time::timeout(GENERATOR_TIMEOUT, clean.wait_with_output())
+        .await
+        .expect("clean run")
+        .expect("output");
+    assert!(clean.status.success());
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let lab = std::sync::Arc::new(lab);
+    let mut abusers = Vec::new();
+    for (hostile, key) in HOSTILE.iter().zip(&hostile_keys) {
+        let (lab, key, stop) = (lab.clone(), key.clone(), stop.clone());
+        abusers.push(tokio::spawn(async move {
+            let mut answered = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let error = lab
+                    .call(&key, hostile.operation, b"abuse")
+                    .await
+                    .expect_err("a hostile call fails");
+                assert!(error.contains(hostile.error), "{}: {error}", hostile.name);
+                answered += 1;
+            }
+            (hostile.name, answered)
+        }));
+    }
+    let dirty_path = lab.dir.path().join("hostile.json");
+    let dirty = generator(&lab, &echo.key, 3.0, &dirty_path);
+    let dirty = tokio::time::timeout(GENERATOR_TIMEOUT, dirty.wait_with_output())
+        .await
+        .expect("run")
+        .expect("output");
+    assert!(dirty.status.success());
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for abuser in abusers {
+        let (name, answered) = abuser.await.expect("abuser");
+        assert!(answered >= 2, "{name}: {answered} calls, each answered with its error");
+    }
+
+    let read = |path: &std::path::Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(path).expect("report")).expect("JSON")
+    };
+    let (clean, dirty) = (read(&clean_path), read(&dirty_path));
+    for report in [&clean, &dirty] {
+        let counts = &report["counts"];
+        for bad in ["error_replies", "timeouts", "no_responders", "failures", "abandoned"] {
+            assert_eq!(counts[bad], 0, "echo {bad}: {counts}");
+        }
+    }
+    eprintln!(
+        "echo alone: {} ok/s, p99 {} µs; beside hostile guests: {} ok/s, p99 {} µs",
+        clean["throughput"]["ok_per_sec"],
+        clean["latency_us"]["p99"],
+        dirty["throughput"]["ok_per_sec"],
+        dirty["latency_us"]["p99"]
+    );
+    let now = scrape(&metrics);
+    let guest_errors: f64 = per_shard(&now, "guest_errors").values().sum();
+    assert!(
+        guest_errors >= 8.0,
+        "hostile calls counted as guest errors: {guest_errors}"
+    );
+}
