@@ -135,15 +135,47 @@ pub async fn first_host(
     })
 }
 
+/// A NATS client for the control interface, or a setup error naming `url`.
+pub async fn connect(url: &str) -> Result<async_nats::Client, LoadtestError> {
+    async_nats::connect(url).await.map_err(|e| LoadtestError::Connect {
+        url: url.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Send a control command and require `{"accepted": true}` before `deadline`.
+async fn command_acked(
+    client: &async_nats::Client,
+    subject: &str,
+    command: &Value,
+    deadline: Instant,
+) -> Result<(), LoadtestError> {
+    let ack = tokio::time::timeout_at(
+        deadline,
+        client.request(subject.to_string(), command.to_string().into()),
+    )
+    .await
+    .map_err(|_| LoadtestError::Timeout {
+        what: format!("the ack on {subject}"),
+        wait_ms: remaining_ms(deadline),
+    })?
+    .map_err(|e| LoadtestError::nats(subject.to_string(), e))?;
+    let ack: Value = serde_json::from_slice(&ack.payload).map_err(|e| LoadtestError::BadReply {
+        what: subject.to_string(),
+        reason: e.to_string(),
+    })?;
+    if ack["accepted"] != true {
+        return Err(LoadtestError::Refused(
+            ack["error"].as_str().unwrap_or("no reason given").to_string(),
+        ));
+    }
+    Ok(())
+}
+
 /// Launch the actor and wait for it to start.
 pub async fn start_actor(request: &StartActor) -> Result<Started, LoadtestError> {
     let deadline = Instant::now() + request.wait;
-    let client = async_nats::connect(&request.nats_url)
-        .await
-        .map_err(|e| LoadtestError::Connect {
-            url: request.nats_url.clone(),
-            reason: e.to_string(),
-        })?;
+    let client = connect(&request.nats_url).await?;
     let host_id = match &request.host_id {
         Some(host_id) => host_id.clone(),
         None => first_host(&client, &request.ctl_prefix, &request.lattice, deadline).await?,
@@ -159,22 +191,7 @@ pub async fn start_actor(request: &StartActor) -> Result<Started, LoadtestError>
     let subject = format!("{}.{}.cmd.{host_id}.la", request.ctl_prefix, request.lattice);
     let sent = Instant::now();
     let ack_wait = Duration::from_millis(ACK_TIMEOUT_MS.min(remaining_ms(deadline)));
-    let ack = tokio::time::timeout(ack_wait, client.request(subject.clone(), command.to_string().into()))
-        .await
-        .map_err(|_| LoadtestError::Timeout {
-            what: format!("the ack on {subject}"),
-            wait_ms: u64::try_from(ack_wait.as_millis()).unwrap_or(u64::MAX),
-        })?
-        .map_err(|e| LoadtestError::nats(subject.clone(), e))?;
-    let ack: Value = serde_json::from_slice(&ack.payload).map_err(|e| LoadtestError::BadReply {
-        what: subject.clone(),
-        reason: e.to_string(),
-    })?;
-    if ack["accepted"] != true {
-        return Err(LoadtestError::Refused(
-            ack["error"].as_str().unwrap_or("no reason given").to_string(),
-        ));
-    }
+    command_acked(&client, &subject, &command, Instant::now() + ack_wait).await?;
 
     let mut instances_started: u16 = 0;
     loop {
@@ -235,22 +252,7 @@ pub async fn stop_actor(
     let subject = format!("{ctl_prefix}.{lattice}.cmd.{host_id}.sa");
     let command = json!({ "actor_ref": public_key, "count": 0, "host_id": host_id });
     let sent = Instant::now();
-    let ack = tokio::time::timeout_at(deadline, client.request(subject.clone(), command.to_string().into()))
-        .await
-        .map_err(|_| LoadtestError::Timeout {
-            what: format!("the ack on {subject}"),
-            wait_ms: remaining_ms(deadline),
-        })?
-        .map_err(|e| LoadtestError::nats(subject.clone(), e))?;
-    let ack: Value = serde_json::from_slice(&ack.payload).map_err(|e| LoadtestError::BadReply {
-        what: subject.clone(),
-        reason: e.to_string(),
-    })?;
-    if ack["accepted"] != true {
-        return Err(LoadtestError::Refused(
-            ack["error"].as_str().unwrap_or("no reason given").to_string(),
-        ));
-    }
+    command_acked(client, &subject, &command, deadline).await?;
     loop {
         let message = match tokio::time::timeout_at(deadline, events.next()).await {
             Ok(Some(message)) => message,

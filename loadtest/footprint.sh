@@ -10,37 +10,14 @@
 #   HOST_ARGS="…" SKIP_BUILD=1
 set -euo pipefail
 
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-target="${CARGO_TARGET_DIR:-$root/target}"
-results="${1:-$target/loadtest/footprint-$(date -u +%Y%m%dT%H%M%SZ)}"
+script=footprint.sh
+scenario=footprint
+# shellcheck source=loadtest/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 count="${COUNT:-64}"
 in_flight="${IN_FLIGHT:-64}"
 duration="${DURATION:-5}"
-nats_bin="${SHARDHOST_NATS_SERVER:-$root/.tools/venv/bin/nats-server}"
-[[ -x "$nats_bin" ]] || nats_bin="$(command -v nats-server || true)"
-[[ -n "$nats_bin" ]] || { echo "footprint.sh: no nats-server: run scripts/setup" >&2; exit 1; }
-if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
-  (cd "$root" && cargo build --release --locked --quiet --bin shardhost --bin shardhost-loadtest)
-fi
-shardhost="$target/release/shardhost"
-loadtest="$target/release/shardhost-loadtest"
-mkdir -p "$results"
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-  local status=$?
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do timeout 10 tail --pid="$pid" -f /dev/null 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-  [[ $status -eq 0 ]] || echo "footprint.sh: failed (exit $status); logs in $results" >&2
-  exit "$status"
-}
-trap cleanup EXIT
-
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$nats_bin" -js -a 127.0.0.1 -p "$port" -sd "$work/js" >"$results/nats.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+lt_start_nats
 WASMCLOUD_CLUSTER_SEED="$("$loadtest" gen-seed cluster 2>/dev/null)"
 export WASMCLOUD_CLUSTER_SEED
 lattice="footprint$$"

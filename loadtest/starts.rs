@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::ctl::{first_host, start_actor, stop_actor, StartActor};
+use crate::ctl::{connect, first_host, start_actor, stop_actor, StartActor};
 use crate::error::LoadtestError;
 use crate::summary::median;
 
@@ -42,12 +42,7 @@ pub async fn run(request: &StartActor, rounds: u32) -> Result<StartTimes, Loadte
             reason: format!("at most {ROUNDS_MAX}"),
         });
     }
-    let client = async_nats::connect(&request.nats_url)
-        .await
-        .map_err(|e| LoadtestError::Connect {
-            url: request.nats_url.clone(),
-            reason: e.to_string(),
-        })?;
+    let client = connect(&request.nats_url).await?;
     let deadline = Instant::now() + request.wait;
     let host_id = match &request.host_id {
         Some(host) => host.clone(),

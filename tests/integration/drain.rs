@@ -7,14 +7,13 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 
+use crate::support::harness::{assert_all_ok, LoadRun};
 use crate::support::rpc::{invocation, lab, outcome, Entity, Lab, START_TIMEOUT};
 use crate::support::{
     assert_accepted, caller_actor_wat, next_event, request_json, signed_echo, signed_wat, unique_lattice, ActorSpec,
     Host, HostOptions, Nats, SignedActor,
 };
 
-/// Bound on the generator's run (4 s of load, its drain, and slack for a slow machine).
-const GENERATOR_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest a drained host may take to exit.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -43,46 +42,6 @@ async fn second_host(lab: &mut Lab, actor: &SignedActor, extra: &[(&str, &str)])
     }
 }
 
-/// The included load generator (`shardhost-loadtest run`): pre-signed invocations, 64 in
-/// flight, each request's outcome counted; its JSON report.
-async fn generate_load(lab: &Lab, actor: &str, seconds: f64, out: &std::path::Path) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_shardhost-loadtest"))
-        .args([
-            "run",
-            "--nats",
-            &lab.nats.url(),
-            "--lattice",
-            &lab.host.lattice,
-            "--actor",
-            actor,
-        ])
-        .args([
-            "--operation",
-            "X.Y",
-            "--in-flight",
-            "64",
-            "--warmup",
-            "0.5",
-            "--verify-echo",
-        ])
-        .args([
-            "--duration",
-            &seconds.to_string(),
-            "--timeout-ms",
-            "5000",
-            "--pool",
-            "64",
-        ])
-        .arg("--json")
-        .arg(out)
-        .env("WASMCLOUD_CLUSTER_SEED", lab.cluster.seed().expect("cluster seed"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start shardhost-loadtest")
-}
-
 #[tokio::test]
 async fn sigterm_under_load_loses_nothing_while_the_other_host_takes_over() {
     let mut lab = lab("drain").await;
@@ -91,27 +50,22 @@ async fn sigterm_under_load_loses_nothing_while_the_other_host_takes_over() {
     let second = second_host(&mut lab, &echo, &[]).await;
 
     let report_path = lab.dir.path().join("load.json");
-    let generator = generate_load(&lab, &echo.key, 4.0, &report_path).await;
+    let generator = LoadRun {
+        actor: &echo.key,
+        operation: "X.Y",
+        in_flight: 64,
+        seconds: 4.0,
+        timeout_ms: 5_000,
+    }
+    .spawn(&lab, &report_path);
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     lab.host.signal("TERM");
     let status = lab.host.wait_exit(EXIT_TIMEOUT).await;
     assert_eq!(status.code(), Some(0), "exit status after SIGTERM: {status}");
-    let finished = tokio::time::timeout(GENERATOR_TIMEOUT, generator.wait_with_output())
-        .await
-        .expect("the generator finishes")
-        .expect("generator output");
-    assert!(
-        finished.status.success(),
-        "{}",
-        String::from_utf8_lossy(&finished.stderr)
-    );
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&report_path).expect("report")).expect("report is JSON");
+    let report = generator.report().await;
     let counts = &report["counts"];
     eprintln!("load across the stop: {counts}");
-    for lost in ["error_replies", "timeouts", "no_responders", "failures", "abandoned"] {
-        assert_eq!(counts[lost], 0, "{lost} across the stop: {counts}");
-    }
+    assert_all_ok(&report, "across the stop");
     assert!(
         counts["ok"].as_u64().unwrap_or(0) >= 100,
         "the stop happened under load: {counts}"

@@ -7,11 +7,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::metrics::scrape;
-use crate::support::rpc::{lab_with, Lab};
+use crate::support::harness::{assert_all_ok, LoadRun};
+use crate::support::rpc::lab_with;
 use crate::support::{free_port, signed_echo, ActorSpec, Nats};
 
-/// Bound on the generator's run (its window, its drain, slack for a slow machine).
-const GENERATOR_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long NATS stays down at each kill.
 const OUTAGE: Duration = Duration::from_millis(500);
 /// Counters that mean "the host replied to this invocation".
@@ -26,6 +25,17 @@ const ANSWERED: [&str; 9] = [
     "rejected_stopping",
     "guest_errors",
 ];
+
+/// The echo at 64 in flight for `seconds`.
+fn echo_load(actor: &str, seconds: f64) -> LoadRun<'_> {
+    LoadRun {
+        actor,
+        operation: "X.Y",
+        in_flight: 64,
+        seconds,
+        timeout_ms: 1_500,
+    }
+}
 
 /// `shardhost_shard_{field}_total` per shard.
 fn per_shard(scrape: &prometheus_parse::Scrape, field: &str) -> BTreeMap<String, f64> {
@@ -46,44 +56,6 @@ fn per_shard(scrape: &prometheus_parse::Scrape, field: &str) -> BTreeMap<String,
         .collect()
 }
 
-fn generator(lab: &Lab, actor: &str, seconds: f64, out: &std::path::Path) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_shardhost-loadtest"))
-        .args([
-            "run",
-            "--nats",
-            &lab.nats.url(),
-            "--lattice",
-            &lab.host.lattice,
-            "--actor",
-            actor,
-        ])
-        .args([
-            "--operation",
-            "X.Y",
-            "--in-flight",
-            "64",
-            "--warmup",
-            "0.3",
-            "--verify-echo",
-        ])
-        .args([
-            "--duration",
-            &seconds.to_string(),
-            "--timeout-ms",
-            "1500",
-            "--pool",
-            "64",
-        ])
-        .arg("--json")
-        .arg(out)
-        .env("WASMCLOUD_CLUSTER_SEED", lab.cluster.seed().expect("cluster seed"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start shardhost-loadtest")
-}
-
 /// nats-server SIGKILLed and restarted on the same port, twice, under 64 in flight: the host
 /// never exits, every shard reconnects and resubscribes, the generator sees only ok replies,
 /// explicit errors or timeouts for what NATS lost, and per shard every invocation the host
@@ -95,7 +67,7 @@ async fn nats_killed_twice_under_load_leaves_no_received_invocation_unanswered()
     let echo = signed_echo(ActorSpec::default());
     lab.start("echo.wasm", &echo, 2).await;
     let report_path = lab.dir.path().join("load.json");
-    let load = generator(&lab, &echo.key, 6.0, &report_path);
+    let load = echo_load(&echo.key, 6.0).spawn(&lab, &report_path);
     let port = lab.nats.port;
     for _ in 0..2 {
         tokio::time::sleep(Duration::from_millis(1_500)).await;
@@ -103,19 +75,8 @@ async fn nats_killed_twice_under_load_leaves_no_received_invocation_unanswered()
         tokio::time::sleep(OUTAGE).await;
         lab.nats = Nats::start_on(port);
     }
-    let finished = tokio::time::timeout(GENERATOR_TIMEOUT, load.wait_with_output())
-        .await
-        .expect("the generator finishes")
-        .expect("generator output");
-    assert!(
-        finished.status.success(),
-        "{}",
-        String::from_utf8_lossy(&finished.stderr)
-    );
+    let report = load.report().await;
     assert!(lab.host.try_exit_status().is_none(), "the host is still running");
-
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&report_path).expect("report")).expect("report is JSON");
     let counts = &report["counts"];
     eprintln!("generator across two NATS restarts: {counts}");
     assert_eq!(counts["failures"], 0, "no malformed or wrong reply: {counts}");
@@ -220,12 +181,7 @@ async fn hostile_guests_get_errors_while_echo_on_the_same_shards_loses_nothing()
     }
 
     let clean_path = lab.dir.path().join("clean.json");
-    let clean = generator(&lab, &echo.key, 2.0, &clean_path);
-    let clean = tokio::time::timeout(GENERATOR_TIMEOUT, clean.wait_with_output())
-        .await
-        .expect("clean run")
-        .expect("output");
-    assert!(clean.status.success());
+    let clean = echo_load(&echo.key, 2.0).spawn(&lab, &clean_path).report().await;
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let lab = std::sync::Arc::new(lab);
@@ -246,28 +202,15 @@ async fn hostile_guests_get_errors_while_echo_on_the_same_shards_loses_nothing()
         }));
     }
     let dirty_path = lab.dir.path().join("hostile.json");
-    let dirty = generator(&lab, &echo.key, 3.0, &dirty_path);
-    let dirty = tokio::time::timeout(GENERATOR_TIMEOUT, dirty.wait_with_output())
-        .await
-        .expect("run")
-        .expect("output");
-    assert!(dirty.status.success());
+    let dirty = echo_load(&echo.key, 3.0).spawn(&lab, &dirty_path).report().await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for abuser in abusers {
         let (name, answered) = abuser.await.expect("abuser");
         assert!(answered >= 2, "{name}: {answered} calls, each answered with its error");
     }
 
-    let read = |path: &std::path::Path| -> serde_json::Value {
-        serde_json::from_slice(&std::fs::read(path).expect("report")).expect("JSON")
-    };
-    let (clean, dirty) = (read(&clean_path), read(&dirty_path));
-    for report in [&clean, &dirty] {
-        let counts = &report["counts"];
-        for bad in ["error_replies", "timeouts", "no_responders", "failures", "abandoned"] {
-            assert_eq!(counts[bad], 0, "echo {bad}: {counts}");
-        }
-    }
+    assert_all_ok(&clean, "echo alone");
+    assert_all_ok(&dirty, "echo beside hostile guests");
     eprintln!(
         "echo alone: {} ok/s, p99 {} µs; beside hostile guests: {} ok/s, p99 {} µs",
         clean["throughput"]["ok_per_sec"],

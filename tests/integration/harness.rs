@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::support::harness::{assert_all_ok, LoadRun};
 use crate::support::rpc::lab_with;
 use crate::support::{echo_actor_wat, signed_wat, ActorSpec};
 
@@ -55,42 +56,16 @@ async fn the_harness_actor_to_actor_scenario_runs_with_zero_errors() {
     harness_actor(&lab, "loadtest-echo", Some("loadtest/echo")).await;
     let caller = harness_actor(&lab, "loadtest-caller", None).await;
     let out = lab.dir.path().join("a2a.json");
-    let mut load = harness();
-    load.args([
-        "run",
-        "--nats",
-        &lab.nats.url(),
-        "--lattice",
-        &lab.host.lattice,
-        "--actor",
-        &caller,
-    ])
-    .args([
-        "--operation",
-        "Wrap.HandleRequest",
-        "--origin-contract",
-        "wasmcloud:httpserver",
-    ])
-    .args([
-        "--in-flight",
-        "8",
-        "--duration",
-        "1.5",
-        "--warmup",
-        "0.5",
-        "--pool",
-        "32",
-        "--verify-echo",
-    ])
-    .env("WASMCLOUD_CLUSTER_SEED", lab.cluster.seed().expect("cluster seed"))
-    .arg("--json")
-    .arg(&out);
-    run(load).await;
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).expect("report")).expect("JSON");
+    let load = LoadRun {
+        actor: &caller,
+        operation: "Wrap.HandleRequest",
+        in_flight: 8,
+        seconds: 1.5,
+        timeout_ms: 2_000,
+    };
+    let report = load.spawn(&lab, &out).report().await;
+    assert_all_ok(&report, "actor to actor");
     let counts = &report["counts"];
-    for bad in ["error_replies", "timeouts", "no_responders", "failures", "abandoned"] {
-        assert_eq!(counts[bad], 0, "{bad}: {counts}");
-    }
     assert!(counts["ok"].as_u64().unwrap_or(0) >= 20, "{counts}");
 }
 

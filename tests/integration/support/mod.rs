@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 mod actors;
+pub mod harness;
 pub mod provider;
 mod registry;
 pub mod rpc;
