@@ -510,23 +510,7 @@ async fn a_shard_at_its_inflight_bound_stops_taking_work_and_loses_none() {
     // One invocation at a time per shard (two shards); each call waits the whole rpc timeout
     // on a provider that never answers.
     let mut lab = lab_with("dpbound", &[("--shard-inflight-max", "1")]).await;
-    let silent_key = nkeys::KeyPair::new_service().public_key();
-    let caller = signed_wat(
-        &caller_actor_wat("silent", "wasmcloud:keyvalue", "KeyValue.Get"),
-        ActorSpec {
-            caps: vec!["wasmcloud:keyvalue".into()],
-            ..Default::default()
-        },
-    );
-    lab.start("caller.wasm", &caller, 1).await;
-    let _silent = lab
-        .nc
-        .subscribe(format!("wasmbus.rpc.{}.{silent_key}.silent", lab.host.lattice))
-        .await
-        .expect("silent provider");
-    let link = json!({ "actor_id": caller.key, "provider_id": silent_key, "link_name": "silent", "contract_id": "wasmcloud:keyvalue", "values": {} });
-    let ack = request_json(&lab.nc, &lab.host.ctl("linkdefs.put"), link.to_string().as_bytes()).await;
-    assert_accepted(&ack, "linkdefs.put");
+    let (caller, _silent) = lab.caller_of_a_silent_provider().await;
     eventually(EVENT_TIMEOUT, "link reached the shards", || async {
         lab.call(&caller.key, "Caller.Call", b"probe")
             .await

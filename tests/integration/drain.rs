@@ -10,8 +10,8 @@ use futures::StreamExt;
 use crate::support::harness::{assert_all_ok, LoadRun};
 use crate::support::rpc::{invocation, lab, outcome, Entity, Lab, START_TIMEOUT};
 use crate::support::{
-    assert_accepted, caller_actor_wat, next_event, request_json, signed_echo, signed_wat, unique_lattice, ActorSpec,
-    Host, HostOptions, Nats, SignedActor,
+    assert_accepted, next_event, request_json, signed_echo, unique_lattice, ActorSpec, Host, HostOptions, Nats,
+    SignedActor,
 };
 
 /// Longest a drained host may take to exit.
@@ -89,23 +89,7 @@ async fn past_the_drain_timeout_queued_and_waiting_invocations_are_answered() {
         .arg("--rpc-timeout-ms", "20000")
         .arg("--drain-timeout-ms", "500");
     let mut lab = Lab::start_on(Nats::start(), options, tempfile::tempdir().expect("tempdir")).await;
-    let silent_key = nkeys::KeyPair::new_service().public_key();
-    let caller = signed_wat(
-        &caller_actor_wat("silent", "wasmcloud:keyvalue", "KeyValue.Get"),
-        ActorSpec {
-            caps: vec!["wasmcloud:keyvalue".into()],
-            ..Default::default()
-        },
-    );
-    lab.start("caller.wasm", &caller, 1).await;
-    let mut silent = lab
-        .nc
-        .subscribe(format!("wasmbus.rpc.{}.{silent_key}.silent", lab.host.lattice))
-        .await
-        .expect("silent provider");
-    let link = serde_json::json!({ "actor_id": caller.key, "provider_id": silent_key, "link_name": "silent", "contract_id": "wasmcloud:keyvalue", "values": {} });
-    let ack = request_json(&lab.nc, &lab.host.ctl("linkdefs.put"), link.to_string().as_bytes()).await;
-    assert_accepted(&ack, "linkdefs.put");
+    let (caller, mut silent) = lab.caller_of_a_silent_provider().await;
     // Calls sent now (spawned: a future not yet polled would be sent only after the stop).
     let spawn_call = |payload: Vec<u8>| {
         let nc = lab.nc.clone();

@@ -185,6 +185,30 @@ impl Lab {
 }
 
 impl Lab {
+    /// A caller actor (count 1) linked as `wasmcloud:keyvalue` link `silent` to a provider
+    /// that subscribes and never answers: each `Caller.Call` waits the whole rpc timeout.
+    /// Returns the caller and the provider's subscription (what it was sent).
+    pub async fn caller_of_a_silent_provider(&mut self) -> (SignedActor, async_nats::Subscriber) {
+        let silent_key = nkeys::KeyPair::new_service().public_key();
+        let caller = super::signed_wat(
+            &super::caller_actor_wat("silent", "wasmcloud:keyvalue", "KeyValue.Get"),
+            super::ActorSpec {
+                caps: vec!["wasmcloud:keyvalue".into()],
+                ..Default::default()
+            },
+        );
+        self.start("caller.wasm", &caller, 1).await;
+        let silent = self
+            .nc
+            .subscribe(format!("wasmbus.rpc.{}.{silent_key}.silent", self.host.lattice))
+            .await
+            .expect("silent provider");
+        let link = json!({ "actor_id": caller.key, "provider_id": silent_key, "link_name": "silent", "contract_id": "wasmcloud:keyvalue", "values": {} });
+        let ack = request_json(&self.nc, &self.host.ctl("linkdefs.put"), link.to_string().as_bytes()).await;
+        assert_accepted(&ack, "linkdefs.put");
+        (caller, silent)
+    }
+
     pub fn subject(&self, actor: &str) -> String {
         format!("wasmbus.rpc.{}.{actor}", self.host.lattice)
     }
