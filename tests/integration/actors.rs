@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::support::rpc::reloadable_key;
 use crate::support::{
     assert_accepted, assert_refused, expect_event, lattice_kv, next_event, request_json, signed_echo, unique_lattice,
     unix_now_secs, ActorSpec, Host, HostOptions, Nats, Registry, SignedActor,
@@ -304,7 +305,9 @@ async fn clashing_call_alias_is_refused() {
 #[tokio::test]
 async fn update_swaps_the_module_of_the_same_key_only() {
     let mut lab = lab("actupd", &[], &["--allow-file-load"]).await;
-    let seed = wascap::prelude::KeyPair::new_module().seed().expect("seed");
+    let seed = reloadable_key(wascap::prelude::KeyPair::new_module)
+        .seed()
+        .expect("seed");
     let same_key = || Some(wascap::prelude::KeyPair::from_seed(&seed).expect("from seed"));
     let v1 = signed_echo(ActorSpec {
         rev: 1,

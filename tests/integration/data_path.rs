@@ -16,7 +16,8 @@ use shardhost::wire::invocation::decode_response;
 use tokio::io::AsyncReadExt;
 
 use crate::support::rpc::{
-    invocation, invocation_with, lab, lab_with, outcome, Bin, Entity, EVENT_TIMEOUT, REPLY_TIMEOUT, START_TIMEOUT,
+    invocation, invocation_with, lab, lab_with, outcome, reloadable_key, Bin, Entity, EVENT_TIMEOUT, REPLY_TIMEOUT,
+    START_TIMEOUT,
 };
 use crate::support::{
     assert_accepted, caller_actor_wat, echo_actor_wat, eventually, expect_event, request_json, signed_echo, signed_wat,
@@ -443,7 +444,7 @@ async fn shards_reconnect_and_serve_after_a_nats_restart() {
 #[tokio::test]
 async fn live_update_under_load_fails_no_invocation() {
     let mut lab = lab("dpupd").await;
-    let subject_key = wascap::prelude::KeyPair::new_module();
+    let subject_key = reloadable_key(wascap::prelude::KeyPair::new_module);
     let seed = subject_key.seed().expect("module seed");
     let v1 = signed_echo(ActorSpec {
         subject: Some(wascap::prelude::KeyPair::from_seed(&seed).expect("seed")),
