@@ -48,6 +48,8 @@ pub const NATS_CONNECT_TIMEOUT_MS_DEFAULT: u64 = 30_000;
 pub const DRAIN_TIMEOUT_MS_DEFAULT: u64 = 10_000;
 /// Longest `--drain-timeout-ms`.
 pub const DRAIN_TIMEOUT_MS_MAX: u64 = 600_000;
+/// Most replicas a JetStream stream may have (nats-server refuses more than 5).
+pub const KV_REPLICAS_MAX: u8 = 5;
 /// Default period of provider health checks (PROTOCOL §8.4).
 pub const PROVIDER_HEALTH_INTERVAL_MS_DEFAULT: u64 = 30_000;
 /// Shortest accepted health-check period.
@@ -150,6 +152,12 @@ pub struct HostArgs {
     /// JetStream domain of the lattice KV bucket.
     #[arg(long = "js-domain", alias = "wasmcloud-js-domain", env = "WASMCLOUD_JS_DOMAIN")]
     pub js_domain: Option<String>,
+    /// Replicas of the lattice KV bucket when this host creates it (ours; 3 on a JetStream
+    /// cluster keeps the bucket readable and writable when one node is lost). A bucket that
+    /// exists already keeps its own setting.
+    #[arg(long = "kv-replicas", env = "SHARDHOST_KV_REPLICAS", default_value_t = 1,
+          value_parser = clap::value_parser!(u8).range(1..=KV_REPLICAS_MAX as i64))]
+    pub kv_replicas: u8,
     /// Ask the config service for settings at start (accepted for compatibility; unused).
     #[arg(long = "config-service-enabled", env = "WASMCLOUD_CONFIG_SERVICE")]
     pub config_service_enabled: bool,
@@ -390,6 +398,8 @@ pub struct Config {
     pub lattice: String,
     pub ctl_topic_prefix: String,
     pub js_domain: Option<String>,
+    /// Replicas of the lattice bucket if this host creates it (`--kv-replicas`).
+    pub kv_replicas: u8,
     pub identity: Identity,
     pub labels: BTreeMap<String, String>,
     pub friendly_name: String,
@@ -556,6 +566,7 @@ impl Config {
             lattice,
             ctl_topic_prefix: args.ctl_topic_prefix,
             js_domain: args.js_domain,
+            kv_replicas: args.kv_replicas,
             identity,
             labels,
             friendly_name,
@@ -650,6 +661,15 @@ mod tests {
         assert_eq!(c.ctl.url(), "nats://127.0.0.1:4222");
         assert!(c.shard_count >= 1);
         assert_eq!(c.heartbeat_interval, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn kv_replicas_default_to_one_and_stay_within_what_jetstream_allows() {
+        assert_eq!(config(&[], &[]).unwrap().kv_replicas, 1);
+        assert_eq!(config(&["--kv-replicas", "3"], &[]).unwrap().kv_replicas, 3);
+        for bad in ["0", "6", "three"] {
+            assert!(parse(&["--kv-replicas", bad]).is_err(), "--kv-replicas {bad}");
+        }
     }
 
     #[test]

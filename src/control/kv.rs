@@ -3,7 +3,8 @@
 //!
 //! Control plane. Loading is silent (as in the Rust host); changes after start are returned to
 //! the caller, which emits events and forwards links. A watch that ends (server restart,
-//! stream recreated) is reopened from the last revision seen, so no change is missed.
+//! stream recreated) is reopened from the last revision seen, so no change is missed
+//! (`kv_watch.rs` follows it).
 
 use anyhow::{Context, Result};
 use futures::StreamExt;
@@ -24,8 +25,13 @@ pub struct LatticeStore {
 pub type Applied = Change;
 
 impl LatticeStore {
-    /// Open the bucket, creating it with history 1 when missing.
-    pub async fn open(client: async_nats::Client, lattice: &str, js_domain: Option<&str>) -> Result<LatticeStore> {
+    /// Open the bucket, creating it with history 1 and `replicas` replicas when missing.
+    pub async fn open(
+        client: async_nats::Client,
+        lattice: &str,
+        js_domain: Option<&str>,
+        replicas: u8,
+    ) -> Result<LatticeStore> {
         let js = match js_domain {
             Some(domain) => jetstream::with_domain(client, domain),
             None => jetstream::new(client),
@@ -34,10 +40,11 @@ impl LatticeStore {
         let store = match js.get_key_value(&bucket).await {
             Ok(store) => store,
             Err(get_err) => {
-                tracing::info!(%bucket, reason = %get_err, "creating lattice bucket");
+                tracing::info!(%bucket, replicas, reason = %get_err, "creating lattice bucket");
                 let config = kv::Config {
                     bucket: bucket.clone(),
                     history: 1,
+                    num_replicas: usize::from(replicas),
                     ..Default::default()
                 };
                 match js.create_key_value(config).await {
@@ -93,6 +100,17 @@ impl LatticeStore {
         }
         self.revision = last;
         Ok(skipped)
+    }
+
+    /// The bucket's last stream sequence, asked of the server now.
+    pub async fn last_sequence(&self) -> Result<u64> {
+        let info = self
+            .store
+            .stream
+            .get_info()
+            .await
+            .with_context(|| format!("stream info of {}", self.bucket))?;
+        Ok(info.state.last_sequence)
     }
 
     /// Watch every key from the revision after the last one applied.

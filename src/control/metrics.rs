@@ -29,6 +29,10 @@ pub struct HostGauges {
     pub providers: AtomicU64,
     pub providers_healthy: AtomicU64,
     pub shards_connected: AtomicU64,
+    /// Entries the lattice KV watch was behind the bucket at its last check.
+    pub kv_watch_lag: AtomicU64,
+    /// Lattice KV watches reopened (ended, erred or stuck) since start.
+    pub kv_watch_reopens: AtomicU64,
 }
 
 /// What one scrape shows.
@@ -92,6 +96,11 @@ pub fn render(scrape: &Scrape<'_>) -> String {
             u64::from(scrape.ctl_connected),
         ),
         (
+            "kv_watch_lag_entries",
+            "Entries the lattice KV watch was behind the bucket at its last check.",
+            host.kv_watch_lag.load(Ordering::Relaxed),
+        ),
+        (
             "uptime_seconds",
             "Seconds since the host started.",
             scrape.uptime_seconds,
@@ -102,6 +111,11 @@ pub fn render(scrape: &Scrape<'_>) -> String {
             "# HELP {METRICS_PREFIX}_{name} {help}\n# TYPE {METRICS_PREFIX}_{name} gauge\n{METRICS_PREFIX}_{name} {value}\n"
         ));
     }
+    let reopens = host.kv_watch_reopens.load(Ordering::Relaxed);
+    out.push_str(&format!(
+        "# HELP {METRICS_PREFIX}_kv_watch_reopens_total Lattice KV watches reopened (ended, erred or stuck).\n\
+         # TYPE {METRICS_PREFIX}_kv_watch_reopens_total counter\n{METRICS_PREFIX}_kv_watch_reopens_total {reopens}\n"
+    ));
     out
 }
 
@@ -219,6 +233,8 @@ mod tests {
         let values: Vec<_> = counters.iter().map(ShardCounters::load).collect();
         let host = HostGauges::default();
         host.actors.store(3, Ordering::Relaxed);
+        host.kv_watch_lag.store(4, Ordering::Relaxed);
+        host.kv_watch_reopens.store(1, Ordering::Relaxed);
         let text = render(&Scrape {
             shards: &values,
             host: &host,
@@ -233,6 +249,8 @@ mod tests {
         assert!(text.contains("# TYPE shardhost_shard_inflight gauge\nshardhost_shard_inflight{shard=\"0\"} 2\n"));
         assert!(text.contains("shardhost_actors 3\n"));
         assert!(text.contains("shardhost_ctl_connected 1\n"));
+        assert!(text.contains("# TYPE shardhost_kv_watch_lag_entries gauge\nshardhost_kv_watch_lag_entries 4\n"));
+        assert!(text.contains("# TYPE shardhost_kv_watch_reopens_total counter\nshardhost_kv_watch_reopens_total 1\n"));
         for field in ShardStats::FIELD_NAMES {
             assert!(text.contains(&format!("shardhost_shard_{field}")), "{field} missing");
         }

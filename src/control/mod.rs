@@ -13,6 +13,7 @@ pub mod events;
 pub mod fetch;
 pub mod heartbeat;
 pub mod kv;
+pub mod kv_watch;
 pub mod managed_nats;
 pub mod metrics;
 pub mod nats;
@@ -43,6 +44,7 @@ use events::{Events, NatsEventSink};
 use fetch::{FetchPolicy, Fetcher};
 use heartbeat::HostInfo;
 use kv::LatticeStore;
+use kv_watch::LatticeWatch;
 use prepare::Preparer;
 use registries::Registries;
 use shards::ShardSet;
@@ -51,8 +53,6 @@ use shards::ShardSet;
 pub const SHARD_START_TIMEOUT_MS: u64 = 10_000;
 /// Longest wait for NATS at shutdown (publishing host_stopped and flushing).
 pub const SHUTDOWN_NATS_BUDGET_MS: u64 = 3_000;
-/// Wait before reopening a KV watch that ended.
-pub const KV_REWATCH_DELAY_MS: u64 = 1_000;
 
 /// Why the host stops.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,7 +112,13 @@ impl ControlPlane {
             let name = format!("shardhost prov-rpc {host_id}");
             nats::connect_with_retry(&config.prov_rpc, &name, config.nats_connect_timeout).await?
         };
-        let mut lattice_store = LatticeStore::open(ctl.clone(), &config.lattice, config.js_domain.as_deref()).await?;
+        let mut lattice_store = LatticeStore::open(
+            ctl.clone(),
+            &config.lattice,
+            config.js_domain.as_deref(),
+            config.kv_replicas,
+        )
+        .await?;
         let mut state = LatticeState::default();
         let skipped = lattice_store.load(&mut state).await?;
         tracing::info!(
@@ -258,8 +264,7 @@ impl ControlPlane {
     /// Serve until a stop command or signal, then stop gracefully.
     pub async fn run(mut self) -> Result<StopReason> {
         let mut ctl_messages = self.subscribe_ctl().await?;
-        let mut watch = Some(self.lattice_store.watch().await?);
-        let mut rewatch_at: Option<tokio::time::Instant> = None;
+        let mut watch = LatticeWatch::open(&self.lattice_store, Arc::clone(&self.gauges)).await?;
         let mut heartbeat = tokio::time::interval_at(
             tokio::time::Instant::now() + self.config.heartbeat_interval,
             self.config.heartbeat_interval,
@@ -283,27 +288,9 @@ impl ControlPlane {
                     }
                 }
                 _ = heartbeat.tick() => self.emit_heartbeat().await,
-                entry = next_entry(&mut watch) => match entry {
-                    Some(Ok(entry)) => {
-                        let change = self.lattice_store.apply(entry, &mut self.state);
-                        self.on_change(change).await;
-                    }
-                    other => {
-                        let why = other.map_or("watch ended".to_string(), |e| format!("{:?}", e.err()));
-                        tracing::warn!(reason = %why, "lattice KV watch stopped; reopening");
-                        watch = None;
-                        rewatch_at = Some(tokio::time::Instant::now() + Duration::from_millis(KV_REWATCH_DELAY_MS));
-                    }
-                },
-                _ = sleep_until_opt(rewatch_at) => {
-                    rewatch_at = None;
-                    match self.lattice_store.watch().await {
-                        Ok(w) => watch = Some(w),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "cannot reopen lattice KV watch; retrying");
-                            rewatch_at = Some(tokio::time::Instant::now() + Duration::from_millis(KV_REWATCH_DELAY_MS));
-                        }
-                    }
+                entry = watch.next(&self.lattice_store) => {
+                    let change = self.lattice_store.apply(entry, &mut self.state);
+                    self.on_change(change).await;
                 }
                 Some(report) = self.shards.reports.next() => self.on_shard_report(report),
                 Some(job) = self.jobs_rx.recv() => self.on_actor_job(job).await,
@@ -614,21 +601,5 @@ impl ControlPlane {
         if tokio::time::timeout(budget, farewell).await.is_err() {
             tracing::warn!(?budget, "could not publish host_stopped: NATS unreachable");
         }
-    }
-}
-
-async fn next_entry(
-    watch: &mut Option<async_nats::jetstream::kv::Watch>,
-) -> Option<Result<async_nats::jetstream::kv::Entry, async_nats::jetstream::kv::WatcherError>> {
-    match watch {
-        Some(w) => w.next().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }

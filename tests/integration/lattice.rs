@@ -596,3 +596,62 @@ async fn claims_with_null_version_are_listed_without_nulls() {
         "a null version is listed as \"\" or left out: {entry:?}"
     );
 }
+
+/// The watch's consumer deleted on the server (as when the cluster node holding it is lost):
+/// the watch neither ends nor errs, so the host's position check finds it behind the bucket,
+/// reopens it from the last revision applied, and the link written meanwhile still arrives.
+#[tokio::test]
+async fn a_watch_whose_consumer_vanished_is_reopened_and_misses_nothing() {
+    let nats = Nats::start();
+    let lattice = unique_lattice("kvstuck");
+    let nc = nats.client().await;
+    let mut events = nc.subscribe(format!("wasmbus.evt.{lattice}")).await.unwrap();
+    let metrics = format!("127.0.0.1:{}", crate::support::free_port());
+    let _host = Host::start(&nats, HostOptions::new(&lattice).arg("--metrics-addr", &metrics)).await;
+
+    let js = async_nats::jetstream::new(nc.clone());
+    let stream = js
+        .get_stream(format!("KV_LATTICEDATA_{lattice}"))
+        .await
+        .expect("bucket stream");
+    let consumers: Vec<String> = stream
+        .consumer_names()
+        .map(|n| n.expect("consumer name"))
+        .collect()
+        .await;
+    assert!(!consumers.is_empty(), "the host watches the bucket");
+    for name in &consumers {
+        stream.delete_consumer(name).await.expect("delete the watch's consumer");
+    }
+
+    let (actor, provider) = (new_actor_key(), new_provider_key());
+    let link = linkdef_json(&actor, &provider, "wasmcloud:testy", "default");
+    let kv = lattice_kv(&nc, &lattice).await;
+    let id = linkdef_id(&actor, "wasmcloud:testy", "default");
+    kv.put(format!("LINKDEF_{id}"), serde_json::to_vec(&link).unwrap().into())
+        .await
+        .unwrap();
+    let set = expect_event(
+        &mut events,
+        "linkdef_set",
+        WATCH_TIMEOUT,
+        "KV put after the consumer vanished",
+    )
+    .await;
+    assert_link(&set["data"], &link, true);
+    let now = crate::metrics::scrape(&metrics);
+    assert_eq!(
+        crate::metrics::total(&now, "shardhost_kv_watch_reopens_total"),
+        1.0,
+        "reopened once"
+    );
+    // The next position check (every 2 s) finds it caught up.
+    eventually(WATCH_TIMEOUT, "watch lag back to 0", || {
+        let metrics = metrics.clone();
+        async move {
+            let lag = crate::metrics::total(&crate::metrics::scrape(&metrics), "shardhost_kv_watch_lag_entries");
+            (lag == 0.0).then_some(())
+        }
+    })
+    .await;
+}
