@@ -9,45 +9,17 @@ use futures::StreamExt;
 
 use crate::support::harness::{assert_all_ok, LoadRun};
 use crate::support::rpc::{invocation, lab, outcome, Entity, Lab, START_TIMEOUT};
-use crate::support::{
-    assert_accepted, next_event, request_json, signed_echo, unique_lattice, ActorSpec, Host, HostOptions, Nats,
-    SignedActor,
-};
+use crate::support::{signed_echo, unique_lattice, ActorSpec, HostOptions, Nats};
 
 /// Longest a drained host may take to exit.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// A second host on `lab`'s lattice with the same cluster key, running `actor` (count 1).
-async fn second_host(lab: &mut Lab, actor: &SignedActor, extra: &[(&str, &str)]) -> Host {
-    let mut options = HostOptions::new(&lab.host.lattice)
-        .arg("--cluster-seed", &lab.cluster.seed().expect("cluster seed"))
-        .arg("--heartbeat-interval-ms", "500");
-    for (flag, value) in extra {
-        options = options.arg(flag, value);
-    }
-    options.args.push("--allow-file-load".to_string());
-    let host = Host::start(&lab.nats, options).await;
-    let path = lab.dir.path().join("second.wasm");
-    std::fs::write(&path, &actor.bytes).expect("write actor");
-    let body = serde_json::json!({ "actor_ref": format!("file://{}", path.display()), "count": 1, "host_id": host.id });
-    let ack = request_json(&lab.nc, &host.cmd("la"), body.to_string().as_bytes()).await;
-    assert_accepted(&ack, "la on the second host");
-    loop {
-        let event = next_event(&mut lab.events, "actor_started", START_TIMEOUT)
-            .await
-            .expect("actor_started from the second host");
-        if event["source"] == host.id.as_str() {
-            return host;
-        }
-    }
-}
 
 #[tokio::test]
 async fn sigterm_under_load_loses_nothing_while_the_other_host_takes_over() {
     let mut lab = lab("drain").await;
     let echo = signed_echo(ActorSpec::default());
     lab.start("echo.wasm", &echo, 1).await;
-    let second = second_host(&mut lab, &echo, &[]).await;
+    let second = lab.second_host_on(None, &echo, &[]).await;
 
     let report_path = lab.dir.path().join("load.json");
     let generator = LoadRun {

@@ -27,7 +27,7 @@ const ANSWERED: [&str; 9] = [
 ];
 
 /// The echo at 64 in flight for `seconds`.
-fn echo_load(actor: &str, seconds: f64) -> LoadRun<'_> {
+pub(crate) fn echo_load(actor: &str, seconds: f64) -> LoadRun<'_> {
     LoadRun {
         actor,
         operation: "X.Y",
@@ -38,7 +38,7 @@ fn echo_load(actor: &str, seconds: f64) -> LoadRun<'_> {
 }
 
 /// `shardhost_shard_{field}_total` per shard.
-fn per_shard(scrape: &prometheus_parse::Scrape, field: &str) -> BTreeMap<String, f64> {
+pub(crate) fn per_shard(scrape: &prometheus_parse::Scrape, field: &str) -> BTreeMap<String, f64> {
     let name = format!("shardhost_shard_{field}_total");
     scrape
         .samples
@@ -54,6 +54,38 @@ fn per_shard(scrape: &prometheus_parse::Scrape, field: &str) -> BTreeMap<String,
             (s.labels.get("shard").unwrap_or("?").to_string(), value)
         })
         .collect()
+}
+
+/// Waits (bounded) until the host at `metrics` has answered, per shard, every invocation it
+/// received and holds none in flight (the shards publish their counters after each batch and
+/// every second); checks no reply went missing; returns that scrape.
+pub(crate) async fn every_received_invocation_answered(metrics: &str) -> prometheus_parse::Scrape {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = scrape(metrics);
+        let received = per_shard(&now, "received");
+        let inflight = per_shard(&now, "inflight");
+        let mut answered: BTreeMap<String, f64> = BTreeMap::new();
+        for field in ANSWERED {
+            for (shard, v) in per_shard(&now, field) {
+                *answered.entry(shard).or_default() += v;
+            }
+        }
+        let settled = !received.is_empty()
+            && received.iter().all(|(shard, r)| answered.get(shard) == Some(r))
+            && inflight.values().all(|v| *v == 0.0);
+        if settled {
+            eprintln!("{metrics} per shard: received {received:?}, answered {answered:?}");
+            assert!(per_shard(&now, "no_reply_subject").values().all(|v| *v == 0.0));
+            assert!(per_shard(&now, "reply_failures").values().all(|v| *v == 0.0));
+            return now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "received ≠ answered: received {received:?}, answered {answered:?}, inflight {inflight:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// nats-server SIGKILLed and restarted on the same port, twice, under 64 in flight: the host
@@ -83,38 +115,12 @@ async fn nats_killed_twice_under_load_leaves_no_received_invocation_unanswered()
     assert_eq!(counts["abandoned"], 0, "{counts}");
     assert!(counts["ok"].as_u64().unwrap_or(0) > 100, "{counts}");
 
-    // The shards' counters settle (they publish after each batch and every second).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let now = scrape(&metrics);
-        let received = per_shard(&now, "received");
-        let reconnects = per_shard(&now, "reconnects");
-        let inflight = per_shard(&now, "inflight");
-        let mut answered: BTreeMap<String, f64> = BTreeMap::new();
-        for field in ANSWERED {
-            for (shard, v) in per_shard(&now, field) {
-                *answered.entry(shard).or_default() += v;
-            }
-        }
-        let settled = received.len() == 2
-            && received.iter().all(|(shard, r)| answered.get(shard) == Some(r))
-            && inflight.values().all(|v| *v == 0.0);
-        if settled {
-            eprintln!("per shard: received {received:?}, answered {answered:?}, reconnects {reconnects:?}");
-            assert!(
-                reconnects.values().all(|v| *v >= 2.0),
-                "every shard reconnected twice: {reconnects:?}"
-            );
-            assert!(per_shard(&now, "no_reply_subject").values().all(|v| *v == 0.0));
-            assert!(per_shard(&now, "reply_failures").values().all(|v| *v == 0.0));
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "received ≠ answered: received {received:?}, answered {answered:?}, inflight {inflight:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let now = every_received_invocation_answered(&metrics).await;
+    let reconnects = per_shard(&now, "reconnects");
+    assert!(
+        reconnects.values().all(|v| *v >= 2.0),
+        "every shard reconnected twice: {reconnects:?}"
+    );
     let log = lab.host.stderr();
     assert!(
         log.matches("shard NATS connection restored").count() >= 4,

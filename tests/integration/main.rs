@@ -6,6 +6,7 @@
 //! (`scripts/setup` installs it there).
 
 mod actors;
+mod cluster;
 mod data_path;
 mod drain;
 mod faults;

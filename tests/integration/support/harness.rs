@@ -21,10 +21,15 @@ pub struct LoadRun<'a> {
 }
 
 impl LoadRun<'_> {
-    /// Start the generator; its report goes to `out`.
+    /// Start the generator on the lab's NATS; its report goes to `out`.
     pub fn spawn(&self, lab: &Lab, out: &Path) -> Generator {
+        self.spawn_at(&lab.nats.url(), lab, out)
+    }
+
+    /// Start the generator connected to `nats_url` (another node of a cluster).
+    pub fn spawn_at(&self, nats_url: &str, lab: &Lab, out: &Path) -> Generator {
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_shardhost-loadtest"))
-            .args(["run", "--nats", &lab.nats.url(), "--lattice", &lab.host.lattice])
+            .args(["run", "--nats", nats_url, "--lattice", &lab.host.lattice])
             .args(["--actor", self.actor, "--operation", self.operation, "--verify-echo"])
             .args([
                 "--in-flight",

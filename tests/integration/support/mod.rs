@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 mod actors;
+pub mod cluster;
 pub mod harness;
 pub mod provider;
 mod registry;
@@ -122,7 +123,7 @@ impl Nats {
         nats
     }
 
-    fn spawn(mut command: Command, port: u16, store_dir: tempfile::TempDir) -> Nats {
+    pub(crate) fn spawn(mut command: Command, port: u16, store_dir: tempfile::TempDir) -> Nats {
         let binary = nats_server_binary();
         let log_path = store_dir.path().join("nats-server.log");
         let log = std::fs::File::create(&log_path).expect("nats-server log file");

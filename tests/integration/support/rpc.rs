@@ -202,6 +202,32 @@ impl Lab {
 }
 
 impl Lab {
+    /// A second host on this lab's lattice with the same cluster key, connected to `nats` (the
+    /// lab's server when None), running `actor` (count 1).
+    pub async fn second_host_on(&mut self, nats: Option<&Nats>, actor: &SignedActor, extra: &[(&str, &str)]) -> Host {
+        let mut options = HostOptions::new(&self.host.lattice)
+            .arg("--cluster-seed", &self.cluster.seed().expect("cluster seed"))
+            .arg("--heartbeat-interval-ms", "500");
+        for (flag, value) in extra {
+            options = options.arg(flag, value);
+        }
+        options.args.push("--allow-file-load".to_string());
+        let host = Host::start(nats.unwrap_or(&self.nats), options).await;
+        let path = self.dir.path().join("second.wasm");
+        std::fs::write(&path, &actor.bytes).expect("write actor");
+        let body = json!({ "actor_ref": format!("file://{}", path.display()), "count": 1, "host_id": host.id });
+        let ack = request_json(&self.nc, &host.cmd("la"), body.to_string().as_bytes()).await;
+        assert_accepted(&ack, "la on the second host");
+        loop {
+            let event = super::next_event(&mut self.events, "actor_started", START_TIMEOUT)
+                .await
+                .expect("actor_started from the second host");
+            if event["source"] == host.id.as_str() {
+                return host;
+            }
+        }
+    }
+
     /// A caller actor (count 1) linked as `wasmcloud:keyvalue` link `silent` to a provider
     /// that subscribes and never answers: each `Caller.Call` waits the whole rpc timeout.
     /// Returns the caller and the provider's subscription (what it was sent).
