@@ -138,9 +138,6 @@ pub struct ShardStats {
     pub no_reply_subject: u64,
     /// Running now.
     pub inflight: u64,
-    /// Times the shard stopped reading because it was at `inflight_max` with a full waiting
-    /// room (and no outbound call waiting for a reply on the socket).
-    pub backpressure_pauses: u64,
     /// Socket reads that carried invocations, and the invocations they carried.
     pub batches: u64,
     pub batched_invocations: u64,
@@ -177,7 +174,6 @@ impl ShardStats {
         "reply_failures",
         "no_reply_subject",
         "inflight",
-        "backpressure_pauses",
         "batches",
         "batched_invocations",
         "batch_max",
@@ -213,7 +209,6 @@ impl ShardStats {
             reply_failures,
             no_reply_subject,
             inflight,
-            backpressure_pauses,
             batches,
             batched_invocations,
             batch_max,
@@ -242,7 +237,6 @@ impl ShardStats {
             reply_failures,
             no_reply_subject,
             inflight,
-            backpressure_pauses,
             batches,
             batched_invocations,
             batch_max,
@@ -257,7 +251,7 @@ impl ShardStats {
 }
 
 /// Number of [`ShardStats`] fields.
-pub const SHARD_STATS_FIELDS: usize = 27;
+pub const SHARD_STATS_FIELDS: usize = 26;
 
 /// One shard's counters as relaxed atomics on their own cache lines (crossbeam's
 /// `CachePadded`), so shards never share a line. The shard stores its plain [`ShardStats`]

@@ -141,7 +141,6 @@ pub fn log_shard_counters(shard_stats: &std::collections::BTreeMap<ShardId, Shar
             queued = s.queued,
             guest_errors = s.guest_errors,
             inflight = s.inflight,
-            backpressure_pauses = s.backpressure_pauses,
             batches = s.batches,
             mean_batch,
             batch_max = s.batch_max,

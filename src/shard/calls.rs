@@ -28,7 +28,6 @@ use crate::wire::invocation::{decode_response, EntityRef};
 use crate::wire::nats::parse_headers;
 
 use super::conn::Inbound;
-use super::notify::Notify;
 use super::send::AssertSend;
 use super::serve::ShardCore;
 
@@ -54,8 +53,6 @@ pub(crate) struct Calls {
     inbox_sid: Cell<Option<u64>>,
     pending: RefCell<HashMap<u64, oneshot::Sender<Inbound>>>,
     next: Cell<u64>,
-    /// Woken when a call starts waiting (a reader that stopped reading must resume).
-    pub started: Notify,
 }
 
 impl Calls {
@@ -65,7 +62,6 @@ impl Calls {
             inbox_sid: Cell::new(None),
             pending: RefCell::new(HashMap::new()),
             next: Cell::new(1),
-            started: Notify::default(),
         }
     }
 
@@ -95,13 +91,7 @@ impl Calls {
         self.next.set(token + 1);
         let (tx, rx) = oneshot::channel();
         self.pending.borrow_mut().insert(token, tx);
-        self.started.notify();
         (format!("{}.{token}", self.inbox_prefix), token, rx)
-    }
-
-    /// Calls waiting for their reply.
-    pub fn waiting(&self) -> usize {
-        self.pending.borrow().len()
     }
 
     /// Give up on every call still waiting (a stopping shard past its drain timeout): each

@@ -326,8 +326,15 @@ async fn set_pool(
 }
 
 /// Connect (retrying until it works), then read batches and hand them to the pipeline
-/// (accepted invocations run, wait for room, or are answered "overloaded"), stop reading while
-/// the shard is full, and reconnect when the connection breaks.
+/// (accepted invocations run, wait for room, or are answered "overloaded"), and reconnect when
+/// the connection breaks.
+///
+/// The reader never stops reading to push back. A paused socket does not send work elsewhere:
+/// NATS picks a queue-group member when a message arrives, and what it picked for a paused
+/// connection waits in the server's buffer for it, past its callers' timeouts, until the server
+/// cuts the connection as a slow consumer. Refusing at the bound answers the excess at once
+/// (`overload::a_shard_full_of_runaway_guests…`: refusals after ~0.3 s where the pausing
+/// reader gave them after 1.5 s, when a guest's deadline freed a slot).
 async fn read_loop(core: Rc<ShardCore>, config: ConnConfig, mut reports: mpsc::Sender<ShardReport>) {
     let shard = core.id;
     let link = Rc::clone(&core);
@@ -356,17 +363,6 @@ async fn read_loop(core: Rc<ShardCore>, config: ConnConfig, mut reports: mpsc::S
     let mut batch = Vec::with_capacity(256);
     let mut jobs = Vec::with_capacity(256);
     loop {
-        // Back-pressure: with every slot busy and the waiting room full, stop reading (NATS
-        // keeps the messages meanwhile) — unless a guest awaits the reply to an outbound call,
-        // which can only arrive on this socket.
-        if core.saturated() && core.queue_full() && core.calls.waiting() == 0 {
-            core.bump(|s| s.backpressure_pauses += 1);
-            while core.saturated() && core.queue_full() && core.calls.waiting() == 0 {
-                let room = Box::pin(core.room.notified());
-                let call = Box::pin(core.calls.started.notified());
-                futures::future::select(room, call).await;
-            }
-        }
         batch.clear();
         match conn.read_batch(&mut batch).await {
             Ok(()) => {

@@ -63,8 +63,6 @@ pub(crate) struct ShardCore {
     /// Accepted invocations waiting for room (at most `inflight_max`); started as running
     /// ones finish.
     queue: RefCell<VecDeque<Job>>,
-    /// Woken when the queue loses an entry (a reader that stopped reading waits on it).
-    pub room: Notify,
     /// Woken when nothing runs and nothing waits (a stopping shard waits on it).
     pub quiet: Notify,
     /// Set at stop: finishing invocations no longer start queued ones.
@@ -137,7 +135,6 @@ impl Drop for InflightGuard {
         if !core.stopping.get() {
             let next = core.queue.borrow_mut().pop_front();
             if let Some(job) = next {
-                core.room.notify();
                 core.start(job);
                 return;
             }
@@ -178,7 +175,6 @@ impl ShardCore {
             stats: Cell::new(ShardStats::default()),
             inflight: Cell::new(0),
             queue: RefCell::new(VecDeque::new()),
-            room: Notify::default(),
             quiet: Notify::default(),
             stopping: Cell::new(false),
             connected: Cell::new(false),
@@ -221,8 +217,8 @@ impl ShardCore {
     }
 
     /// Run `job` now if there is room, else queue it; when the queue is full as well, answer
-    /// it with an overload error (the shard keeps reading only while its guests await replies
-    /// to their own calls, which arrive on the same socket).
+    /// it with an overload error at once (the caller may retry; NATS picks a queue member
+    /// again, likely a host with room).
     pub fn admit_or_queue(self: &Rc<Self>, job: Job) {
         if !self.saturated() {
             self.start(job);
@@ -231,15 +227,24 @@ impl ShardCore {
             self.queue.borrow_mut().push_back(job);
         } else {
             let dispatch = job.dispatch();
-            let text = format!(
-                "Host overloaded: {} has {} invocations running and {} waiting; try again later",
-                self.id,
-                self.inflight(),
-                self.queued()
-            );
             self.bump(|s| s.rejected_overload += 1);
-            self.reply(dispatch.reply(), dispatch.id(), Err(&text), 0);
+            self.reply(dispatch.reply(), dispatch.id(), Err(&self.overloaded()), 0);
         }
+    }
+
+    /// The refusal of an invocation the shard has no room for.
+    fn overloaded(&self) -> String {
+        format!(
+            "Host overloaded: {} has {} invocations running and {} waiting; try again later",
+            self.id,
+            self.inflight(),
+            self.queued()
+        )
+    }
+
+    /// Invocations the shard can still take: free slots plus free places in the waiting room.
+    fn room(&self) -> usize {
+        (2 * self.config.inflight_max).saturating_sub(self.inflight() + self.queued())
     }
 
     /// Answer every queued invocation with error `text` (a stopping shard past its drain
@@ -330,6 +335,9 @@ impl ShardCore {
             token: antiforgery::DecodedInvocationToken<'a>,
         }
         let mut candidates = Vec::with_capacity(batch.len());
+        // Past this many, invocations are refused before their signature is checked: shedding
+        // load must cost far less than serving it (an "overloaded" reply tells a forger nothing).
+        let mut room = self.room();
         for msg in batch {
             if Some(msg.sid) == inbox_sid {
                 self.calls.deliver(msg);
@@ -347,6 +355,10 @@ impl ShardCore {
                     continue;
                 }
             };
+            if room == 0 {
+                self.reject(msg, inv.id, &self.overloaded(), |s| s.rejected_overload += 1);
+                continue;
+            }
             let token = match decode_invocation_token(inv.encoded_claims) {
                 Ok(token) => token,
                 Err(e) => {
@@ -361,6 +373,7 @@ impl ShardCore {
                 });
                 continue;
             }
+            room -= 1;
             candidates.push(Candidate {
                 msg,
                 actor: Rc::clone(actor),

@@ -520,8 +520,7 @@ async fn a_shard_at_its_inflight_bound_stops_taking_work_and_loses_none() {
     })
     .await;
 
-    // Eight at once: per shard one runs, one waits, the rest are answered "overloaded" (the
-    // shard keeps reading because its running guest awaits a reply on the same socket).
+    // Eight at once: per shard one runs, one waits, the rest are answered "overloaded" at once.
     let started = Instant::now();
     let mut pending = futures::stream::FuturesUnordered::new();
     for i in 0..8u8 {
