@@ -16,6 +16,7 @@ mod interop;
 mod lattice;
 mod metrics;
 mod oci;
+mod overload;
 mod provider_credentials;
 mod provider_supervision;
 mod providers;

@@ -28,17 +28,27 @@ impl LoadRun<'_> {
 
     /// Start the generator connected to `nats_url` (another node of a cluster).
     pub fn spawn_at(&self, nats_url: &str, lab: &Lab, out: &Path) -> Generator {
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_shardhost-loadtest"))
+        self.spawn_paced(nats_url, &["--in-flight", &self.in_flight.to_string()], lab, out)
+    }
+
+    /// Start the generator open loop: `rate` invocations per second on a fixed schedule,
+    /// whatever the host answers, with at most `outstanding` unanswered (`in_flight` unused).
+    pub fn spawn_open(&self, rate: u64, outstanding: u64, lab: &Lab, out: &Path) -> Generator {
+        let pacing = [
+            "--rate",
+            &rate.to_string(),
+            "--outstanding-max",
+            &outstanding.to_string(),
+        ];
+        self.spawn_paced(&lab.nats.url(), &pacing, lab, out)
+    }
+
+    fn spawn_paced(&self, nats_url: &str, pacing: &[&str], lab: &Lab, out: &Path) -> Generator {
+        let child = tokio::process::Command::new(generator_binary())
             .args(["run", "--nats", nats_url, "--lattice", &lab.host.lattice])
             .args(["--actor", self.actor, "--operation", self.operation, "--verify-echo"])
-            .args([
-                "--in-flight",
-                &self.in_flight.to_string(),
-                "--warmup",
-                "0.3",
-                "--pool",
-                "64",
-            ])
+            .args(pacing)
+            .args(["--warmup", "0.3", "--pool", "64"])
             .args([
                 "--duration",
                 &self.seconds.to_string(),
@@ -58,6 +68,13 @@ impl LoadRun<'_> {
             out: out.to_path_buf(),
         }
     }
+}
+
+/// The generator binary: `$SHARDHOST_LOADTEST_BIN` (e.g. a release build, so the generator is
+/// not the bottleneck) or the one cargo built with the tests.
+fn generator_binary() -> PathBuf {
+    std::env::var_os("SHARDHOST_LOADTEST_BIN")
+        .map_or_else(|| env!("CARGO_BIN_EXE_shardhost-loadtest").into(), PathBuf::from)
 }
 
 pub struct Generator {
