@@ -351,7 +351,7 @@ impl ProviderInvocation {
 }
 
 /// Read an object of the lattice's object store whole.
-async fn read_object(store: &async_nats::jetstream::object_store::ObjectStore, key: &str) -> Vec<u8> {
+pub(crate) async fn read_object(store: &async_nats::jetstream::object_store::ObjectStore, key: &str) -> Vec<u8> {
     let mut object = store.get(key).await.expect("object exists");
     let mut bytes = Vec::new();
     object.read_to_end(&mut bytes).await.expect("read object");
@@ -682,7 +682,10 @@ async fn a_real_0x_actor_runs_and_calls_its_provider() {
 }
 
 /// The lattice's object store bucket (named after the lattice), opened or created.
-async fn object_store(nc: &async_nats::Client, lattice: &str) -> async_nats::jetstream::object_store::ObjectStore {
+pub(crate) async fn object_store(
+    nc: &async_nats::Client,
+    lattice: &str,
+) -> async_nats::jetstream::object_store::ObjectStore {
     let js = async_nats::jetstream::new(nc.clone());
     match js.get_object_store(lattice).await {
         Ok(store) => store,

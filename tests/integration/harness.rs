@@ -27,7 +27,7 @@ async fn run(mut command: tokio::process::Command) -> String {
 }
 
 /// `prepare-echo` then `start-actor` on the lab's host; the actor's key.
-async fn harness_actor(lab: &crate::support::rpc::Lab, name: &str, alias: Option<&str>) -> String {
+pub(crate) async fn harness_actor(lab: &crate::support::rpc::Lab, name: &str, alias: Option<&str>) -> String {
     let path = lab.dir.path().join(format!("{name}.wasm"));
     let mut prepare = harness();
     prepare

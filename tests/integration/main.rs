@@ -21,6 +21,7 @@ mod provider_credentials;
 mod provider_supervision;
 mod providers;
 mod shard_conn;
+mod soak;
 mod support;
 mod tiering;
 mod wadm;

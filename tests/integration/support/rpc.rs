@@ -265,7 +265,15 @@ impl Lab {
             json!({ "actor_ref": format!("file://{}", path.display()), "count": count, "host_id": self.host.id });
         let ack = request_json(&self.nc, &self.host.cmd("la"), body.to_string().as_bytes()).await;
         assert_accepted(&ack, "la");
-        expect_event(&mut self.events, "actors_started", START_TIMEOUT, name).await;
+        // Other actors' events may still be on the way (started by other means): wait for this one's.
+        let deadline = std::time::Instant::now() + START_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let event = expect_event(&mut self.events, "actors_started", left, name).await;
+            if event["data"]["public_key"] == actor.key.as_str() {
+                return;
+            }
+        }
     }
 
     pub async fn send(&self, subject: &str, bytes: Vec<u8>) -> Vec<u8> {
