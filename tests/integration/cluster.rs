@@ -247,4 +247,13 @@ async fn a_cluster_node_lost_under_load_fails_its_host_over_and_loses_no_receive
         log.matches("shard NATS connection restored").count() >= 2,
         "both of host A's shards failed over:\n{log}"
     );
+    let ms = |d: Duration| d.as_millis() as u64;
+    crate::support::fault_record(
+        "cluster-node-loss",
+        json!({
+            "generator": counts, "host_a_gap_ms": ms(gap_a), "host_b_gap_ms": ms(gap_b),
+            "kv_readable_after_ms": ms(kv_readable_after), "kv_writable_after_ms": ms(kv_writable_after),
+            "link_applied_after_ms": reached.map(ms),
+        }),
+    );
 }

@@ -47,6 +47,11 @@ async fn sigterm_under_load_loses_nothing_while_the_other_host_takes_over() {
         log.contains("shard drained") && log.contains("unsubscribe_confirmed=true"),
         "each shard says what it drained:\n{log}"
     );
+    let drained: Vec<&str> = log.lines().filter(|l| l.contains("shard drained")).collect();
+    crate::support::fault_record(
+        "graceful-drain",
+        serde_json::json!({ "generator": counts, "exit_status": status.code(), "shards": drained }),
+    );
     drop(second);
 }
 

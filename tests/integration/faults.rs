@@ -126,6 +126,13 @@ async fn nats_killed_twice_under_load_leaves_no_received_invocation_unanswered()
         log.matches("shard NATS connection restored").count() >= 4,
         "2 shards × 2 restarts:\n{log}"
     );
+    crate::support::fault_record(
+        "nats-restart",
+        serde_json::json!({
+            "generator": counts, "outage_ms": OUTAGE.as_millis() as u64, "restarts": 2,
+            "received_per_shard": per_shard(&now, "received"), "reconnects_per_shard": reconnects,
+        }),
+    );
 }
 
 /// A hostile actor of the runtime's test set and the reply text its calls must get.
@@ -229,5 +236,13 @@ async fn hostile_guests_get_errors_while_echo_on_the_same_shards_loses_nothing()
     assert!(
         guest_errors >= 8.0,
         "hostile calls counted as guest errors: {guest_errors}"
+    );
+    crate::support::fault_record(
+        "hostile-guests",
+        serde_json::json!({
+            "echo_alone": { "ok_per_sec": clean["throughput"]["ok_per_sec"], "p99_us": clean["latency_us"]["p99"] },
+            "echo_beside_hostile": { "ok_per_sec": dirty["throughput"]["ok_per_sec"], "p99_us": dirty["latency_us"]["p99"], "counts": dirty["counts"] },
+            "guest_errors": guest_errors,
+        }),
     );
 }

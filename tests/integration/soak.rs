@@ -239,5 +239,19 @@ async fn a_mixed_soak_fails_nothing_and_holds_memory_and_descriptors_flat() {
         rss_slope / 1048576.0
     );
     assert!(fd_slope < FD_SLOPE_MAX_PER_MIN, "descriptors flat: {fd_slope:.2}/min");
-    every_received_invocation_answered(&metrics).await;
+    let now = every_received_invocation_answered(&metrics).await;
+    let generators: serde_json::Map<String, serde_json::Value> = reports
+        .iter()
+        .map(|(what, r)| (what.to_string(), r["counts"].clone()))
+        .collect();
+    crate::support::fault_record(
+        "soak",
+        json!({
+            "seconds": seconds, "generators": generators, "large_round_trips": large_done.load(Ordering::Relaxed),
+            "managed_calls": managed_ok, "scale_and_upd": ops,
+            "rss_after_warmup_bytes": [first.1, last.1], "rss_slope_bytes_per_min": rss_slope,
+            "fds_after_warmup": [first.2, last.2], "fd_slope_per_min": fd_slope,
+            "received_per_shard": crate::faults::per_shard(&now, "received"),
+        }),
+    );
 }

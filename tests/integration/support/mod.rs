@@ -674,3 +674,19 @@ pub fn unix_now_secs() -> u64 {
         .expect("clock")
         .as_secs()
 }
+
+/// Writes `record` as `$SHARDHOST_FAULTS_OUT/{scenario}.json` when that is set (the fault
+/// suite, `loadtest/faults.sh`, collects them). Called at the end of a scenario, after its
+/// assertions: a record means its verdict was green.
+pub fn fault_record(scenario: &str, record: Value) {
+    let Some(dir) = std::env::var_os("SHARDHOST_FAULTS_OUT") else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    std::fs::create_dir_all(&dir).expect("fault records folder");
+    let text = serde_json::to_string_pretty(
+        &serde_json::json!({ "scenario": scenario, "verdict": "pass", "figures": record }),
+    )
+    .expect("record JSON");
+    std::fs::write(dir.join(format!("{scenario}.json")), text).expect("write the fault record");
+}
