@@ -143,6 +143,17 @@ async fn bad_invocations_are_answered_with_errors_and_the_host_keeps_serving() {
         b"ok",
     );
     assert_eq!(outcome(&lab.send(&subject, bytes).await, &id).expect("served"), b"ok");
+
+    // Replayed: the same signed bytes twice are served twice, as by wasmCloud's hosts (the hash
+    // binds a token to origin, target, operation and payload, not to one delivery). The
+    // `host_id` field names the sender's host; every invocation here carries a random one.
+    let (id, bytes) = invocation(&lab.cluster, origin(), Entity::actor(&echo.key), op, b"again", b"again");
+    for _ in 0..2 {
+        assert_eq!(
+            outcome(&lab.send(&subject, bytes.clone()).await, &id).expect("replay"),
+            b"again"
+        );
+    }
     assert_eq!(
         lab.call(&echo.key, op, b"still here").await.expect("served"),
         b"still here"

@@ -442,6 +442,16 @@ async fn garbage_on_every_ctl_subject_never_kills_the_host() {
             );
         }
     }
+    // A huge request (512 KiB of JSON, near NATS's default 1 MB max_payload) is refused too.
+    let huge = json!({ "actor_ref": "a".repeat(512 << 10), "count": 1 }).to_string();
+    for subject in [host.cmd("la"), host.ctl("linkdefs.put")] {
+        let reply = request_json(&nc, &subject, huge.as_bytes()).await;
+        assert_eq!(
+            reply["accepted"],
+            json!(false),
+            "{subject} refused a huge request: {reply}"
+        );
+    }
     assert!(host.try_exit_status().is_none(), "host exited after garbage");
     assert_still_answers_ping(&nc, &host).await;
 }

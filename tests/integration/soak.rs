@@ -189,7 +189,7 @@ async fn a_mixed_soak_fails_nothing_and_holds_memory_and_descriptors_flat() {
     let mut current = 0usize;
     while start.elapsed().as_secs_f64() < seconds - OPS_EVERY.as_secs_f64() {
         tokio::time::sleep(OPS_EVERY).await;
-        let ack = if ops % 2 == 0 {
+        let ack = if ops.is_multiple_of(2) {
             current = 1 - current;
             let body = json!({ "actor_id": managed, "new_actor_ref": refs[current], "host_id": lab.host.id });
             request_json(&lab.nc, &lab.host.cmd("upd"), body.to_string().as_bytes()).await

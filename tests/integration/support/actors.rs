@@ -167,6 +167,10 @@ pub fn signed_wat(wat: &str, spec: ActorSpec) -> SignedActor {
         spec.call_alias,
     );
     let bytes = wascap::wasm::embed_claims(&module, &claims, &account).expect("sign actor");
+    super::capture_seed("claims", &bytes);
+    if let Ok(jwt) = claims.encode(&account) {
+        super::capture_seed("claims", jwt.as_bytes());
+    }
     SignedActor {
         bytes,
         key: subject.public_key(),

@@ -690,3 +690,41 @@ pub fn fault_record(scenario: &str, record: Value) {
     .expect("record JSON");
     std::fs::write(dir.join(format!("{scenario}.json")), text).expect("write the fault record");
 }
+
+/// Largest input kept for a fuzz seed corpus.
+const FUZZ_SEED_BYTES_MAX: usize = 64 << 10;
+
+/// With `$SHARDHOST_FUZZ_CAPTURE` set (`fuzz/capture.sh`), keeps `bytes` as a seed of fuzz
+/// target `target`: real traffic and artefacts of the integration tests (signed invocations
+/// and the replies to them as NATS `MSG` frames and as payloads, signed actor modules, provider
+/// archives), named by content so repeats collapse.
+pub fn capture_seed(target: &str, bytes: &[u8]) {
+    let Some(dir) = std::env::var_os("SHARDHOST_FUZZ_CAPTURE") else {
+        return;
+    };
+    if bytes.is_empty() || bytes.len() > FUZZ_SEED_BYTES_MAX {
+        return;
+    }
+    let dir = PathBuf::from(dir).join(target);
+    let name: String = Sha256::digest(bytes)
+        .iter()
+        .take(20)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if std::fs::create_dir_all(&dir).is_ok() {
+        let _ = std::fs::write(dir.join(name), bytes);
+    }
+}
+
+/// [`capture_seed`] of `payload` for the invocation decoder and, framed as the server sends it
+/// (`MSG subject sid reply len`), for the NATS frame parser.
+pub fn capture_message(subject: &str, payload: &[u8]) {
+    capture_seed("invocation", payload);
+    let mut frame = format!("MSG {subject} 1 _INBOX.capture {}\r\n", payload.len()).into_bytes();
+    frame.extend_from_slice(payload);
+    frame.extend_from_slice(b"\r\n");
+    // The nats_frame target reads its first byte as a max_payload (x 64 bytes); 0xff = 16 KiB.
+    let mut seed = vec![0xff];
+    seed.extend_from_slice(&frame);
+    capture_seed("nats_frame", &seed);
+}

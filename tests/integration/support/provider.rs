@@ -149,6 +149,7 @@ pub fn signed_par(binary: &[u8], spoil: Spoil) -> (Vec<u8>, String) {
         _ => vec![(target.as_str(), binary)],
     };
     let par = shardhost::auth::par::write_par(&token, &entries, true).expect("write par");
+    super::capture_seed("par", &par);
     (par, service.public_key())
 }
 

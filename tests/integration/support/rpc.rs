@@ -143,11 +143,14 @@ pub fn invocation_with(
         host_id: nkeys::KeyPair::new_server().public_key(),
         content_length: hash_msg.len() as u64,
     };
-    (id, rmp_serde::to_vec_named(&inv).expect("encode invocation"))
+    let bytes = rmp_serde::to_vec_named(&inv).expect("encode invocation");
+    super::capture_message(&format!("wasmbus.rpc.capture.{}", inv.target.public_key), &bytes);
+    (id, bytes)
 }
 
 /// The reply: Ok(msg) or Err(error), after checking that it answers `id`.
 pub fn outcome(reply: &[u8], id: &str) -> Result<Vec<u8>, String> {
+    super::capture_message("_INBOX.capture.reply", reply);
     let response = decode_response(reply).expect("reply is an InvocationResponse");
     if !id.is_empty() {
         assert_eq!(response.invocation_id, id, "reply answers the invocation");

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs every fuzz target for SECONDS each (default 120), one after another, from its corpus
+# (fuzz/corpus/<target>, grown in place) plus the seeds captured from the integration tests
+# (fuzz/seeds/<target>, made by fuzz/capture.sh), and prints per target the executions, the
+# coverage (libFuzzer's `cov` edges and `ft` features) and the corpus size; crashes land in
+# fuzz/artifacts/<target> and fail the run.
+#   fuzz/run.sh            # 120 s per target
+#   fuzz/run.sh 600 par    # 600 s, only par
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+seconds="${1:-120}"
+shift || true
+targets=("$@")
+[[ ${#targets[@]} -gt 0 ]] || targets=(nats_frame invocation claims par)
+export RUSTC_BOOTSTRAP=1
+cargo fuzz build --release >/dev/null
+status=0
+printf '%-12s %14s %8s %8s %8s\n' target executions cov ft corpus
+for t in "${targets[@]}"; do
+  mkdir -p "fuzz/corpus/$t" "fuzz/seeds/$t"
+  log="$(mktemp)"
+  cargo fuzz run --release "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" -- \
+    -max_total_time="$seconds" -print_final_stats=1 -max_len=65536 >"$log" 2>&1 || status=$?
+  execs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' | tail -1)
+  last=$(grep -E '^#[0-9]+' "$log" | tail -1)
+  cov=$(grep -oE 'cov: [0-9]+' <<<"$last" | grep -oE '[0-9]+' || true)
+  ft=$(grep -oE 'ft: [0-9]+' <<<"$last" | grep -oE '[0-9]+' || true)
+  printf '%-12s %14s %8s %8s %8s\n' "$t" "${execs:-?}" "${cov:-?}" "${ft:-?}" "$(ls "fuzz/corpus/$t" | wc -l)"
+  if grep -qE 'SUMMARY|panicked|deadly signal' "$log"; then
+    echo "$t: crash; log kept at $log" >&2
+    status=1
+  else
+    rm -f "$log"
+  fi
+done
+exit "$status"
