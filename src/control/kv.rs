@@ -67,13 +67,7 @@ impl LatticeStore {
     /// Load every key into `state` without reporting changes. Returns how many entries were
     /// skipped as malformed (each is logged).
     pub async fn load(&mut self, state: &mut LatticeState) -> Result<usize> {
-        let info = self
-            .store
-            .stream
-            .get_info()
-            .await
-            .with_context(|| format!("stream info of {}", self.bucket))?;
-        let last = info.state.last_sequence;
+        let last = self.last_sequence().await?;
         let mut keys = self
             .store
             .keys()

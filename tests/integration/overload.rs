@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::faults::{echo_load, every_received_invocation_answered, per_shard};
 use crate::support::harness::assert_all_ok;
 use crate::support::rpc::lab_with;
-use crate::support::{free_port, signed_echo, ActorSpec};
+use crate::support::{free_port, signed_echo, vm_rss_bytes, ActorSpec};
 
 /// Offered load over the measured capacity.
 const OVERLOAD_FACTOR: f64 = 10.0;
@@ -29,17 +29,6 @@ const RSS_SAMPLE_EVERY: Duration = Duration::from_millis(50);
 const RSS_GROWTH_MAX_BYTES: u64 = 96 << 20;
 /// The text of the host's explicit refusal.
 const OVERLOADED: &str = "overloaded";
-
-/// VmRSS of `pid` in bytes.
-fn rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("host /proc status");
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS line");
-    kib << 10
-}
 
 #[tokio::test]
 async fn ten_times_capacity_is_refused_explicitly_or_held_back_and_service_returns_at_once() {
@@ -59,7 +48,7 @@ async fn ten_times_capacity_is_refused_explicitly_or_held_back_and_service_retur
         .await;
     assert_all_ok(&capacity_run, "capacity run");
     let capacity = capacity_run["throughput"]["ok_per_sec"].as_f64().expect("ok_per_sec");
-    let rss_before = rss_bytes(pid);
+    let rss_before = vm_rss_bytes(pid);
 
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = {
@@ -67,7 +56,7 @@ async fn ten_times_capacity_is_refused_explicitly_or_held_back_and_service_retur
         std::thread::spawn(move || {
             let mut peak = 0;
             while !stop.load(Ordering::Relaxed) {
-                peak = peak.max(rss_bytes(pid));
+                peak = peak.max(vm_rss_bytes(pid));
                 std::thread::sleep(RSS_SAMPLE_EVERY);
             }
             peak

@@ -16,7 +16,9 @@ use crate::faults::every_received_invocation_answered;
 use crate::harness::harness_actor;
 use crate::support::harness::{assert_all_ok, LoadRun};
 use crate::support::rpc::{invocation, lab_with, reloadable_key, Entity};
-use crate::support::{assert_accepted, echo_actor_wat, free_port, request_json, signed_echo, signed_wat, ActorSpec};
+use crate::support::{
+    assert_accepted, echo_actor_wat, free_port, request_json, signed_echo, signed_wat, vm_rss_bytes, ActorSpec,
+};
 
 /// Default length of the soak.
 const SOAK_SECS_DEFAULT: f64 = 60.0;
@@ -43,14 +45,8 @@ fn soak_secs() -> f64 {
 
 /// (seconds since start, RSS bytes, open descriptors) of `pid`.
 fn sample(pid: u32, start: Instant) -> (f64, f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("host /proc status");
-    let rss_kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS");
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).expect("host fds").count();
-    (start.elapsed().as_secs_f64(), rss_kib * 1024.0, fds as f64)
+    (start.elapsed().as_secs_f64(), vm_rss_bytes(pid) as f64, fds as f64)
 }
 
 /// Least-squares slope of `y` over `x`, per minute.

@@ -728,3 +728,14 @@ pub fn capture_message(subject: &str, payload: &[u8]) {
     seed.extend_from_slice(&frame);
     capture_seed("nats_frame", &seed);
 }
+
+/// VmRSS of process `pid` in bytes, from `/proc/{pid}/status`.
+pub fn vm_rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS line");
+    kib << 10
+}
