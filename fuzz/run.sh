@@ -4,8 +4,9 @@
 # (fuzz/seeds/<target>, made by fuzz/capture.sh), and prints per target the executions, the
 # coverage (libFuzzer's `cov` edges and `ft` features) and the corpus size; crashes land in
 # fuzz/artifacts/<target> and fail the run.
-#   fuzz/run.sh            # 120 s per target
-#   fuzz/run.sh 600 par    # 600 s, only par
+#   fuzz/run.sh                        # 120 s per target
+#   fuzz/run.sh 600 par                # 600 s, only par
+#   RUNS=10000000 fuzz/run.sh 3600     # stop each at 10 M executions (or the time, if first)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 seconds="${1:-120}"
@@ -20,7 +21,7 @@ for t in "${targets[@]}"; do
   mkdir -p "fuzz/corpus/$t" "fuzz/seeds/$t"
   log="$(mktemp)"
   cargo fuzz run --release "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" -- \
-    -max_total_time="$seconds" -print_final_stats=1 -max_len=65536 >"$log" 2>&1 || status=$?
+    -max_total_time="$seconds" ${RUNS:+-runs="$RUNS"} -print_final_stats=1 -max_len=65536 >"$log" 2>&1 || status=$?
   execs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' | tail -1)
   last=$(grep -E '^#[0-9]+' "$log" | tail -1)
   cov=$(grep -oE 'cov: [0-9]+' <<<"$last" | grep -oE '[0-9]+' || true)
