@@ -172,6 +172,38 @@ async fn command_acked(
     Ok(())
 }
 
+/// The lattice's event stream, subscribed before a command is sent so its event cannot be
+/// missed.
+struct LatticeEvents {
+    subject: String,
+    subscription: async_nats::Subscriber,
+}
+
+impl LatticeEvents {
+    async fn subscribe(client: &async_nats::Client, lattice: &str) -> Result<LatticeEvents, LoadtestError> {
+        let subject = format!("wasmbus.evt.{lattice}");
+        let subscription = client
+            .subscribe(subject.clone())
+            .await
+            .map_err(|e| LoadtestError::nats(format!("subscribe {subject}"), e))?;
+        Ok(LatticeEvents { subject, subscription })
+    }
+
+    /// The next event that parses as JSON; past `deadline`, the error `timed_out` makes.
+    async fn next(&mut self, deadline: Instant, timed_out: impl Fn() -> LoadtestError) -> Result<Value, LoadtestError> {
+        loop {
+            let message = match tokio::time::timeout_at(deadline, self.subscription.next()).await {
+                Ok(Some(message)) => message,
+                Ok(None) => return Err(LoadtestError::nats(self.subject.clone(), "subscription closed")),
+                Err(_) => return Err(timed_out()),
+            };
+            if let Ok(event) = serde_json::from_slice::<Value>(&message.payload) {
+                return Ok(event);
+            }
+        }
+    }
+}
+
 /// Launch the actor and wait for it to start.
 pub async fn start_actor(request: &StartActor) -> Result<Started, LoadtestError> {
     let deadline = Instant::now() + request.wait;
@@ -181,11 +213,7 @@ pub async fn start_actor(request: &StartActor) -> Result<Started, LoadtestError>
         None => first_host(&client, &request.ctl_prefix, &request.lattice, deadline).await?,
     };
     // Subscribe before asking, so the start event cannot be missed.
-    let events_subject = format!("wasmbus.evt.{}", request.lattice);
-    let mut events = client
-        .subscribe(events_subject.clone())
-        .await
-        .map_err(|e| LoadtestError::nats(format!("subscribe {events_subject}"), e))?;
+    let mut events = LatticeEvents::subscribe(&client, &request.lattice).await?;
 
     let command = json!({ "actor_ref": request.actor_ref, "count": request.count, "host_id": host_id });
     let subject = format!("{}.{}.cmd.{host_id}.la", request.ctl_prefix, request.lattice);
@@ -195,42 +223,29 @@ pub async fn start_actor(request: &StartActor) -> Result<Started, LoadtestError>
 
     let mut instances_started: u16 = 0;
     loop {
-        let message = match tokio::time::timeout_at(deadline, events.next()).await {
-            Ok(Some(message)) => message,
-            Ok(None) => return Err(LoadtestError::nats(events_subject, "subscription closed")),
-            Err(_) => {
-                return Err(LoadtestError::Timeout {
-                    what: format!("actors_started for {} on {host_id}", request.actor_ref),
-                    wait_ms: u64::try_from(request.wait.as_millis()).unwrap_or(u64::MAX),
-                })
-            }
-        };
-        let Ok(event) = serde_json::from_slice::<Value>(&message.payload) else {
-            continue;
-        };
-        match classify_event(&event, &request.actor_ref, &host_id) {
-            EventVerdict::Started { public_key } => {
-                let elapsed = sent.elapsed();
-                return Ok(Started {
-                    public_key,
-                    host_id,
-                    elapsed,
-                });
-            }
+        let event = events
+            .next(deadline, || LoadtestError::Timeout {
+                what: format!("actors_started for {} on {host_id}", request.actor_ref),
+                wait_ms: u64::try_from(request.wait.as_millis()).unwrap_or(u64::MAX),
+            })
+            .await?;
+        let public_key = match classify_event(&event, &request.actor_ref, &host_id) {
+            EventVerdict::Started { public_key } => public_key,
             EventVerdict::InstanceStarted { public_key } => {
                 instances_started = instances_started.saturating_add(1);
-                if instances_started >= request.count {
-                    let elapsed = sent.elapsed();
-                    return Ok(Started {
-                        public_key,
-                        host_id,
-                        elapsed,
-                    });
+                if instances_started < request.count {
+                    continue;
                 }
+                public_key
             }
             EventVerdict::Failed { error } => return Err(LoadtestError::StartFailed(error)),
-            EventVerdict::Unrelated => {}
-        }
+            EventVerdict::Unrelated => continue,
+        };
+        return Ok(Started {
+            public_key,
+            host_id,
+            elapsed: sent.elapsed(),
+        });
     }
 }
 
@@ -244,29 +259,18 @@ pub async fn stop_actor(
     public_key: &str,
     deadline: Instant,
 ) -> Result<Duration, LoadtestError> {
-    let events_subject = format!("wasmbus.evt.{lattice}");
-    let mut events = client
-        .subscribe(events_subject.clone())
-        .await
-        .map_err(|e| LoadtestError::nats(format!("subscribe {events_subject}"), e))?;
+    let mut events = LatticeEvents::subscribe(client, lattice).await?;
     let subject = format!("{ctl_prefix}.{lattice}.cmd.{host_id}.sa");
     let command = json!({ "actor_ref": public_key, "count": 0, "host_id": host_id });
     let sent = Instant::now();
     command_acked(client, &subject, &command, deadline).await?;
     loop {
-        let message = match tokio::time::timeout_at(deadline, events.next()).await {
-            Ok(Some(message)) => message,
-            Ok(None) => return Err(LoadtestError::nats(events_subject, "subscription closed")),
-            Err(_) => {
-                return Err(LoadtestError::Timeout {
-                    what: format!("actors_stopped for {public_key} on {host_id}"),
-                    wait_ms: u64::try_from(sent.elapsed().as_millis()).unwrap_or(u64::MAX),
-                })
-            }
-        };
-        let Ok(event) = serde_json::from_slice::<Value>(&message.payload) else {
-            continue;
-        };
+        let event = events
+            .next(deadline, || LoadtestError::Timeout {
+                what: format!("actors_stopped for {public_key} on {host_id}"),
+                wait_ms: u64::try_from(sent.elapsed().as_millis()).unwrap_or(u64::MAX),
+            })
+            .await?;
         let name = event["type"].as_str().and_then(|t| t.strip_prefix(EVENT_TYPE_PREFIX));
         let ours = event["source"].as_str() == Some(host_id) && event["data"]["public_key"] == public_key;
         if ours && matches!(name, Some("actors_stopped" | "actor_stopped")) {

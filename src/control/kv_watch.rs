@@ -79,7 +79,6 @@ impl LatticeWatch {
                     Ok(watch) => {
                         self.watch = Some(watch);
                         self.reopen_at = None;
-                        self.behind_at = None;
                         self.gauges.kv_watch_reopens.fetch_add(1, Ordering::Relaxed);
                         tracing::info!(from_revision = store.revision + 1, "lattice KV watch reopened");
                     }

@@ -16,9 +16,7 @@ use crate::faults::{echo_load, every_received_invocation_answered};
 use crate::metrics::{scrape, total};
 use crate::support::cluster::NatsCluster;
 use crate::support::rpc::{invocation, Entity, Lab, START_TIMEOUT};
-use crate::support::{
-    caller_actor_wat, free_port, request_json, signed_echo, signed_wat, unique_lattice, ActorSpec, HostOptions,
-};
+use crate::support::{free_port, request_json, signed_caller, signed_echo, unique_lattice, ActorSpec, HostOptions};
 
 /// How often the hosts' served counters are sampled to find the gap in service.
 const SAMPLE_EVERY: Duration = Duration::from_millis(20);
@@ -94,13 +92,7 @@ async fn a_cluster_node_lost_under_load_fails_its_host_over_and_loses_no_receive
     assert_eq!(replicas, 3, "--kv-replicas 3 made an R3 bucket");
 
     // A caller that runs on host A only, linked (later) to a provider that lives on node 2.
-    let caller = signed_wat(
-        &caller_actor_wat("failover", "wasmcloud:keyvalue", "KeyValue.Get"),
-        ActorSpec {
-            caps: vec!["wasmcloud:keyvalue".into()],
-            ..Default::default()
-        },
-    );
+    let caller = signed_caller("failover", "wasmcloud:keyvalue", "KeyValue.Get");
     lab.start("caller.wasm", &caller, 1).await;
     let provider = nkeys::KeyPair::new_service().public_key();
     let mut provider_inbox = probe

@@ -20,8 +20,8 @@ use crate::support::rpc::{
     START_TIMEOUT,
 };
 use crate::support::{
-    assert_accepted, caller_actor_wat, echo_actor_wat, eventually, expect_event, request_json, signed_echo, signed_wat,
-    ActorSpec, Nats,
+    assert_accepted, caller_actor_wat, echo_actor_wat, eventually, expect_event, request_json, signed_caller,
+    signed_echo, signed_wat, ActorSpec, Nats,
 };
 
 fn counter(line: &str, name: &str) -> u64 {
@@ -713,13 +713,7 @@ pub(crate) async fn object_store(
 #[tokio::test]
 async fn an_outbound_call_over_900_kib_is_chunked_both_ways() {
     let mut lab = lab("dpchunkout").await;
-    let caller = signed_wat(
-        &caller_actor_wat("default", "wasmcloud:blobstore", "Blob.Reverse"),
-        ActorSpec {
-            caps: vec!["wasmcloud:blobstore".into()],
-            ..Default::default()
-        },
-    );
+    let caller = signed_caller("default", "wasmcloud:blobstore", "Blob.Reverse");
     lab.start("caller.wasm", &caller, 1).await;
     let store = object_store(&lab.nc, &lab.host.lattice).await;
     let provider = nkeys::KeyPair::new_service().public_key();

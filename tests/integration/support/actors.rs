@@ -67,6 +67,17 @@ pub fn caller_actor_wat(binding: &str, namespace: &str, operation: &str) -> Stri
 /// A "kvcounter": on every invocation it calls `KeyValue.Increment` of its `wasmcloud:keyvalue`
 /// link `default` with the msgpack `IncrementRequest {key, value: 1}` and answers with the
 /// provider's reply (the new value, a msgpack i32), or a guest error when the call fails.
+/// A signed [`caller_actor_wat`] that claims the contract it calls.
+pub fn signed_caller(binding: &str, contract: &str, operation: &str) -> SignedActor {
+    signed_wat(
+        &caller_actor_wat(binding, contract, operation),
+        ActorSpec {
+            caps: vec![contract.into()],
+            ..Default::default()
+        },
+    )
+}
+
 pub fn kvcounter_actor_wat(key: &str) -> String {
     #[derive(serde::Serialize)]
     struct IncrementRequest<'a> {

@@ -236,13 +236,7 @@ impl Lab {
     /// Returns the caller and the provider's subscription (what it was sent).
     pub async fn caller_of_a_silent_provider(&mut self) -> (SignedActor, async_nats::Subscriber) {
         let silent_key = nkeys::KeyPair::new_service().public_key();
-        let caller = super::signed_wat(
-            &super::caller_actor_wat("silent", "wasmcloud:keyvalue", "KeyValue.Get"),
-            super::ActorSpec {
-                caps: vec!["wasmcloud:keyvalue".into()],
-                ..Default::default()
-            },
-        );
+        let caller = super::signed_caller("silent", "wasmcloud:keyvalue", "KeyValue.Get");
         self.start("caller.wasm", &caller, 1).await;
         let silent = self
             .nc
