@@ -11,15 +11,15 @@ use super::*;
 use crate::auth::claims::{module_hash, validate_actor};
 use crate::auth::testkit;
 
-const ECHO: &str = include_str!("actors/echo.wat");
+pub(super) const ECHO: &str = include_str!("actors/echo.wat");
 const BUILTINS: &str = include_str!("actors/builtins.wat");
 const CALLER: &str = include_str!("actors/caller.wat");
-const FOREVER: &str = include_str!("actors/forever.wat");
-const TRAP: &str = include_str!("actors/trap.wat");
-const GROW: &str = include_str!("actors/grow.wat");
+pub(super) const FOREVER: &str = include_str!("actors/forever.wat");
+pub(super) const TRAP: &str = include_str!("actors/trap.wat");
+pub(super) const GROW: &str = include_str!("actors/grow.wat");
 const WASI: &str = include_str!("actors/wasi.wat");
 const BAD_IMPORT: &str = include_str!("actors/bad_import.wat");
-const BADPTR: &str = include_str!("actors/badptr.wat");
+pub(super) const BADPTR: &str = include_str!("actors/badptr.wat");
 const INIT: &str = include_str!("actors/init.wat");
 
 const ACTOR_KEY: &str = "MTESTACTOR";
@@ -38,7 +38,7 @@ fn limits() -> RuntimeLimits {
     }
 }
 
-fn parker() -> Parker {
+pub(super) fn parker() -> Parker {
     Arc::new(|| Box::pin(tokio::time::sleep(Duration::from_micros(10))))
 }
 

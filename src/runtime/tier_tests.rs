@@ -12,11 +12,7 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::auth::claims::module_hash;
 
-const ECHO: &str = include_str!("actors/echo.wat");
-const FOREVER: &str = include_str!("actors/forever.wat");
-const TRAP: &str = include_str!("actors/trap.wat");
-const GROW: &str = include_str!("actors/grow.wat");
-const BADPTR: &str = include_str!("actors/badptr.wat");
+use super::tests::{parker, BADPTR, ECHO, FOREVER, GROW, TRAP};
 
 fn limits() -> RuntimeLimits {
     RuntimeLimits {
@@ -26,10 +22,6 @@ fn limits() -> RuntimeLimits {
         baseline_compiler: true,
         ..RuntimeLimits::default()
     }
-}
-
-fn parker() -> Parker {
-    Arc::new(|| Box::pin(tokio::time::sleep(Duration::from_micros(10))))
 }
 
 async fn baseline_pool(runtime: &Runtime, wat: &str) -> ActorPool {
