@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use shardhost::control::ctl;
 use shardhost::lattice::{parse_entry, LatticeState, LinkDefinition};
 use shardhost::routing::RoutingSnapshot;
+use shardhost::wire::ctl;
 
 fn link(i: usize) -> LinkDefinition {
     LinkDefinition {

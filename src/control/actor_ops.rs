@@ -5,6 +5,7 @@
 //! result: alias check, actor table, KV (`CLAIMS_…`, `REFMAP_…`), shard pools, events. Every
 //! failure is reported through the `…_failed` events with a reason; nothing runs unsigned.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -15,13 +16,13 @@ use crate::lattice::RefMap;
 use crate::plane::{ShardCommand, ShardId};
 use crate::runtime::Tier;
 
-use super::actors::{
-    self, Annotations, RunningActor, ScaleActorCommand, ScaleTarget, StartActorCommand, StopActorCommand,
-    UpdateActorCommand,
-};
-use super::ctl::{ack_err, ack_ok, parse_body};
+use super::actors::{self, RunningActor};
 use super::prepare::{Optimized, Prepared};
 use super::ControlPlane;
+use crate::wire::ctl::{
+    ack_err, ack_ok, labels_satisfy, Annotations, ScaleActorCommand, ScaleTarget, StartActorCommand, StopActorCommand,
+    UpdateActorCommand,
+};
 
 /// Warm instances a shard keeps for an actor whose max concurrency is unbounded.
 pub const WARM_INSTANCES_UNBOUNDED_PER_SHARD: u32 = 4;
@@ -100,30 +101,17 @@ impl ControlPlane {
     }
 
     /// `la`: ack, then fetch/validate/compile in the background.
-    pub(super) fn actor_launch(&mut self, body: &[u8]) -> Value {
-        match parse_body::<StartActorCommand>("launch actor", body) {
-            Ok(cmd) if cmd.actor_ref.is_empty() => ack_err("actor_ref must not be empty"),
-            Ok(cmd) if cmd.count == 0 => ack_err("count must be at least 1"),
-            Ok(cmd) => {
-                let annotations = cmd.annotations.unwrap_or_default();
-                let request = ActorRequest::Start {
-                    reference: cmd.actor_ref,
-                    count: cmd.count,
-                    annotations,
-                };
-                self.spawn_job(request).map_or_else(ack_err, |()| ack_ok())
-            }
-            Err(e) => ack_err(e),
-        }
+    pub(super) fn actor_launch(&mut self, cmd: StartActorCommand) -> Value {
+        let request = ActorRequest::Start {
+            reference: cmd.actor_ref,
+            count: cmd.count,
+            annotations: cmd.annotations.unwrap_or_default(),
+        };
+        self.spawn_job(request).map_or_else(ack_err, |()| ack_ok())
     }
 
     /// `scale`: both shapes. Scaling a running actor of the same reference needs no fetch.
-    pub(super) fn actor_scale(&mut self, body: &[u8]) -> Value {
-        let cmd = match parse_body::<ScaleActorCommand>("scale actor", body) {
-            Ok(cmd) if cmd.actor_ref.is_empty() => return ack_err("actor_ref must not be empty"),
-            Ok(cmd) => cmd,
-            Err(e) => return ack_err(e),
-        };
+    pub(super) fn actor_scale(&mut self, cmd: ScaleActorCommand) -> Value {
         let target = cmd.target();
         let annotations = cmd.annotations.clone().unwrap_or_default();
         let running = self
@@ -153,11 +141,7 @@ impl ControlPlane {
     }
 
     /// `sa`: stop matching instances now.
-    pub(super) fn actor_stop(&mut self, body: &[u8]) -> Value {
-        let cmd = match parse_body::<StopActorCommand>("stop actor", body) {
-            Ok(cmd) => cmd,
-            Err(e) => return ack_err(e),
-        };
+    pub(super) fn actor_stop(&mut self, cmd: StopActorCommand) -> Value {
         let key = self.resolve_key(&cmd.actor_ref);
         let annotations = cmd.annotations.unwrap_or_default();
         let image_ref = self.actors.actors.get(&key).map(|a| a.image_ref.clone());
@@ -172,11 +156,7 @@ impl ControlPlane {
     }
 
     /// `upd`: ack, then fetch the new module; it must have the same public key.
-    pub(super) fn actor_update(&mut self, body: &[u8]) -> Value {
-        let cmd = match parse_body::<UpdateActorCommand>("update actor", body) {
-            Ok(cmd) => cmd,
-            Err(e) => return ack_err(e),
-        };
+    pub(super) fn actor_update(&mut self, cmd: UpdateActorCommand) -> Value {
         if !self.actors.actors.contains_key(&cmd.actor_id) {
             return ack_err(format!("actor {} is not running on this host", cmd.actor_id));
         }
@@ -190,18 +170,12 @@ impl ControlPlane {
     }
 
     /// `auction.actor`: bid only when our labels hold every constraint.
-    pub(super) fn actor_auction(&self, body: &[u8]) -> Option<Value> {
-        let auction = parse_body::<super::ctl::AuctionRequest>("actor auction", body)
-            .map_err(|e| tracing::warn!(error = %e, "malformed actor auction"))
-            .ok()?;
-        let actor_ref = auction.actor_ref?;
-        if !super::ctl::labels_satisfy(&self.info.labels, &auction.constraints) {
+    pub(super) fn actor_auction(&self, actor_ref: String, constraints: BTreeMap<String, String>) -> Option<Value> {
+        if !labels_satisfy(&self.info.labels, &constraints) {
             tracing::debug!(%actor_ref, "not bidding: labels do not satisfy the constraints");
             return None;
         }
-        Some(
-            json!({ "actor_ref": actor_ref, "constraints": auction.constraints, "host_id": self.info.identity.host_id() }),
-        )
+        Some(json!({ "actor_ref": actor_ref, "constraints": constraints, "host_id": self.info.identity.host_id() }))
     }
 
     /// An actor key from `sa`'s `actor_ref`: a key as is, or the key of the running actor

@@ -7,85 +7,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::auth::claims::ActorClaims;
-
-/// Annotations attached to a start request; instances are grouped by them.
-pub type Annotations = BTreeMap<String, String>;
-
-/// Most instances one request may ask for (the wire type is u16).
-pub const ACTOR_INSTANCES_MAX: u16 = u16::MAX;
-
-/// `cmd.{host}.la` (deprecated, still sent by OTP-era clients).
-#[derive(Debug, Clone, Deserialize)]
-pub struct StartActorCommand {
-    pub actor_ref: String,
-    #[serde(default = "one")]
-    pub count: u16,
-    #[serde(default)]
-    pub annotations: Option<Annotations>,
-}
-
-fn one() -> u16 {
-    1
-}
-
-/// `cmd.{host}.scale`, both shapes: with `actor_id`, `count` is the OTP instance count; without,
-/// it is the 0.30+ max concurrency (`null`/absent = unbounded, `0` = stop).
-#[derive(Debug, Clone, Deserialize)]
-pub struct ScaleActorCommand {
-    #[serde(default)]
-    pub actor_id: Option<String>,
-    pub actor_ref: String,
-    #[serde(default)]
-    pub count: Option<u16>,
-    #[serde(default)]
-    pub annotations: Option<Annotations>,
-}
-
-/// `cmd.{host}.sa`: `actor_ref` is in practice the actor's public key. `count` absent = stop
-/// every matching instance (client ≥ 0.30 no longer sends it).
-#[derive(Debug, Clone, Deserialize)]
-pub struct StopActorCommand {
-    pub actor_ref: String,
-    #[serde(default)]
-    pub count: Option<u16>,
-    #[serde(default)]
-    pub annotations: Option<Annotations>,
-}
-
-/// `cmd.{host}.upd`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct UpdateActorCommand {
-    pub actor_id: String,
-    pub new_actor_ref: String,
-    #[serde(default)]
-    pub annotations: Option<Annotations>,
-}
-
-/// What a scale request asks for, once both shapes are read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ScaleTarget {
-    /// OTP / client ≤ 0.29: exactly this many instances (0 stops them).
-    Instances(u16),
-    /// Client ≥ 0.30: one instance group with this max concurrency (None = unbounded).
-    MaxConcurrent(Option<u16>),
-    /// Client ≥ 0.30 with count 0.
-    Stop,
-}
-
-impl ScaleActorCommand {
-    pub fn target(&self) -> ScaleTarget {
-        match (&self.actor_id, self.count) {
-            (Some(_), Some(n)) => ScaleTarget::Instances(n),
-            (Some(_), None) => ScaleTarget::Instances(1),
-            (None, Some(0)) => ScaleTarget::Stop,
-            (None, count) => ScaleTarget::MaxConcurrent(count),
-        }
-    }
-}
+pub use crate::wire::ctl::{Annotations, ScaleTarget};
 
 /// Instances of one actor that share one annotation set.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -439,23 +364,6 @@ mod tests {
 
     fn ann(pairs: &[(&str, &str)]) -> Annotations {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
-
-    #[test]
-    fn scale_shapes_are_read() {
-        let otp: ScaleActorCommand =
-            serde_json::from_str(r#"{"actor_id":"Ma","actor_ref":"r","count":3,"host_id":"N"}"#).unwrap();
-        assert_eq!(otp.target(), ScaleTarget::Instances(3));
-        let new: ScaleActorCommand = serde_json::from_str(r#"{"actor_ref":"r","count":null}"#).unwrap();
-        assert_eq!(new.target(), ScaleTarget::MaxConcurrent(None));
-        let absent: ScaleActorCommand = serde_json::from_str(r#"{"actor_ref":"r"}"#).unwrap();
-        assert_eq!(absent.target(), ScaleTarget::MaxConcurrent(None));
-        let stop: ScaleActorCommand = serde_json::from_str(r#"{"actor_ref":"r","count":0}"#).unwrap();
-        assert_eq!(stop.target(), ScaleTarget::Stop);
-        let sa: StopActorCommand = serde_json::from_str(r#"{"actor_ref":"Ma"}"#).unwrap();
-        assert!(sa.count.is_none());
-        let la: StartActorCommand = serde_json::from_str(r#"{"actor_ref":"r"}"#).unwrap();
-        assert_eq!(la.count, 1);
     }
 
     #[test]

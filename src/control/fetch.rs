@@ -731,8 +731,7 @@ mod tests {
     fn credentials_map_to_registry_auth() {
         let mut r = Registries::default();
         r.insert_basic("localhost:5000", "user", "pw");
-        r.merge_json(br#"{"ghcr.io":{"registryType":"oci","token":"tok"}}"#)
-            .unwrap();
+        r.merge(serde_json::from_str(r#"{"ghcr.io":{"registryType":"oci","token":"tok"}}"#).unwrap());
         assert_eq!(
             registry_auth(r.get("localhost:5000")),
             RegistryAuth::Basic("user".into(), "pw".into())

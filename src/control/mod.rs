@@ -8,7 +8,6 @@
 pub mod actor_ops;
 pub mod actors;
 pub mod chunks;
-pub mod ctl;
 pub mod events;
 pub mod fetch;
 pub mod heartbeat;
@@ -37,9 +36,9 @@ use crate::plane::{ShardCommand, ShardConfig, ShardCounters, ShardId, ShardRepor
 use crate::routing::RoutingSnapshot;
 use crate::runtime::{CompileCache, CompiledActor, Runtime};
 use crate::shard::conn::ConnConfig;
+use crate::wire::ctl::{self, ack_err, ack_ok, CtlBody, CtlRequest};
 use actor_ops::{ActorJob, ACTOR_JOBS_CHANNEL_CAPACITY};
 use actors::ActorTable;
-use ctl::{ack_err, ack_ok, parse_body, CtlRequest, HostCommand};
 use events::{Events, NatsEventSink};
 use fetch::{FetchPolicy, Fetcher};
 use heartbeat::HostInfo;
@@ -363,44 +362,56 @@ impl ControlPlane {
             msg.subject.as_str(),
         );
         tracing::debug!(subject = %msg.subject, ?request, "control request");
+        let body = match ctl::decode_body(&request, &msg.payload) {
+            Ok(body) => body,
+            Err(e) if matches!(request, CtlRequest::AuctionActor | CtlRequest::AuctionProvider) => {
+                // Auctions are answered with bids only.
+                tracing::warn!(subject = %msg.subject, error = %e, "malformed auction");
+                return None;
+            }
+            Err(e) => {
+                self.reply(&msg, &ack_err(e)).await;
+                return None;
+            }
+        };
         let mut stop = None;
-        let reply: Option<Value> = match request {
-            CtlRequest::PingHosts => Some(self.info.ping_reply()),
-            CtlRequest::Inventory => Some(self.info.inventory(self.actors.inventory(), self.providers.inventory())),
-            CtlRequest::GetLinks => {
-                let links: Vec<Value> = self.state.links.values().map(LinkDefinition::to_json_with_id).collect();
-                Some(json!({ "links": links }))
-            }
-            CtlRequest::GetClaims => {
-                let claims: Vec<&BTreeMap<String, String>> = self.state.claims.values().map(|c| &c.0).collect();
-                Some(json!({ "claims": claims }))
-            }
-            CtlRequest::RegistriesPut => Some(self.registries_put(&msg.payload)),
-            CtlRequest::LinkdefsPut => Some(self.linkdefs_put(&msg.payload).await),
-            CtlRequest::LinkdefsDel => Some(self.linkdefs_del(&msg.payload).await),
-            CtlRequest::LabelPut | CtlRequest::LabelDel => Some(self.label_change(request, &msg.payload)),
-            CtlRequest::AuctionActor => self.actor_auction(&msg.payload),
-            CtlRequest::AuctionProvider => self.provider_auction(&msg.payload),
-            CtlRequest::Command(HostCommand::LaunchActor) => Some(self.actor_launch(&msg.payload)),
-            CtlRequest::Command(HostCommand::ScaleActor) => Some(self.actor_scale(&msg.payload)),
-            CtlRequest::Command(HostCommand::StopActor) => Some(self.actor_stop(&msg.payload)),
-            CtlRequest::Command(HostCommand::UpdateActor) => Some(self.actor_update(&msg.payload)),
-            CtlRequest::Command(HostCommand::LaunchProvider) => Some(self.provider_launch(&msg.payload).await),
-            CtlRequest::Command(HostCommand::StopProvider) => Some(self.provider_stop(&msg.payload)),
-            CtlRequest::Command(HostCommand::StopHost) => {
-                match parse_body::<ctl::StopHostCommand>("stop host", &msg.payload) {
-                    Ok(cmd) => {
-                        let timeout = Duration::from_millis(cmd.timeout.unwrap_or(SHARD_STOP_TIMEOUT_MS));
-                        stop = Some(StopReason::Command { timeout });
-                        Some(ack_ok())
-                    }
-                    Err(e) => Some(ack_err(e)),
+        let reply: Option<Value> = match body {
+            CtlBody::Unread => Some(match request {
+                CtlRequest::PingHosts => self.info.ping_reply(),
+                CtlRequest::Inventory => self.info.inventory(self.actors.inventory(), self.providers.inventory()),
+                CtlRequest::GetLinks => {
+                    let links: Vec<Value> = self.state.links.values().map(LinkDefinition::to_json_with_id).collect();
+                    json!({ "links": links })
                 }
+                CtlRequest::GetClaims => {
+                    let claims: Vec<&BTreeMap<String, String>> = self.state.claims.values().map(|c| &c.0).collect();
+                    json!({ "claims": claims })
+                }
+                CtlRequest::Config => ack_err("the config service subjects are not supported yet by shardhost"),
+                _ => ack_err(format!("unsupported subject {}", msg.subject)),
+            }),
+            CtlBody::RegistriesPut(map) => Some(self.registries_put(map)),
+            CtlBody::LinkPut(link) => Some(self.linkdefs_put(link).await),
+            CtlBody::LinkDel(del) => Some(self.linkdefs_del(del).await),
+            CtlBody::Label { key, value } => Some(self.label_change(key, value)),
+            CtlBody::AuctionActor { actor_ref, constraints } => self.actor_auction(actor_ref, constraints),
+            CtlBody::AuctionProvider {
+                provider_ref,
+                link_name,
+                constraints,
+            } => self.provider_auction(provider_ref, link_name, constraints),
+            CtlBody::NoBid => None,
+            CtlBody::LaunchActor(cmd) => Some(self.actor_launch(cmd)),
+            CtlBody::ScaleActor(cmd) => Some(self.actor_scale(cmd)),
+            CtlBody::StopActor(cmd) => Some(self.actor_stop(cmd)),
+            CtlBody::UpdateActor(cmd) => Some(self.actor_update(cmd)),
+            CtlBody::LaunchProvider(cmd) => Some(self.provider_launch(cmd).await),
+            CtlBody::StopProvider(cmd) => Some(self.provider_stop(cmd)),
+            CtlBody::StopHost(cmd) => {
+                let timeout = Duration::from_millis(cmd.timeout.unwrap_or(SHARD_STOP_TIMEOUT_MS));
+                stop = Some(StopReason::Command { timeout });
+                Some(ack_ok())
             }
-            CtlRequest::Config => Some(ack_err(
-                "the config service subjects are not supported yet by shardhost",
-            )),
-            CtlRequest::Unknown => Some(ack_err(format!("unsupported subject {}", msg.subject))),
         };
         if let Some(body) = reply {
             self.reply(&msg, &body).await;
@@ -419,30 +430,19 @@ impl ControlPlane {
         }
     }
 
-    fn registries_put(&mut self, body: &[u8]) -> Value {
-        match self.registries.merge_json(body) {
-            Ok((kept, dropped)) => {
-                if !dropped.is_empty() {
-                    tracing::warn!(
-                        ?dropped,
-                        "registries.put: entries without registryType oci or credentials dropped"
-                    );
-                }
-                tracing::info!(kept, total = self.registries.len(), "registry credentials updated");
-                ack_ok()
-            }
-            Err(e) => ack_err(e),
+    fn registries_put(&mut self, map: BTreeMap<String, ctl::RegistryCredential>) -> Value {
+        let (kept, dropped) = self.registries.merge(map);
+        if !dropped.is_empty() {
+            tracing::warn!(
+                ?dropped,
+                "registries.put: entries without registryType oci or credentials dropped"
+            );
         }
+        tracing::info!(kept, total = self.registries.len(), "registry credentials updated");
+        ack_ok()
     }
 
-    async fn linkdefs_put(&mut self, body: &[u8]) -> Value {
-        let link: LinkDefinition = match parse_body("linkdefs.put", body) {
-            Ok(link) => link,
-            Err(e) => return ack_err(e),
-        };
-        if let Err(e) = link.validate() {
-            return ack_err(format!("invalid link definition: {e}"));
-        }
+    async fn linkdefs_put(&mut self, link: LinkDefinition) -> Value {
         let value: Bytes = serde_json::to_vec(&link.to_json_with_id()).unwrap_or_default().into();
         match self.lattice_store.store.put(link.kv_key(), value).await {
             Ok(_) => ack_ok(),
@@ -450,11 +450,7 @@ impl ControlPlane {
         }
     }
 
-    async fn linkdefs_del(&mut self, body: &[u8]) -> Value {
-        let del: ctl::LinkDelRequest = match parse_body("linkdefs.del", body) {
-            Ok(del) => del,
-            Err(e) => return ack_err(e),
-        };
+    async fn linkdefs_del(&mut self, del: ctl::LinkDelRequest) -> Value {
         let key = crate::lattice::linkdef_key(&del.actor_id, &del.contract_id, &del.link_name);
         match self.lattice_store.store.delete(&key).await {
             Ok(()) => ack_ok(),
@@ -462,23 +458,15 @@ impl ControlPlane {
         }
     }
 
-    fn label_change(&mut self, request: CtlRequest, body: &[u8]) -> Value {
-        let label: ctl::LabelRequest = match parse_body("label", body) {
-            Ok(l) => l,
-            Err(e) => return ack_err(e),
-        };
-        if label.key.is_empty() || label.key.starts_with("hostcore.") {
-            return ack_err(format!("label `{}` cannot be changed", label.key));
-        }
-        match (request, label.value) {
-            (CtlRequest::LabelPut, Some(value)) => {
-                self.info.labels.insert(label.key, value);
+    fn label_change(&mut self, key: String, value: Option<String>) -> Value {
+        match value {
+            Some(value) => {
+                self.info.labels.insert(key, value);
                 ack_ok()
             }
-            (CtlRequest::LabelPut, None) => ack_err("label put needs a value"),
-            _ => match self.info.labels.remove(&label.key) {
+            None => match self.info.labels.remove(&key) {
                 Some(_) => ack_ok(),
-                None => ack_err(format!("label `{}` is not set", label.key)),
+                None => ack_err(format!("label `{key}` is not set")),
             },
         }
     }

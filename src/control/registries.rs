@@ -5,41 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
-
-/// One registry's credentials.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-pub struct RegistryCredential {
-    #[serde(rename = "registryType", default)]
-    pub registry_type: Option<String>,
-    #[serde(default)]
-    pub username: Option<String>,
-    #[serde(default)]
-    pub password: Option<String>,
-    #[serde(default)]
-    pub token: Option<String>,
-}
-
-impl std::fmt::Debug for RegistryCredential {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Secrets stay out of logs.
-        f.debug_struct("RegistryCredential")
-            .field("registry_type", &self.registry_type)
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "…"))
-            .field("token", &self.token.as_ref().map(|_| "…"))
-            .finish()
-    }
-}
-
-impl RegistryCredential {
-    /// OTP drops entries without a type or without any credential; so do we. Only `oci` is
-    /// usable (bindle is OTP-only and gone).
-    fn usable(&self) -> bool {
-        let has_secret = self.password.is_some() || self.token.is_some();
-        self.registry_type.as_deref() == Some("oci") && has_secret
-    }
-}
+pub use crate::wire::ctl::RegistryCredential;
 
 /// Credentials by registry host (`localhost:5000`, `ghcr.io`).
 #[derive(Debug, Clone, Default)]
@@ -49,9 +15,7 @@ pub struct Registries {
 
 impl Registries {
     /// Merge a `registries.put` body; returns how many entries were kept and which were dropped.
-    pub fn merge_json(&mut self, body: &[u8]) -> Result<(usize, Vec<String>), String> {
-        let map: BTreeMap<String, RegistryCredential> =
-            serde_json::from_slice(body).map_err(|e| format!("failed to deserialize registries.put request: {e}"))?;
+    pub fn merge(&mut self, map: BTreeMap<String, RegistryCredential>) -> (usize, Vec<String>) {
         let mut kept = 0;
         let mut dropped = Vec::new();
         for (host, cred) in map {
@@ -62,7 +26,7 @@ impl Registries {
                 dropped.push(host);
             }
         }
-        Ok((kept, dropped))
+        (kept, dropped)
     }
 
     /// Add the command-line credential.
@@ -101,12 +65,11 @@ mod tests {
                         "ghcr.io":{"registryType":"oci","token":"t"},
                         "nocred.io":{"registryType":"oci","username":"u"},
                         "notype.io":{"password":"p"}}"#;
-        let (kept, mut dropped) = r.merge_json(body).unwrap();
+        let (kept, mut dropped) = r.merge(serde_json::from_slice(body).unwrap());
         dropped.sort();
         assert_eq!(kept, 2);
         assert_eq!(dropped, ["nocred.io", "notype.io"]);
         assert_eq!(r.get("localhost:5000").and_then(|c| c.username.as_deref()), Some("u"));
-        assert!(r.merge_json(b"[1,2]").is_err());
     }
 
     #[test]

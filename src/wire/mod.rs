@@ -1,4 +1,5 @@
-//! Wire formats spoken by the data plane: pure codecs over byte slices.
+//! Wire formats: pure codecs over byte slices for what the data plane speaks (NATS frames,
+//! invocations, msgpack) and for the control interface's JSON requests (`ctl`).
 //!
 //! Plane: pure code, called by the shards (and the fuzz targets). Nothing here does I/O, awaits,
 //! locks, or panics on input: every byte reaching these parsers comes from the network, so a
@@ -6,6 +7,7 @@
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod ctl;
 pub mod invocation;
 pub mod msgpack;
 pub mod nats;

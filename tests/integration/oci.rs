@@ -270,7 +270,7 @@ async fn basic_auth_uses_credentials_from_registries() {
         r#"{{"{}":{{"registryType":"oci","username":"shard","password":"s3cret"}}}}"#,
         registry.addr
     );
-    registries.merge_json(body.as_bytes()).unwrap();
+    registries.merge(serde_json::from_str(&body).unwrap());
     let fetched = fetch(&mut fetcher, &reference, &registries).await.unwrap();
     assert_eq!(&fetched.bytes[..], &bytes[..]);
     assert_eq!(fetcher.layer_downloads(), 1);

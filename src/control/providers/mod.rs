@@ -23,7 +23,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::auth::par::ProviderClaims;
@@ -31,40 +30,10 @@ use crate::control::actors::{human_time, Annotations};
 use crate::lattice::{LatticeState, LinkDefinition};
 use supervisor::{ProviderReport, StopRequest, SupervisorContext};
 
-/// Link name used when a request names none (the control client's default).
-pub const LINK_NAME_DEFAULT: &str = "default";
 /// Capacity of the channel bringing finished fetch jobs back to the control loop.
 pub const PROVIDER_JOBS_CHANNEL_CAPACITY: usize = 16;
 /// Capacity of the channel bringing supervisor reports to the control loop.
 pub const PROVIDER_REPORTS_CHANNEL_CAPACITY: usize = 256;
-
-fn link_name_default() -> String {
-    LINK_NAME_DEFAULT.to_string()
-}
-
-/// `cmd.{host}.lp` (PROTOCOL §5.1).
-#[derive(Debug, Clone, Deserialize)]
-pub struct StartProviderCommand {
-    pub provider_ref: String,
-    #[serde(default = "link_name_default")]
-    pub link_name: String,
-    #[serde(default)]
-    pub annotations: Option<Annotations>,
-    /// Passed to the provider as `HostData.config_json`.
-    #[serde(default)]
-    pub configuration: Option<String>,
-}
-
-/// `cmd.{host}.sp`: `provider_ref` is the provider's public key (or, liberally, the
-/// reference it was started from).
-#[derive(Debug, Clone, Deserialize)]
-pub struct StopProviderCommand {
-    pub provider_ref: String,
-    #[serde(default = "link_name_default")]
-    pub link_name: String,
-    #[serde(default)]
-    pub contract_id: Option<String>,
-}
 
 /// Everything needed to (re)start one provider instance.
 #[derive(Debug, Clone)]
@@ -302,22 +271,4 @@ impl Providers {
 
 fn all_links(state: &LatticeState) -> Arc<Vec<LinkDefinition>> {
     Arc::new(state.links.values().cloned().collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn commands_take_both_shapes_and_default_the_link_name() {
-        let lp: StartProviderCommand =
-            serde_json::from_str(r#"{"provider_ref":"file:///p.par","host_id":"N","configuration":"{}"}"#).unwrap();
-        assert_eq!(lp.link_name, "default");
-        assert_eq!(lp.configuration.as_deref(), Some("{}"));
-        let sp: StopProviderCommand =
-            serde_json::from_str(r#"{"provider_ref":"Vx","link_name":"other","contract_id":"wasmcloud:keyvalue"}"#)
-                .unwrap();
-        assert_eq!(sp.link_name, "other");
-        assert!(serde_json::from_str::<StartProviderCommand>("{}").is_err());
-    }
 }

@@ -7,16 +7,18 @@
 //! answered while a large archive downloads. Every refusal is a `provider_start_failed` event
 //! with the reason; nothing unchecked is written to disk or spawned.
 
+use std::collections::BTreeMap;
+
 use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::process::{binary_path, install_binary};
-use super::{ProviderSpec, StartProviderCommand, StopProviderCommand};
+use super::ProviderSpec;
 use crate::auth::par::{host_target, read_par, ProviderClaims};
-use crate::control::ctl::{ack_err, ack_ok, labels_satisfy, parse_body, AuctionRequest};
 use crate::control::fetch::{ActorRef, FetchPolicy};
 use crate::control::ControlPlane;
 use crate::lattice::RefMap;
+use crate::wire::ctl::{ack_err, ack_ok, labels_satisfy, StartProviderCommand, StopProviderCommand};
 
 /// A provider request waiting for its archive.
 #[derive(Debug, Clone)]
@@ -49,19 +51,10 @@ fn unix_now_secs() -> u64 {
 
 impl ControlPlane {
     /// `lp`: policy and duplicate checks answer in the ack; the rest runs in the background.
-    pub(crate) async fn provider_launch(&mut self, body: &[u8]) -> Value {
-        let cmd = match parse_body::<StartProviderCommand>("launch provider", body) {
-            Ok(cmd) => cmd,
-            Err(e) => return ack_err(e),
-        };
-        let link_name = if cmd.link_name.is_empty() {
-            super::LINK_NAME_DEFAULT.to_string()
-        } else {
-            cmd.link_name
-        };
+    pub(crate) async fn provider_launch(&mut self, cmd: StartProviderCommand) -> Value {
         let request = ProviderRequest {
             reference: cmd.provider_ref,
-            link_name,
+            link_name: cmd.link_name,
             annotations: cmd.annotations.unwrap_or_default(),
             config_json: cmd.configuration,
         };
@@ -98,16 +91,8 @@ impl ControlPlane {
     }
 
     /// `sp`: the supervisor stops the process and emits `provider_stopped`.
-    pub(crate) fn provider_stop(&mut self, body: &[u8]) -> Value {
-        let cmd = match parse_body::<StopProviderCommand>("stop provider", body) {
-            Ok(cmd) => cmd,
-            Err(e) => return ack_err(e),
-        };
-        let link_name = if cmd.link_name.is_empty() {
-            super::LINK_NAME_DEFAULT
-        } else {
-            &cmd.link_name
-        };
+    pub(crate) fn provider_stop(&mut self, cmd: StopProviderCommand) -> Value {
+        let link_name = cmd.link_name.as_str();
         let found = self.providers.running.iter().find(|(_, p)| {
             p.spec.link_name == link_name
                 && (p.spec.claims.subject == cmd.provider_ref || p.spec.image_ref == cmd.provider_ref)
@@ -130,16 +115,13 @@ impl ControlPlane {
 
     /// `auction.provider`: bid when our labels hold every constraint and this provider and
     /// link name are not running (or starting) here (OTP's rules, §5.6).
-    pub(crate) fn provider_auction(&self, body: &[u8]) -> Option<Value> {
-        let auction = parse_body::<AuctionRequest>("provider auction", body)
-            .map_err(|e| tracing::warn!(error = %e, "malformed provider auction"))
-            .ok()?;
-        let provider_ref = auction.provider_ref?;
-        let link_name = auction
-            .link_name
-            .filter(|l| !l.is_empty())
-            .unwrap_or_else(|| super::LINK_NAME_DEFAULT.to_string());
-        if !labels_satisfy(&self.info.labels, &auction.constraints) {
+    pub(crate) fn provider_auction(
+        &self,
+        provider_ref: String,
+        link_name: String,
+        constraints: BTreeMap<String, String>,
+    ) -> Option<Value> {
+        if !labels_satisfy(&self.info.labels, &constraints) {
             tracing::debug!(%provider_ref, "not bidding: labels do not satisfy the constraints");
             return None;
         }
@@ -150,7 +132,7 @@ impl ControlPlane {
         Some(json!({
             "provider_ref": provider_ref,
             "link_name": link_name,
-            "constraints": auction.constraints,
+            "constraints": constraints,
             "host_id": self.info.identity.host_id(),
         }))
     }
