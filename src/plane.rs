@@ -152,6 +152,10 @@ pub struct ShardStats {
     pub chunked: u64,
     /// Reconnects of the shard's NATS connection.
     pub reconnects: u64,
+    /// Actor instances the shard holds, idle and running (all pools, draining ones too).
+    pub instances: u64,
+    /// Their linear memory in bytes: what they can keep resident.
+    pub instance_memory_bytes: u64,
 }
 
 impl ShardStats {
@@ -183,9 +187,11 @@ impl ShardStats {
         "calls_timed_out",
         "chunked",
         "reconnects",
+        "instances",
+        "instance_memory_bytes",
     ];
     /// Fields that are levels, not running totals.
-    pub const GAUGES: [&'static str; 2] = ["inflight", "batch_max"];
+    pub const GAUGES: [&'static str; 4] = ["inflight", "batch_max", "instances", "instance_memory_bytes"];
 
     /// The values, in the order of [`ShardStats::FIELD_NAMES`].
     pub fn values(&self) -> [u64; SHARD_STATS_FIELDS] {
@@ -218,6 +224,8 @@ impl ShardStats {
             calls_timed_out,
             chunked,
             reconnects,
+            instances,
+            instance_memory_bytes,
         } = *self;
         [
             commands_received,
@@ -246,12 +254,14 @@ impl ShardStats {
             calls_timed_out,
             chunked,
             reconnects,
+            instances,
+            instance_memory_bytes,
         ]
     }
 }
 
 /// Number of [`ShardStats`] fields.
-pub const SHARD_STATS_FIELDS: usize = 26;
+pub const SHARD_STATS_FIELDS: usize = 28;
 
 /// One shard's counters as relaxed atomics on their own cache lines (crossbeam's
 /// `CachePadded`), so shards never share a line. The shard stores its plain [`ShardStats`]

@@ -58,6 +58,8 @@ pub struct WarmInstance {
     retire: Option<InvokeError>,
     /// Calls and failures not yet folded into the pool's counters.
     unreported: PoolStats,
+    /// Linear memory bytes the pool counts for this instance (its size when last seen).
+    counted_bytes: usize,
 }
 
 /// What [`ActorPool::give_back`] did with an instance.
@@ -76,6 +78,14 @@ impl WarmInstance {
     /// Calls served so far.
     pub fn invocations(&self) -> u64 {
         self.invocations
+    }
+
+    /// The size of its linear memory now (what it can keep resident).
+    pub fn memory_bytes(&self) -> usize {
+        self.store
+            .data()
+            .memory
+            .map_or(0, |memory| memory.data_size(&self.store))
     }
 
     /// Whether the pool will drop this instance when it is given back.
@@ -232,6 +242,7 @@ impl InstanceFactory {
             invocations_max: self.runtime.limits().instance_max_invocations,
             retire: None,
             unreported: PoolStats::default(),
+            counted_bytes: 0,
         })
     }
 }
@@ -243,6 +254,8 @@ pub struct ActorPool {
     idle: Vec<WarmInstance>,
     leased_count: usize,
     stats: PoolStats,
+    /// Linear memory of its instances, idle and leased, as last seen (see [`Self::memory_bytes`]).
+    memory_bytes: usize,
 }
 
 impl ActorPool {
@@ -296,6 +309,7 @@ impl ActorPool {
             idle: Vec::with_capacity(size),
             leased_count: 0,
             stats: PoolStats::default(),
+            memory_bytes: 0,
         };
         while pool.idle.len() < size {
             let instance = pool.instantiate().await.map_err(|reason| RuntimeError::Instantiate {
@@ -328,6 +342,24 @@ impl ActorPool {
         self.leased_count
     }
 
+    /// Linear memory held by the pool's instances, idle and leased: each counted at its size
+    /// when it was created or last given back (a running call's growth shows at its return).
+    pub fn memory_bytes(&self) -> usize {
+        self.memory_bytes
+    }
+
+    /// Count `instance`'s memory at its present size.
+    fn track(&mut self, instance: &mut WarmInstance) {
+        let now = instance.memory_bytes();
+        self.memory_bytes = (self.memory_bytes + now).saturating_sub(instance.counted_bytes);
+        instance.counted_bytes = now;
+    }
+
+    /// Stop counting `instance`'s memory (it leaves the pool).
+    fn untrack(&mut self, instance: &WarmInstance) {
+        self.memory_bytes = self.memory_bytes.saturating_sub(instance.counted_bytes);
+    }
+
     /// Whether retired instances left the pool below its size.
     pub fn needs_refill(&self) -> bool {
         self.idle.len() + self.leased_count < self.size
@@ -336,7 +368,9 @@ impl ActorPool {
     /// Create one instance through the factory, counted as created.
     async fn instantiate(&mut self) -> Result<WarmInstance, InvokeError> {
         self.stats.created += 1;
-        self.factory.instantiate().await
+        let mut instance = self.factory.instantiate().await?;
+        self.track(&mut instance);
+        Ok(instance)
     }
 
     /// A handle that creates instances for this pool without borrowing it.
@@ -361,11 +395,12 @@ impl ActorPool {
 
     /// Take an instance made by [`ActorPool::factory`] as idle. Refused (handed back as
     /// `Some`) when it belongs to another pool or the pool is already at its size.
-    pub fn adopt_idle(&mut self, instance: WarmInstance) -> Option<WarmInstance> {
+    pub fn adopt_idle(&mut self, mut instance: WarmInstance) -> Option<WarmInstance> {
         if !self.owns(&instance) || self.missing() == 0 {
             return Some(instance);
         }
         self.stats.created += 1;
+        self.track(&mut instance);
         self.idle.push(instance);
         None
     }
@@ -373,10 +408,11 @@ impl ActorPool {
     /// Count an instance made by [`ActorPool::factory`] on the hot path (no instance was
     /// idle) as leased; it must then be given back like any leased instance. Returns false
     /// (nothing counted) when it belongs to another pool.
-    pub fn adopt_leased(&mut self, instance: &WarmInstance) -> bool {
+    pub fn adopt_leased(&mut self, instance: &mut WarmInstance) -> bool {
         if !self.owns(instance) {
             return false;
         }
+        self.track(instance);
         self.stats.created += 1;
         self.stats.created_on_demand += 1;
         self.leased_count += 1;
@@ -413,13 +449,16 @@ impl ActorPool {
         self.leased_count -= 1;
         self.count(&mut instance);
         if instance.must_retire() {
+            self.untrack(&instance);
             self.stats.retired += 1;
             return GiveBack::Retired(instance.retire);
         }
         if self.idle.len() >= self.size {
+            self.untrack(&instance);
             self.stats.trimmed += 1;
             return GiveBack::Trimmed;
         }
+        self.track(&mut instance);
         self.idle.push(instance);
         GiveBack::Idle
     }

@@ -391,6 +391,7 @@ async fn report_stats(core: Rc<ShardCore>, mut reports: mpsc::Sender<ShardReport
     let mut last = ShardStats::default();
     loop {
         glommio::timer::sleep(Duration::from_millis(STATS_REPORT_INTERVAL_MS)).await;
+        core.note_holdings();
         core.publish_counters();
         let stats = core.stats.get();
         if stats != last && reports.try_send(ShardReport::Stats { shard: core.id, stats }).is_ok() {

@@ -190,6 +190,24 @@ impl ShardCore {
         }
     }
 
+    /// Record what the shard's pools hold now (instances and their linear memory) in the
+    /// counters' gauges. Walks the pools: called at the report tick, not per batch.
+    pub fn note_holdings(&self) {
+        let (mut instances, mut bytes) = (0usize, 0usize);
+        for pool in self.actors.borrow().values().map(|slot| &slot.pool) {
+            instances += pool.idle_count() + pool.leased_count();
+            bytes += pool.memory_bytes();
+        }
+        for pool in self.draining.borrow().iter() {
+            instances += pool.idle_count() + pool.leased_count();
+            bytes += pool.memory_bytes();
+        }
+        self.bump(|s| {
+            s.instances = instances as u64;
+            s.instance_memory_bytes = bytes as u64;
+        });
+    }
+
     /// Update the counters.
     pub fn bump(&self, f: impl FnOnce(&mut ShardStats)) {
         let mut stats = self.stats.get();
@@ -500,7 +518,7 @@ impl ShardCore {
 
     /// Count an instance made on demand as leased by its pool (the current one or one being
     /// drained); an orphan (its pool is gone) is still used once and then dropped.
-    fn adopt_leased(&self, actor: &str, instance: &WarmInstance) {
+    fn adopt_leased(&self, actor: &str, instance: &mut WarmInstance) {
         let mut actors = self.actors.borrow_mut();
         if actors
             .get_mut(actor)
@@ -619,8 +637,8 @@ async fn serve(core: Rc<ShardCore>, dispatch: Dispatch, guard: InflightGuard) {
     let mut instance = match core.lease(&dispatch.actor) {
         Lease::Ready(instance) => instance,
         Lease::Create(factory) => match factory.instantiate().await {
-            Ok(instance) => {
-                core.adopt_leased(&dispatch.actor, &instance);
+            Ok(mut instance) => {
+                core.adopt_leased(&dispatch.actor, &mut instance);
                 instance
             }
             Err(error) => {

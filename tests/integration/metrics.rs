@@ -1,12 +1,15 @@
 //! The Prometheus endpoint (`--metrics-addr`) scraped with a real text-format parser
 //! (`prometheus-parse`) while signed invocations run: per-shard counters (read from the shards'
-//! atomics), host gauges, and 404 for other paths.
+//! atomics), what the shards hold (instances and their memory), host gauges, and 404 for other
+//! paths.
 
 use std::io::{Read, Write};
 use std::time::Duration;
 
+use serde_json::json;
+
 use crate::support::rpc::lab_with;
-use crate::support::{eventually, free_port, signed_echo, ActorSpec};
+use crate::support::{assert_accepted, eventually, free_port, request_json, signed_echo, ActorSpec};
 
 /// `GET path` over a fresh connection; returns (status line, body).
 pub(crate) fn get(addr: &str, path: &str) -> (String, String) {
@@ -88,6 +91,36 @@ async fn the_metrics_endpoint_shows_shard_counters_and_host_gauges_under_load() 
     assert_eq!(total(&after, "shardhost_shards_connected"), 2.0);
     assert_eq!(total(&after, "shardhost_ctl_connected"), 1.0);
     assert_eq!(total(&after, "shardhost_providers"), 0.0);
+
+    // What the shards hold: the echo's instances on both shards, each with its 64 KiB page
+    // at least; nothing once the actor is stopped.
+    let held = eventually(Duration::from_secs(5), "the shards report their instances", || {
+        let addr = addr.clone();
+        async move {
+            let s = scrape(&addr);
+            (total(&s, "shardhost_shard_instances") >= 2.0).then_some(s)
+        }
+    })
+    .await;
+    let instances = total(&held, "shardhost_shard_instances");
+    let memory = total(&held, "shardhost_shard_instance_memory_bytes");
+    assert!(
+        memory >= instances * 65_536.0,
+        "{memory} bytes for {instances} instances"
+    );
+    let body = json!({ "actor_ref": echo.key, "host_id": lab.host.id });
+    let ack = request_json(&lab.nc, &lab.host.cmd("sa"), body.to_string().as_bytes()).await;
+    assert_accepted(&ack, "sa");
+    eventually(Duration::from_secs(5), "the shards hold nothing after the stop", || {
+        let addr = addr.clone();
+        async move {
+            let s = scrape(&addr);
+            let empty = total(&s, "shardhost_shard_instances") == 0.0
+                && total(&s, "shardhost_shard_instance_memory_bytes") == 0.0;
+            empty.then_some(())
+        }
+    })
+    .await;
 
     let (status, _) = get(&addr, "/other");
     assert!(status.contains("404"), "{status}");
