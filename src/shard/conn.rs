@@ -266,13 +266,26 @@ impl Outbox {
     /// for its `PONG` (the server handles one connection's commands in order). One waiter at a
     /// time; bound the wait, as a connection may be down.
     pub async fn confirmed(&self) {
-        let wanted = self.pings_sent.get() + 1;
-        self.pings_sent.set(wanted);
-        proto::write_ping(&mut *self.control.borrow_mut());
-        self.ready.notify();
-        while self.pongs_received.get() < wanted {
+        let wanted = self.ping();
+        while !self.answered(wanted) {
             self.pong.notified().await;
         }
+    }
+
+    /// Send a `PING` after everything queued so far; returns its number for [`Self::answered`]
+    /// (for a task that must not wait, such as the reader that will receive the `PONG`).
+    pub fn ping(&self) -> u64 {
+        let number = self.pings_sent.get() + 1;
+        self.pings_sent.set(number);
+        proto::write_ping(&mut *self.control.borrow_mut());
+        self.ready.notify();
+        number
+    }
+
+    /// Whether `PING` number `number` was answered (or lost with a connection whose
+    /// subscriptions are being sent again).
+    pub fn answered(&self, number: u64) -> bool {
+        self.pongs_received.get() >= number
     }
 
     fn on_pong(&self) {
@@ -570,13 +583,15 @@ impl Conn {
     }
 
     /// Wait for bytes and return every complete message they completed (at least one, unless
-    /// the connection fails), answering `PING` and applying `INFO` on the way. Messages are
+    /// a `PONG` came: then perhaps none, so a caller waiting on [`Outbox::answered`] sees it),
+    /// answering `PING` and applying `INFO` on the way. Messages are
     /// slices of the read buffer. Ends with an error when the socket closes or the writer
     /// failed, after which [`Conn::reconnect`] restores the connection.
     pub async fn read_batch(&mut self, out: &mut Vec<Inbound>) -> Result<(), ConnError> {
         loop {
+            let pongs = self.outbox.pongs_received.get();
             self.parse_available(out)?;
-            if !out.is_empty() {
+            if !out.is_empty() || self.outbox.pongs_received.get() != pongs {
                 return Ok(());
             }
             poll_fn(|cx| self.poll_fill(cx)).await?;

@@ -32,6 +32,8 @@ mod inprocess;
 mod notify;
 mod send;
 mod serve;
+#[cfg(test)]
+mod tests;
 
 pub use inprocess::{inbound, InProcessShard};
 
@@ -359,7 +361,10 @@ async fn read_loop(core: Rc<ShardCore>, config: ConnConfig, mut reports: mpsc::S
         }
     };
     tracing::info!(%shard, server = conn.server_id(), "shard connected to NATS");
-    report(true, conn.server_id().to_string());
+    // The shard reports itself connected once the server has processed its subscriptions
+    // (sent first on every connection): the PONG to a PING sent after them, which this loop
+    // itself reads, so it keeps serving meanwhile.
+    let mut confirming = Some(core.outbox.ping());
     let mut batch = Vec::with_capacity(256);
     let mut jobs = Vec::with_capacity(256);
     loop {
@@ -371,6 +376,11 @@ async fn read_loop(core: Rc<ShardCore>, config: ConnConfig, mut reports: mpsc::S
                     core.admit_or_queue(job);
                 }
                 core.publish_counters();
+                if confirming.is_some_and(|ping| core.outbox.answered(ping)) {
+                    confirming = None;
+                    tracing::debug!(%shard, "shard subscriptions confirmed by NATS");
+                    report(true, conn.server_id().to_string());
+                }
             }
             Err(e) => {
                 tracing::warn!(%shard, error = %e, "shard NATS connection lost; reconnecting");
@@ -380,7 +390,7 @@ async fn read_loop(core: Rc<ShardCore>, config: ConnConfig, mut reports: mpsc::S
                     return;
                 }
                 core.bump(|s| s.reconnects += 1);
-                report(true, conn.server_id().to_string());
+                confirming = Some(core.outbox.ping());
             }
         }
     }
