@@ -210,6 +210,8 @@ pub struct Fetcher {
     cache: ModuleCache,
     cache_dir: Option<PathBuf>,
     layer_downloads: u64,
+    /// Longest one read from a registry may wait ([`REGISTRY_READ_TIMEOUT_MS`] unless set).
+    read_timeout: Duration,
 }
 
 impl Fetcher {
@@ -220,7 +222,14 @@ impl Fetcher {
             cache: ModuleCache::new(ACTOR_CACHE_BYTES_MAX),
             cache_dir: None,
             layer_downloads: 0,
+            read_timeout: Duration::from_millis(REGISTRY_READ_TIMEOUT_MS),
         }
+    }
+
+    /// Wait at most `timeout` for each read from a registry (tests of a silent registry).
+    pub fn with_read_timeout(mut self, timeout: Duration) -> Fetcher {
+        self.read_timeout = timeout;
+        self
     }
 
     /// Also keep layers on disk under `dir` (created on first write), so a restarted host does
@@ -347,7 +356,7 @@ impl Fetcher {
             protocol: self.policy.client_protocol(),
             platform_resolver: None,
             connect_timeout: Some(Duration::from_millis(REGISTRY_CONNECT_TIMEOUT_MS)),
-            read_timeout: Some(Duration::from_millis(REGISTRY_READ_TIMEOUT_MS)),
+            read_timeout: Some(self.read_timeout),
             ..ClientConfig::default()
         };
         // `Client::new` would fall back to a default (HTTPS-only) client on error; surface it.

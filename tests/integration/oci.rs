@@ -2,7 +2,7 @@
 //! 127.0.0.1 (plain HTTP), artifacts pushed with oci-client in the wasmCloud actor shape, then
 //! fetched with `shardhost::control::fetch::Fetcher`: bytes, layer cache (memory and disk),
 //! `:latest` policy, HTTPS for registries not listed as insecure, unknown tags, no wasm layer,
-//! and htpasswd basic auth with credentials from `Registries`.
+//! a registry that never answers, and htpasswd basic auth with credentials from `Registries`.
 
 use std::time::Duration;
 
@@ -195,6 +195,39 @@ async fn a_registry_not_listed_as_insecure_is_reached_over_https_and_fails() {
         );
         assert!(err.contains(&registry.addr) && err.contains(&reference), "{err}");
     }
+}
+
+#[tokio::test]
+async fn a_registry_that_accepts_and_never_answers_fails_at_the_read_timeout() {
+    // Accepts connections and holds them open without a byte.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let silent = std::thread::spawn(move || {
+        listener.set_nonblocking(true).expect("nonblocking");
+        let mut held = Vec::new();
+        while stop_rx.try_recv().is_err() {
+            match listener.accept() {
+                Ok((stream, _)) => held.push(stream),
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+        held.len()
+    });
+    let read_timeout = Duration::from_millis(500);
+    let mut fetcher = Fetcher::new(FetchPolicy {
+        allowed_insecure: vec![addr.clone()],
+        ..FetchPolicy::default()
+    })
+    .with_read_timeout(read_timeout);
+    let reference = format!("{addr}/actors/echo:0.1.0");
+    let started = std::time::Instant::now();
+    let err = fetch_err(&mut fetcher, &reference, &Registries::default()).await;
+    let took = started.elapsed();
+    assert!(err.contains(&reference) && err.contains(&addr), "{err}");
+    assert!(took >= read_timeout && took < OCI_TIMEOUT / 2, "failed after {took:?}: {err}");
+    stop_tx.send(()).expect("stop");
+    assert!(silent.join().expect("silent registry") >= 1, "the fetch reached the registry");
 }
 
 #[tokio::test]
