@@ -12,7 +12,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 seconds="${1:-120}"
 shift || true
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(nats_frame invocation claims par)
+[[ ${#targets[@]} -gt 0 ]] || targets=(nats_frame invocation claims par ctl_json)
 export RUSTC_BOOTSTRAP=1
 cargo fuzz build --release >/dev/null
 status=0

@@ -425,6 +425,7 @@ impl Drop for Host {
 
 /// Sends a request and parses the reply as JSON (bounded).
 pub async fn request_json(nc: &async_nats::Client, subject: &str, body: &[u8]) -> Value {
+    capture_ctl_request(subject, body);
     let reply = tokio::time::timeout(REQUEST_TIMEOUT, nc.request(subject.to_string(), body.to_vec().into()))
         .await
         .unwrap_or_else(|_| panic!("no reply on {subject} within {REQUEST_TIMEOUT:?}"))
@@ -727,6 +728,32 @@ pub fn capture_message(subject: &str, payload: &[u8]) {
     let mut seed = vec![0xff];
     seed.extend_from_slice(&frame);
     capture_seed("nats_frame", &seed);
+}
+
+/// [`capture_seed`] of a control request for the `ctl_json` target, which reads the subject
+/// below `wasmbus.ctl.{lattice}.` on the first line (host ids as `NFUZZ`) and the body after it.
+pub fn capture_ctl_request(subject: &str, body: &[u8]) {
+    let Some(rest) = subject
+        .strip_prefix("wasmbus.ctl.")
+        .and_then(|s| s.split_once('.'))
+        .map(|(_, r)| r)
+    else {
+        return;
+    };
+    let rest: Vec<&str> = rest
+        .split('.')
+        .map(|part| {
+            if part.len() == 56 && part.starts_with('N') {
+                "NFUZZ"
+            } else {
+                part
+            }
+        })
+        .collect();
+    let mut seed = rest.join(".").into_bytes();
+    seed.push(b'\n');
+    seed.extend_from_slice(body);
+    capture_seed("ctl_json", &seed);
 }
 
 /// VmRSS of process `pid` in bytes, from `/proc/{pid}/status`.
