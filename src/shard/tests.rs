@@ -22,21 +22,23 @@ use crate::plane::{ShardConfig, ShardId, ShardReport};
 
 /// How long the stand-in holds back the `PONG` that confirms the subscriptions.
 const HOLD_MS: u64 = 300;
+/// How long the stand-in waits for a confirming `PING` before it closes a connection anyway
+/// (the former shard sent none).
+const SILENCE: Duration = Duration::from_secs(3);
 /// Bound on every wait of the test.
 const WAIT: Duration = Duration::from_secs(10);
 
 /// Serves `connections` connections one after another: INFO, the handshake's `PONG`, then the
 /// first `PING` after a `SUB` is answered `HOLD_MS` later; sends the instant of that `PONG`.
-/// Every connection but the last is closed 100 ms after it, or after a second of silence.
+/// Every connection but the last is closed 100 ms after it, or after `SILENCE` without a
+/// confirming `PING`.
 fn stand_in(listener: TcpListener, connections: usize, pongs: std_mpsc::Sender<Instant>) {
     for n in 0..connections {
         let (mut stream, _) = listener.accept().expect("accept");
         stream
             .write_all(b"INFO {\"server_id\":\"stand-in\",\"max_payload\":1048576}\r\n")
             .expect("info");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(1)))
-            .expect("read timeout");
+        stream.set_read_timeout(Some(SILENCE)).expect("read timeout");
         let mut reader = BufReader::new(stream.try_clone().expect("clone"));
         let (mut handshake_done, mut saw_sub) = (false, false);
         let mut line = String::new();

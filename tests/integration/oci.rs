@@ -225,9 +225,15 @@ async fn a_registry_that_accepts_and_never_answers_fails_at_the_read_timeout() {
     let err = fetch_err(&mut fetcher, &reference, &Registries::default()).await;
     let took = started.elapsed();
     assert!(err.contains(&reference) && err.contains(&addr), "{err}");
-    assert!(took >= read_timeout && took < OCI_TIMEOUT / 2, "failed after {took:?}: {err}");
+    assert!(
+        took >= read_timeout && took < OCI_TIMEOUT / 2,
+        "failed after {took:?}: {err}"
+    );
     stop_tx.send(()).expect("stop");
-    assert!(silent.join().expect("silent registry") >= 1, "the fetch reached the registry");
+    assert!(
+        silent.join().expect("silent registry") >= 1,
+        "the fetch reached the registry"
+    );
 }
 
 #[tokio::test]
