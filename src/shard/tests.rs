@@ -29,7 +29,8 @@ const SILENCE: Duration = Duration::from_secs(3);
 const WAIT: Duration = Duration::from_secs(10);
 
 /// Serves `connections` connections one after another: INFO, the handshake's `PONG`, then the
-/// first `PING` after a `SUB` is answered `HOLD_MS` later; sends the instant of that `PONG`.
+/// first `PING` after a `SUB` is answered `HOLD_MS` later; sends the instant just before that
+/// `PONG`.
 /// Every connection but the last is closed 100 ms after it, or after `SILENCE` without a
 /// confirming `PING`.
 fn stand_in(listener: TcpListener, connections: usize, pongs: std_mpsc::Sender<Instant>) {
@@ -58,8 +59,10 @@ fn stand_in(listener: TcpListener, connections: usize, pongs: std_mpsc::Sender<I
                 stream.write_all(b"PONG\r\n").expect("pong");
             } else if line.starts_with("PING") && saw_sub {
                 std::thread::sleep(Duration::from_millis(HOLD_MS));
+                // Stamped before the write: the shard cannot have read this PONG earlier.
+                let at = Instant::now();
                 stream.write_all(b"PONG\r\n").expect("pong");
-                pongs.send(Instant::now()).expect("pong instant");
+                pongs.send(at).expect("pong instant");
                 if n + 1 < connections {
                     std::thread::sleep(Duration::from_millis(100));
                     break;
