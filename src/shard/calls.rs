@@ -262,6 +262,29 @@ async fn read_reply(core: &ShardCore, reply: &Inbound, id: &str, subject: &str) 
     Ok(response.msg.to_vec())
 }
 
+/// A guest's absence from the CPU while its outbound call is out (see `turns.rs`).
+struct OffTurn<'a> {
+    core: &'a ShardCore,
+    stepped_off: bool,
+}
+
+impl<'a> OffTurn<'a> {
+    fn new(core: &'a ShardCore) -> OffTurn<'a> {
+        OffTurn {
+            core,
+            stepped_off: core.turns.step_off(),
+        }
+    }
+}
+
+impl Drop for OffTurn<'_> {
+    fn drop(&mut self) {
+        if self.stepped_off {
+            self.core.turns.step_on();
+        }
+    }
+}
+
 /// The [`HostCalls`] of actors on a shard: forwards to the shard of the calling thread.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ShardHostCalls;
@@ -282,7 +305,9 @@ impl HostCalls for ShardHostCalls {
             let Some(core) = core else {
                 return Err("host calls need a shard; none runs on this thread".to_string());
             };
-            host_call(core, origin_actor, binding, namespace, operation, payload).await
+            // Off the CPU while the call is out (back on when it returns or is dropped).
+            let _off = OffTurn::new(&core);
+            host_call(Rc::clone(&core), origin_actor, binding, namespace, operation, payload).await
         }))
     }
 }

@@ -34,6 +34,7 @@ mod send;
 mod serve;
 #[cfg(test)]
 mod tests;
+mod turns;
 
 pub use inprocess::{inbound, InProcessShard};
 

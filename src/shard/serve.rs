@@ -26,6 +26,7 @@ use crate::wire::invocation::{decode_invocation, encode_response, response_len};
 use super::calls::Calls;
 use super::conn::{Inbound, Outbox};
 use super::notify::Notify;
+use super::turns::{Turns, GUESTS_RUNNING_MAX, GUEST_TURN_WAIT_MS_MAX};
 
 /// Reply to an invocation for an actor this shard does not run (any more).
 pub const NOT_RUNNING: &str = "Invocation received for an actor that is not running on this host";
@@ -72,10 +73,14 @@ pub(crate) struct ShardCore {
     pub calls: Calls,
     /// Pools (by id) with a refill task running.
     refilling: RefCell<Vec<u64>>,
+    /// Guests on the CPU at once, and those waiting for a turn.
+    pub turns: Turns,
 }
 
 /// An accepted invocation, owning slices of the frame it came in.
 pub(crate) struct Dispatch {
+    /// When the read that carried it was handled (its wait for a turn counts from here).
+    arrived: Instant,
     actor: Rc<str>,
     operation: Bytes,
     msg: Bytes,
@@ -163,6 +168,7 @@ fn now_secs() -> u64 {
 impl ShardCore {
     pub fn new(id: ShardId, config: ShardConfig, outbox: Rc<Outbox>) -> ShardCore {
         let calls = Calls::new(id);
+        let config_inflight_max = config.inflight_max;
         ShardCore {
             id,
             config,
@@ -180,6 +186,7 @@ impl ShardCore {
             connected: Cell::new(false),
             calls,
             refilling: RefCell::new(Vec::new()),
+            turns: Turns::new(GUESTS_RUNNING_MAX.min(config_inflight_max)),
         }
     }
 
@@ -341,6 +348,7 @@ impl ShardCore {
     /// are answered at once and the accepted ones appended to `jobs`, to be started with
     /// [`ShardCore::start`] as room allows.
     pub fn on_batch(&self, batch: &[Inbound], jobs: &mut Vec<Job>) {
+        let arrived = Instant::now();
         let inbox_sid = self.calls.inbox_sid();
         let now = now_secs();
         let routing = Arc::clone(&self.routing.borrow());
@@ -463,6 +471,7 @@ impl ShardCore {
             }
             let payload = &msg.payload;
             let dispatch = Dispatch {
+                arrived,
                 actor,
                 operation: payload.slice_ref(inv.operation.as_bytes()),
                 msg: payload.slice_ref(inv.msg),
@@ -631,9 +640,24 @@ impl ShardCore {
     }
 }
 
-/// Serve one accepted invocation: lease (or create) an instance, run the guest, give the
-/// instance back, reply.
+/// Serve one accepted invocation: wait for a turn on the CPU, lease (or create) an instance,
+/// run the guest, give the instance back, reply. One that waited too long for its turn is
+/// refused as overloaded instead of run for a caller that has likely given up.
 async fn serve(core: Rc<ShardCore>, dispatch: Dispatch, guard: InflightGuard) {
+    let turn = core.turns.take().await;
+    let waited = dispatch.arrived.elapsed();
+    if waited.as_millis() > u128::from(GUEST_TURN_WAIT_MS_MAX) {
+        core.bump(|s| s.rejected_overload += 1);
+        let text = format!(
+            "Host overloaded: {} ran out of turns ({} ms waited, {} guests running, {} waiting); try again later",
+            core.id,
+            waited.as_millis(),
+            core.turns.running(),
+            core.turns.waiting()
+        );
+        core.reply(dispatch.reply(), dispatch.id(), Err(&text), 0);
+        return;
+    }
     let mut instance = match core.lease(&dispatch.actor) {
         Lease::Ready(instance) => instance,
         Lease::Create(factory) => match factory.instantiate().await {
@@ -654,7 +678,8 @@ async fn serve(core: Rc<ShardCore>, dispatch: Dispatch, guard: InflightGuard) {
             return;
         }
     };
-    let result = instance.invoke(dispatch.operation(), &dispatch.msg).await;
+    let result = turn.run(instance.invoke(dispatch.operation(), &dispatch.msg)).await;
+    drop(turn);
     core.give_back(&dispatch.actor, instance);
     match result {
         Ok(response) if response.len() > CHUNK_THRESHOLD_BYTES => {
