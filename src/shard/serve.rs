@@ -79,7 +79,8 @@ pub(crate) struct ShardCore {
 
 /// An accepted invocation, owning slices of the frame it came in.
 pub(crate) struct Dispatch {
-    /// When the read that carried it was handled (its wait for a turn counts from here).
+    /// When it was ready to run: the read that carried it was handled, or, for a chunked one,
+    /// its payload was fetched (its wait for a turn counts from here).
     arrived: Instant,
     actor: Rc<str>,
     operation: Bytes,
@@ -747,5 +748,7 @@ async fn serve_chunked(core: Rc<ShardCore>, dechunk: Dechunk, guard: InflightGua
         return;
     }
     dispatch.msg = full;
+    // Ready to run only now: the fetch is not time spent waiting for a turn.
+    dispatch.arrived = Instant::now();
     serve(core, dispatch, guard).await;
 }
