@@ -28,6 +28,8 @@ const RSS_SAMPLE_EVERY: Duration = Duration::from_millis(50);
 /// Most the host's RSS may grow over its level after the capacity run: it must not grow with
 /// the offered load (queued invocations are bounded by `--shard-inflight-max` per shard).
 const RSS_GROWTH_MAX_BYTES: u64 = 96 << 20;
+/// After the overload, how long the host may take to answer what NATS still held for it.
+const DRAINED_WITHIN: Duration = Duration::from_secs(1);
 /// The text of the host's explicit refusal.
 const OVERLOADED: &str = "overloaded";
 
@@ -118,7 +120,16 @@ async fn ten_times_capacity(
     stop.store(true, Ordering::Relaxed);
     let rss_peak = sampler.join().expect("RSS sampler");
 
-    // Right after: the closed loop again, every request ok.
+    // Right after: within a second of the load dropping (what NATS still held for the host is
+    // answered by then), the closed loop again, every request ok.
+    let dropped = std::time::Instant::now();
+    while dropped.elapsed() < DRAINED_WITHIN {
+        let scrape = crate::metrics::scrape(&metrics);
+        if per_shard(&scrape, "inflight").values().all(|v| *v == 0.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let after = echo_load(&actor.key, 1.0)
         .spawn(&lab, &lab.dir.path().join("after.json"))
         .report()
