@@ -201,15 +201,15 @@ impl ShardCore {
     /// Record what the shard's pools hold now (instances and their linear memory) in the
     /// counters' gauges. Walks the pools: called at the report tick, not per batch.
     pub fn note_holdings(&self) {
-        let (mut instances, mut bytes) = (0usize, 0usize);
-        for pool in self.actors.borrow().values().map(|slot| &slot.pool) {
-            instances += pool.idle_count() + pool.leased_count();
-            bytes += pool.memory_bytes();
-        }
-        for pool in self.draining.borrow().iter() {
-            instances += pool.idle_count() + pool.leased_count();
-            bytes += pool.memory_bytes();
-        }
+        let (actors, draining) = (self.actors.borrow(), self.draining.borrow());
+        let pools = actors.values().map(|slot| &slot.pool).chain(draining.iter());
+        let (instances, bytes) = pools.fold((0usize, 0usize), |(instances, bytes), pool| {
+            (
+                instances + pool.idle_count() + pool.leased_count(),
+                bytes + pool.memory_bytes(),
+            )
+        });
+        drop((actors, draining));
         self.bump(|s| {
             s.instances = instances as u64;
             s.instance_memory_bytes = bytes as u64;
