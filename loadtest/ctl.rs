@@ -17,8 +17,8 @@ use crate::error::LoadtestError;
 /// is still starting subscribes a moment later).
 const PING_ROUND_MS: u64 = 500;
 /// How long the `la` request waits for the host's ack.
-const ACK_TIMEOUT_MS: u64 = 5_000;
-const EVENT_TYPE_PREFIX: &str = "com.wasmcloud.lattice.";
+pub(crate) const ACK_TIMEOUT_MS: u64 = 5_000;
+pub(crate) const EVENT_TYPE_PREFIX: &str = "com.wasmcloud.lattice.";
 
 /// What `start-actor` needs.
 #[derive(Debug, Clone)]
@@ -89,7 +89,7 @@ pub fn classify_event(event: &Value, actor_ref: &str, host_id: &str) -> EventVer
     }
 }
 
-fn remaining_ms(deadline: Instant) -> u64 {
+pub(crate) fn remaining_ms(deadline: Instant) -> u64 {
     u64::try_from(deadline.saturating_duration_since(Instant::now()).as_millis()).unwrap_or(u64::MAX)
 }
 
@@ -144,7 +144,7 @@ pub async fn connect(url: &str) -> Result<async_nats::Client, LoadtestError> {
 }
 
 /// Send a control command and require `{"accepted": true}` before `deadline`.
-async fn command_acked(
+pub(crate) async fn command_acked(
     client: &async_nats::Client,
     subject: &str,
     command: &Value,
@@ -174,13 +174,13 @@ async fn command_acked(
 
 /// The lattice's event stream, subscribed before a command is sent so its event cannot be
 /// missed.
-struct LatticeEvents {
+pub(crate) struct LatticeEvents {
     subject: String,
     subscription: async_nats::Subscriber,
 }
 
 impl LatticeEvents {
-    async fn subscribe(client: &async_nats::Client, lattice: &str) -> Result<LatticeEvents, LoadtestError> {
+    pub(crate) async fn subscribe(client: &async_nats::Client, lattice: &str) -> Result<LatticeEvents, LoadtestError> {
         let subject = format!("wasmbus.evt.{lattice}");
         let subscription = client
             .subscribe(subject.clone())
@@ -190,7 +190,11 @@ impl LatticeEvents {
     }
 
     /// The next event that parses as JSON; past `deadline`, the error `timed_out` makes.
-    async fn next(&mut self, deadline: Instant, timed_out: impl Fn() -> LoadtestError) -> Result<Value, LoadtestError> {
+    pub(crate) async fn next(
+        &mut self,
+        deadline: Instant,
+        timed_out: impl Fn() -> LoadtestError,
+    ) -> Result<Value, LoadtestError> {
         loop {
             let message = match tokio::time::timeout_at(deadline, self.subscription.next()).await {
                 Ok(Some(message)) => message,

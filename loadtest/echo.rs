@@ -2,7 +2,8 @@
 //!
 //! The echo actor is compiled from `echo.wat` (wasmbus ABI: it answers every operation with its
 //! payload, so the generator can check replies; a `Wrap…` operation forwards the call to the
-//! actor with call alias `loadtest/echo`, for the actor-to-actor scenario) and signed with
+//! actor with call alias `loadtest/echo`, for the actor-to-actor scenario, and a `Kv…` one
+//! calls its `wasmcloud:keyvalue` provider, for the actor-to-provider scenario) and signed with
 //! shardhost's own claims signer, so a load test needs no `wash` and no registry.
 
 use std::path::Path;

@@ -3,8 +3,10 @@
 # nats-server, a shardhost host and the built-in raw responder on 127.0.0.1, signs and starts
 # the echo actor (call alias loadtest/echo) and a caller actor, then for each of ROUNDS rounds
 # runs shardhost-loadtest closed-loop at 1 and at 64 in flight, in alternation: the raw floor,
-# echo, and actor-to-actor (echo_a2a: the caller forwards each call to the echo by alias, two
-# invocations per request) — raw 1, echo 1, echo_a2a 1, raw 64, … — writes
+# echo, actor-to-actor (echo_a2a: the caller forwards each call to the echo by alias, two
+# invocations per request) and actor-to-provider (echo_a2p: the caller calls KeyValue.Get of
+# the real wasmbus-rpc keyvalue provider, tests/fixtures/kvprovider, started from its archive
+# and linked to it) — raw 1, echo 1, echo_a2a 1, echo_a2p 1, raw 64, … — writes
 # every JSON report (plus logs and the exact commands) to a results directory and the medians
 # with their share of the floor to summary.md, and stops everything it started on exit.
 # See loadtest/README.md.
@@ -21,6 +23,8 @@
 #                               with its own echo actor, run in alternation with the floor
 #                               (raw, a, b, raw, a, b, …); default: echo=target/release/shardhost
 #   SKIP_BUILD=1                use the release binaries already built
+#   A2P=0                       leave out actor-to-provider (it builds the provider in release
+#                               once, a few minutes, with its own Cargo.lock)
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -127,8 +131,15 @@ export WASMCLOUD_CLUSTER_SEED
 # The echo answers calls by its alias too; the caller forwards each `Wrap…` call to it
 # (actor-to-actor: two invocations per request).
 actor="$("$loadtest" prepare-echo --out "$results/echo.wasm" --call-alias loadtest/echo)"
-caller="$("$loadtest" prepare-echo --out "$results/caller.wasm" --name loadtest-caller)"
+caller="$("$loadtest" prepare-echo --out "$results/caller.wasm" --name loadtest-caller \
+  --cap wasmcloud:httpserver --cap wasmcloud:keyvalue)"
 echo "echo actor $actor, caller $caller" >&2
+provider=""
+if [[ "$a2p" != 0 ]]; then
+  provider="$("$provider_bin/make-par" --binary "$provider_bin/kvprovider" --out "$results/kvprovider.par" \
+    --issuer-seed "$("$loadtest" gen-seed account 2>/dev/null)" --name kvprovider 2>/dev/null)"
+  echo "keyvalue provider $provider ($results/kvprovider.par)" >&2
+fi
 {
   echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) $(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)"
 } >"$results/commands.txt"
@@ -163,6 +174,12 @@ for spec in "${hosts[@]}"; do
       exit 1
     fi
   done
+  if [[ "$a2p" != 0 ]]; then
+    timeout $(( actor_start_secs + 10 )) "$loadtest" start-provider --nats "127.0.0.1:$port" \
+      --lattice "${host_lattices[$name]}" --file "$results/kvprovider.par" --wait-secs "$actor_start_secs" >/dev/null
+    "$loadtest" put-link --nats "127.0.0.1:$port" --lattice "${host_lattices[$name]}" \
+      --actor "$caller" --provider "$provider" --contract wasmcloud:keyvalue
+  fi
 done
 
 raw_subject="shardhost.loadtest.raw.$lattice"
@@ -177,7 +194,10 @@ echo "$loadtest responder --nats 127.0.0.1:$port --subject $raw_subject" >>"$res
 for round in $(seq "$rounds"); do
   for in_flight in 1 64; do
     scenarios=(raw)
-    for name in "${names[@]}"; do scenarios+=("$name" "${name}_a2a"); done
+    for name in "${names[@]}"; do
+      scenarios+=("$name" "${name}_a2a")
+      [[ "$a2p" == 0 ]] || scenarios+=("${name}_a2p")
+    done
     for scenario in "${scenarios[@]}"; do
       serving="${names[0]}"
       invoked="$actor"
@@ -185,6 +205,7 @@ for round in $(seq "$rounds"); do
       case "$scenario" in
         raw) ;;
         *_a2a) serving="${scenario%_a2a}"; invoked="$caller"; operation=Wrap.HandleRequest ;;
+        *_a2p) serving="${scenario%_a2p}"; invoked="$caller"; operation=Kv.HandleRequest ;;
         *) serving="$scenario" ;;
       esac
       run_cmd=("$loadtest" run --nats "127.0.0.1:$port" --lattice "${host_lattices[$serving]}" --actor "$invoked"
@@ -214,4 +235,5 @@ for rate in ${RATES:-}; do
   done
 done
 "$loadtest" summarize "$results" | tee "$results/summary.md"
+"$loadtest" plot "$results" >&2
 echo "results: $results" >&2

@@ -222,6 +222,7 @@ pub async fn run(config: &RunConfig, cluster_key: &nkeys::KeyPair) -> Result<Run
         throughput: throughput(&drive.recorder.counts, window_us),
         latency_us: drive.recorder.latency_summary(),
         send_lag_us: drive.recorder.send_lag_summary(),
+        latency_histogram_us: drive.recorder.latency_buckets(),
         host_cpu: cpu(drive.window_start.host_cpu_us, drive.window_end.host_cpu_us),
         loadgen_cpu: cpu(drive.window_start.own_cpu_us, drive.window_end.own_cpu_us),
         outstanding_cap_waits: matches!(config.pacing, Pacing::Open { .. }).then_some(drive.cap_waits),

@@ -2,9 +2,12 @@
 //! throughput, latency percentiles and CPU per invocation as JSON (loadtest/README.md).
 //!
 //! Subcommands: `gen-seed` (keys), `prepare-echo` (compile and sign the echo actor),
-//! `start-actor` (launch it on a host over the control interface) and `run` (the load
-//! generator). A separate binary outside both planes of the host; it uses the library's own
-//! signer and encoder so it sends exactly what a wasmCloud host or provider would.
+//! `start-actor` (launch it on a host over the control interface), `start-provider` and
+//! `put-link` (the actor-to-provider scenario's provider and link), `start-times` (the `start`
+//! scenario), `run` (the load generator), `responder` (the raw floor), `summarize` (the
+//! table) and `plot` (the latency spectra). A separate binary outside both planes of the
+//! host; it uses the library's own signer and encoder so it sends exactly what a wasmCloud
+//! host or provider would.
 
 // Bad input, a dead NATS server or a missing process is an error message, never a panic.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
@@ -15,8 +18,10 @@ mod e2e;
 mod echo;
 mod engine;
 mod error;
+mod plot;
 mod pool;
 mod procstat;
+mod providers;
 mod raw;
 mod schedule;
 mod starts;
@@ -74,6 +79,11 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Start a capability provider from an archive on a host and wait for its
+    /// `provider_started`; prints its key (V…). For the actor-to-provider scenario.
+    StartProvider(StartProviderArgs),
+    /// Link an actor to a provider (`linkdefs.put`), acked.
+    PutLink(PutLinkArgs),
     /// Generate load and report (JSON on stdout or --json, a summary on stderr).
     Run(Box<RunArgs>),
     /// The `raw` floor's trivial responder: answer every request on a subject with its own
@@ -82,6 +92,13 @@ enum Command {
     /// Print the suite's table (medians per scenario and pacing, against the raw floor) from
     /// the JSON reports in a results directory.
     Summarize {
+        /// Directory of `{scenario}-….json` reports.
+        dir: PathBuf,
+    },
+    /// Draw the latency percentile spectrum of a results directory's reports: one SVG per
+    /// pacing (`latency-closed-64.svg`…), one line per scenario with its rounds merged,
+    /// written into the directory; prints their paths.
+    Plot {
         /// Directory of `{scenario}-….json` reports.
         dir: PathBuf,
     },
@@ -205,14 +222,93 @@ struct RunArgs {
     progress_secs: u64,
 }
 
+#[derive(Debug, clap::Args)]
+struct StartProviderArgs {
+    /// NATS server, e.g. 127.0.0.1:4222 or nats://host:port.
+    #[arg(long, default_value = "127.0.0.1:4222")]
+    nats: String,
+    #[arg(long, default_value = "default")]
+    lattice: String,
+    /// Host id (N…); default: the first host answering ping.hosts.
+    #[arg(long)]
+    host: Option<String>,
+    /// A provider archive file (the host needs --allow-file-load) …
+    #[arg(long, conflicts_with = "reference", required_unless_present = "reference")]
+    file: Option<PathBuf>,
+    /// … or an OCI reference the host pulls.
+    #[arg(long = "ref")]
+    reference: Option<String>,
+    #[arg(long = "link-name", default_value = "default")]
+    link_name: String,
+    /// `HostData.config_json` for the provider.
+    #[arg(long = "config-json")]
+    config_json: Option<String>,
+    #[arg(long = "ctl-prefix", default_value = "wasmbus.ctl")]
+    ctl_prefix: String,
+    /// Bound on the whole command, seconds.
+    #[arg(long = "wait-secs", default_value_t = 60)]
+    wait_secs: u64,
+}
+
+#[derive(Debug, clap::Args)]
+struct PutLinkArgs {
+    #[arg(long, default_value = "127.0.0.1:4222")]
+    nats: String,
+    #[arg(long, default_value = "default")]
+    lattice: String,
+    /// The calling actor (M…).
+    #[arg(long)]
+    actor: String,
+    /// The provider (V…).
+    #[arg(long)]
+    provider: String,
+    #[arg(long)]
+    contract: String,
+    #[arg(long = "link-name", default_value = "default")]
+    link_name: String,
+    #[arg(long = "ctl-prefix", default_value = "wasmbus.ctl")]
+    ctl_prefix: String,
+}
+
+/// `--wait-secs` within 1 ..= [`START_WAIT_SECS_MAX`].
+fn wait_secs(secs: u64) -> Result<Duration, LoadtestError> {
+    if secs == 0 || secs > START_WAIT_SECS_MAX {
+        return Err(LoadtestError::Arg {
+            flag: "--wait-secs",
+            reason: format!("1 to {START_WAIT_SECS_MAX}"),
+        });
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+impl StartProviderArgs {
+    fn request(&self) -> Result<providers::StartProvider, LoadtestError> {
+        let provider_ref = match (&self.file, &self.reference) {
+            (Some(file), _) => ctl::file_ref(file)?,
+            (None, Some(reference)) => reference.clone(),
+            (None, None) => {
+                return Err(LoadtestError::Arg {
+                    flag: "--file",
+                    reason: "a provider archive (--file) or reference (--ref) is needed".to_string(),
+                })
+            }
+        };
+        Ok(providers::StartProvider {
+            nats_url: self.nats.clone(),
+            lattice: self.lattice.clone(),
+            ctl_prefix: self.ctl_prefix.clone(),
+            host_id: self.host.clone(),
+            provider_ref,
+            link_name: self.link_name.clone(),
+            configuration: self.config_json.clone(),
+            wait: wait_secs(self.wait_secs)?,
+        })
+    }
+}
+
 impl StartActorArgs {
     fn request(&self) -> Result<ctl::StartActor, LoadtestError> {
-        if self.wait_secs == 0 || self.wait_secs > START_WAIT_SECS_MAX {
-            return Err(LoadtestError::Arg {
-                flag: "--wait-secs",
-                reason: format!("1 to {START_WAIT_SECS_MAX}"),
-            });
-        }
+        let wait = wait_secs(self.wait_secs)?;
         Ok(ctl::StartActor {
             nats_url: self.nats.clone(),
             lattice: self.lattice.clone(),
@@ -220,7 +316,7 @@ impl StartActorArgs {
             host_id: self.host.clone(),
             actor_ref: ctl::file_ref(&self.file)?,
             count: self.count.max(1),
-            wait: Duration::from_secs(self.wait_secs),
+            wait,
         })
     }
 }
@@ -310,8 +406,9 @@ async fn run(args: &RunArgs) -> Result<(), LoadtestError> {
 }
 
 /// The table of every run report in `dir` (other JSON files are skipped).
-fn summarize(dir: &std::path::Path) -> Result<String, LoadtestError> {
-    let mut reports = Vec::new();
+/// `(file name, text)` of every `*.json` file in `dir`.
+fn json_files(dir: &std::path::Path) -> Result<Vec<(String, String)>, LoadtestError> {
+    let mut files = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(|e| LoadtestError::io(dir, e))?;
     for entry in entries {
         let path = entry.map_err(|e| LoadtestError::io(dir, e))?.path();
@@ -320,21 +417,50 @@ fn summarize(dir: &std::path::Path) -> Result<String, LoadtestError> {
             .and_then(|n| n.to_str())
             .unwrap_or_default()
             .to_string();
-        if !name.ends_with(".json") {
-            continue;
-        }
-        let text = std::fs::read_to_string(&path).map_err(|e| LoadtestError::io(&path, e))?;
-        if let Some(report) = summary::read_report(&name, &text) {
-            reports.push(report);
+        if name.ends_with(".json") {
+            let text = std::fs::read_to_string(&path).map_err(|e| LoadtestError::io(&path, e))?;
+            files.push((name, text));
         }
     }
+    Ok(files)
+}
+
+fn no_reports(dir: &std::path::Path) -> LoadtestError {
+    LoadtestError::Arg {
+        flag: "DIR",
+        reason: format!("no run reports (*.json) in {}", dir.display()),
+    }
+}
+
+fn summarize(dir: &std::path::Path) -> Result<String, LoadtestError> {
+    let reports: Vec<_> = json_files(dir)?
+        .iter()
+        .filter_map(|(name, text)| summary::read_report(name, text))
+        .collect();
     if reports.is_empty() {
-        return Err(LoadtestError::Arg {
-            flag: "DIR",
-            reason: format!("no run reports (*.json) in {}", dir.display()),
-        });
+        return Err(no_reports(dir));
     }
     Ok(summary::table(&summary::rows(&reports)))
+}
+
+/// Write one latency-spectrum SVG per pacing into `dir`; their paths.
+fn plot(dir: &std::path::Path) -> Result<Vec<PathBuf>, LoadtestError> {
+    let reports: Vec<(String, serde_json::Value)> = json_files(dir)?
+        .into_iter()
+        .filter_map(|(name, text)| Some((name, serde_json::from_str(&text).ok()?)))
+        .collect();
+    let charts = plot::charts(&reports);
+    if charts.is_empty() {
+        return Err(no_reports(dir));
+    }
+    let mut written = Vec::new();
+    for chart in charts {
+        let title = format!("latency, {} ({})", chart.pacing, dir.display());
+        let path = dir.join(chart.file_name());
+        std::fs::write(&path, plot::render_svg(&title, &chart)).map_err(|e| LoadtestError::io(&path, e))?;
+        written.push(path);
+    }
+    Ok(written)
 }
 
 fn execute(command: Command) -> Result<(), LoadtestError> {
@@ -385,8 +511,30 @@ fn execute(command: Command) -> Result<(), LoadtestError> {
                 times.first_start_ms, times.start_again_ms, times.start_again_median_ms
             );
         }
+        Command::StartProvider(args) => {
+            let request = args.request()?;
+            println!("{}", runtime()?.block_on(providers::start_provider(&request))?);
+        }
+        Command::PutLink(args) => {
+            let request = providers::PutLink {
+                nats_url: args.nats,
+                lattice: args.lattice,
+                ctl_prefix: args.ctl_prefix,
+                actor_id: args.actor,
+                provider_id: args.provider,
+                contract_id: args.contract,
+                link_name: args.link_name,
+                wait: Duration::from_millis(ctl::ACK_TIMEOUT_MS),
+            };
+            runtime()?.block_on(providers::put_link(&request))?;
+        }
         Command::Run(args) => runtime()?.block_on(run(&args))?,
         Command::Summarize { dir } => print!("{}", summarize(&dir)?),
+        Command::Plot { dir } => {
+            for path in plot(&dir)? {
+                println!("{}", path.display());
+            }
+        }
         Command::Responder(args) => {
             if args.max_secs == 0 || args.max_secs > raw::RESPONDER_SECS_MAX {
                 return Err(LoadtestError::Arg {

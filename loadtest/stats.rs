@@ -14,7 +14,7 @@ use crate::schedule::Pacing;
 /// take longer than its timeout through a stalled generator, and then the clamp still shows).
 pub const LATENCY_US_MAX: u64 = 3_600 * 1_000_000;
 /// Significant decimal digits of the histograms (0.1 % value resolution).
-const HISTOGRAM_SIGNIFICANT_DIGITS: u8 = 3;
+pub const HISTOGRAM_SIGNIFICANT_DIGITS: u8 = 3;
 /// Distinct error texts kept per group; later distinct texts are counted under
 /// [`OTHER_TEXTS_KEY`] so a host answering with unique texts cannot grow the report without
 /// bound.
@@ -104,7 +104,8 @@ pub struct Recorder {
     send_lag_us: Histogram<u64>,
 }
 
-fn new_histogram() -> Result<Histogram<u64>, hdrhistogram::CreationError> {
+/// An empty latency histogram with the harness's bounds and resolution.
+pub fn new_histogram() -> Result<Histogram<u64>, hdrhistogram::CreationError> {
     Histogram::new_with_bounds(1, LATENCY_US_MAX, HISTOGRAM_SIGNIFICANT_DIGITS)
 }
 
@@ -159,6 +160,15 @@ impl Recorder {
 
     pub fn send_lag_summary(&self) -> Option<Percentiles> {
         Percentiles::of(&self.send_lag_us)
+    }
+
+    /// The ok replies' latency histogram as `[value µs, count]` pairs, one per non-empty
+    /// bucket: what `plot` merges across rounds and draws as a percentile spectrum.
+    pub fn latency_buckets(&self) -> Vec<[u64; 2]> {
+        self.latency_us
+            .iter_recorded()
+            .map(|bucket| [bucket.value_iterated_to(), bucket.count_at_value()])
+            .collect()
     }
 
     /// The live progress line: what the measured window has seen after `elapsed_secs` of it.
@@ -305,6 +315,9 @@ pub struct RunReport {
     pub latency_us: Option<Percentiles>,
     /// How late requests left compared with their intended time, µs.
     pub send_lag_us: Option<Percentiles>,
+    /// The latency histogram itself (HDR, 3 significant digits): `[value µs, count]` per
+    /// non-empty bucket, so runs can be merged exactly and plotted (`plot`).
+    pub latency_histogram_us: Vec<[u64; 2]>,
     pub host_cpu: Option<CpuReport>,
     pub loadgen_cpu: Option<CpuReport>,
     /// Open loop only: how many times the sender had to wait for the outstanding cap.
@@ -547,6 +560,7 @@ mod tests {
             throughput: throughput(&recorder.counts, window_us),
             latency_us: recorder.latency_summary(),
             send_lag_us: recorder.send_lag_summary(),
+            latency_histogram_us: recorder.latency_buckets(),
             counts: recorder.counts.clone(),
             host_cpu: Some(CpuReport::new(20_000, window_us, 2)),
             loadgen_cpu: Some(CpuReport::new(950_000, window_us, 2)),
@@ -568,6 +582,8 @@ mod tests {
         assert_eq!(json["throughput"]["replies_per_sec"], 2.0);
         assert_eq!(json["latency_us"]["p99"], 120);
         assert_eq!(json["latency_us"]["p999"], 120);
+        // The histogram itself: the one ok reply's bucket (the error reply has no latency).
+        assert_eq!(json["latency_histogram_us"], serde_json::json!([[120, 1]]));
         assert_eq!(json["host_cpu"]["cpu_us_per_invocation"], 10000.0);
         assert_eq!(json["environment"]["cores"], 2);
         for key in ["git_commit", "git_dirty", "hostname", "started_at"] {

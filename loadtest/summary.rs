@@ -34,6 +34,22 @@ pub struct GroupKey {
 /// report.
 pub fn read_report(name: &str, text: &str) -> Option<(GroupKey, Figures)> {
     let json: Value = serde_json::from_str(text).ok()?;
+    let key = group_key(name, &json)?;
+    let counts = &json["counts"];
+    let sent = counts["sent"].as_u64().unwrap_or(0);
+    let ok = counts["ok"].as_u64().unwrap_or(0);
+    let figures = Figures {
+        ok_per_sec: json["throughput"]["ok_per_sec"].as_f64()?,
+        p50_us: json["latency_us"]["p50"].as_f64(),
+        p99_us: json["latency_us"]["p99"].as_f64(),
+        host_cpu_us_per_invocation: json["host_cpu"]["cpu_us_per_invocation"].as_f64(),
+        not_ok: sent.saturating_sub(ok),
+    };
+    Some((key, figures))
+}
+
+/// The scenario and pacing of report `name` (a file name); `None` if it is not a run report.
+pub fn group_key(name: &str, json: &Value) -> Option<GroupKey> {
     let config = json.get("config")?;
     let pacing = match config["pacing"]["mode"].as_str()? {
         "closed" => format!("closed {}", config["pacing"]["in_flight_count"].as_u64()?),
@@ -45,17 +61,7 @@ pub fn read_report(name: &str, text: &str) -> Option<(GroupKey, Figures)> {
         Some("raw") => "raw".to_string(),
         _ => name.split(['-', '.']).next().unwrap_or(name).to_string(),
     };
-    let counts = &json["counts"];
-    let sent = counts["sent"].as_u64().unwrap_or(0);
-    let ok = counts["ok"].as_u64().unwrap_or(0);
-    let figures = Figures {
-        ok_per_sec: json["throughput"]["ok_per_sec"].as_f64()?,
-        p50_us: json["latency_us"]["p50"].as_f64(),
-        p99_us: json["latency_us"]["p99"].as_f64(),
-        host_cpu_us_per_invocation: json["host_cpu"]["cpu_us_per_invocation"].as_f64(),
-        not_ok: sent.saturating_sub(ok),
-    };
-    Some((GroupKey { pacing, scenario }, figures))
+    Some(GroupKey { pacing, scenario })
 }
 
 /// Median of `values` (mean of the middle two for an even count); `None` when empty.
@@ -155,7 +161,7 @@ pub fn table(rows: &[Row]) -> String {
 }
 
 /// Closed loop by concurrency, then open loop by rate.
-fn pacing_order(pacing: &str) -> (u8, u64) {
+pub fn pacing_order(pacing: &str) -> (u8, u64) {
     let number = |s: &str| {
         s.trim_end_matches("/s")
             .parse::<f64>()

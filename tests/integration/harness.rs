@@ -28,13 +28,19 @@ async fn run(mut command: tokio::process::Command) -> String {
 
 /// `prepare-echo` then `start-actor` on the lab's host; the actor's key.
 pub(crate) async fn harness_actor(lab: &crate::support::rpc::Lab, name: &str, alias: Option<&str>) -> String {
+    harness_actor_with(lab, name, alias, &[]).await
+}
+
+/// [`harness_actor`] with `prepare-echo` flags added (`--cap …`).
+async fn harness_actor_with(lab: &crate::support::rpc::Lab, name: &str, alias: Option<&str>, flags: &[&str]) -> String {
     let path = lab.dir.path().join(format!("{name}.wasm"));
     let mut prepare = harness();
     prepare
         .arg("prepare-echo")
         .arg("--out")
         .arg(&path)
-        .args(["--name", name]);
+        .args(["--name", name])
+        .args(flags);
     if let Some(alias) = alias {
         prepare.args(["--call-alias", alias]);
     }
@@ -65,6 +71,54 @@ async fn the_harness_actor_to_actor_scenario_runs_with_zero_errors() {
     };
     let report = load.spawn(&lab, &out).report().await;
     assert_all_ok(&report, "actor to actor");
+    let counts = &report["counts"];
+    assert!(counts["ok"].as_u64().unwrap_or(0) >= 20, "{counts}");
+}
+
+/// Actor to provider: the harness's caller claims `wasmcloud:keyvalue`, the harness starts the
+/// real wasmbus-rpc keyvalue provider from its archive (`start-provider`) and links the two
+/// (`put-link`); each `Kv…` call then makes the host send a signed `KeyValue.Get` to the
+/// provider. Closed loop, every request must end ok.
+#[tokio::test]
+async fn the_harness_actor_to_provider_scenario_runs_with_zero_errors() {
+    let (lab, _cache) = crate::providers::provider_lab("harnessa2p", &[]).await;
+    let caps = ["--cap", "wasmcloud:httpserver", "--cap", "wasmcloud:keyvalue"];
+    let caller = harness_actor_with(&lab, "loadtest-caller", None, &caps).await;
+    let par = crate::support::provider::make_par(lab.dir.path(), "kv.par", false);
+    let mut start = harness();
+    start
+        .args([
+            "start-provider",
+            "--nats",
+            &lab.nats.url(),
+            "--lattice",
+            &lab.host.lattice,
+        ])
+        .args(["--host", &lab.host.id, "--file"])
+        .arg(&par.path);
+    assert_eq!(run(start).await.trim(), par.key);
+    let mut link = harness();
+    link.args(["put-link", "--nats", &lab.nats.url(), "--lattice", &lab.host.lattice])
+        .args([
+            "--actor",
+            &caller,
+            "--provider",
+            &par.key,
+            "--contract",
+            "wasmcloud:keyvalue",
+        ]);
+    run(link).await;
+
+    let out = lab.dir.path().join("a2p.json");
+    let load = LoadRun {
+        actor: &caller,
+        operation: "Kv.HandleRequest",
+        in_flight: 8,
+        seconds: 1.5,
+        timeout_ms: 2_000,
+    };
+    let report = load.spawn(&lab, &out).report().await;
+    assert_all_ok(&report, "actor to provider");
     let counts = &report["counts"];
     assert!(counts["ok"].as_u64().unwrap_or(0) >= 20, "{counts}");
 }
