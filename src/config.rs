@@ -262,6 +262,10 @@ pub struct HostArgs {
         default_value_t = 64
     )]
     pub actor_memory_max_mib: u64,
+    /// Linear memory all actor instances together may hold, in MiB (0 = unbounded): past it a
+    /// scale is refused with an error reply and a memory.grow fails, instead of an OOM kill.
+    #[arg(long = "memory-budget-mib", env = "SHARDHOST_MEMORY_BUDGET_MIB", default_value_t = 0)]
+    pub memory_budget_mib: u64,
     /// Instance slots the pooling allocator reserves (warm instances of all actors on all shards).
     #[arg(long = "instance-slots", env = "SHARDHOST_INSTANCE_SLOTS", default_value_t = 1000)]
     pub instance_slots: u32,
@@ -539,6 +543,7 @@ impl Config {
         .min(SHARD_COUNT_MAX);
         let runtime_limits = crate::runtime::RuntimeLimits {
             memory_bytes_max: args.actor_memory_max_mib.saturating_mul(1 << 20),
+            memory_budget_bytes: args.memory_budget_mib.saturating_mul(1 << 20),
             instance_slots_total: args.instance_slots,
             instance_max_invocations: args.instance_max_invocations,
             execution_deadline_ms: args.max_execution_time_ms,

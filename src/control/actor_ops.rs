@@ -17,6 +17,7 @@ use crate::plane::{ShardCommand, ShardId};
 use crate::runtime::Tier;
 
 use super::actors::{self, RunningActor};
+use super::memory::warm_per_shard;
 use super::prepare::{Optimized, Prepared};
 use super::ControlPlane;
 use crate::wire::ctl::{
@@ -121,6 +122,15 @@ impl ControlPlane {
         match running {
             Some(actor) => {
                 let template = actor.clone();
+                let key = template.claims.subject.clone();
+                let budget = self.compiled.get(&key).map(|compiled| {
+                    self.check_memory_budget(&key, compiled, |table| {
+                        table.scale(template.clone(), annotations.clone(), target);
+                    })
+                });
+                if let Some(Err(e)) = budget {
+                    return ack_err(e);
+                }
                 self.apply_scale(template, annotations, target);
             }
             None if matches!(target, ScaleTarget::Stop | ScaleTarget::Instances(0)) => {
@@ -231,8 +241,22 @@ impl ControlPlane {
             module_hash: prepared.claims.hash.clone(),
             groups: Vec::new(),
         };
-        self.compiled
-            .insert(prepared.claims.subject.clone(), prepared.compiled.clone());
+        let key = prepared.claims.subject.clone();
+        let budget = self.check_memory_budget(&key, &prepared.compiled, |table| match &request {
+            ActorRequest::Start { count, annotations, .. } => {
+                table.add_instances(template.clone(), annotations.clone(), *count);
+            }
+            ActorRequest::Scale {
+                target, annotations, ..
+            } => {
+                table.scale(template.clone(), annotations.clone(), *target);
+            }
+            ActorRequest::Update { .. } => {}
+        });
+        if let Err(e) = budget {
+            return self.job_failed(&request, Some(&key), &e).await;
+        }
+        self.compiled.insert(key, prepared.compiled.clone());
         match request {
             ActorRequest::Start { count, annotations, .. } => {
                 let (actor, ids) = self.actors.add_instances(template, annotations.clone(), count);
@@ -402,16 +426,12 @@ impl ControlPlane {
     fn sync_shard_pools(&mut self, key: &str) -> tokio::sync::oneshot::Receiver<()> {
         let shards = self.shards.len().max(1) as u32;
         let command = match (self.actors.actors.get(key), self.compiled.get(key)) {
-            (Some(actor), Some(compiled)) => {
-                let total = actor.concurrency(WARM_INSTANCES_UNBOUNDED_PER_SHARD * shards);
-                let per_shard = total.div_ceil(shards).clamp(1, WARM_INSTANCES_PER_SHARD_MAX);
-                ShardCommand::ActorPool {
-                    key: key.to_string(),
-                    compiled: compiled.clone(),
-                    caps: Arc::new(actor.claims.caps.clone()),
-                    warm_instances: per_shard,
-                }
-            }
+            (Some(actor), Some(compiled)) => ShardCommand::ActorPool {
+                key: key.to_string(),
+                compiled: compiled.clone(),
+                caps: Arc::new(actor.claims.caps.clone()),
+                warm_instances: warm_per_shard(actor, shards),
+            },
             _ => ShardCommand::ActorStop { key: key.to_string() },
         };
         let (done, ready) = tokio::sync::oneshot::channel();

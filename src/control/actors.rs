@@ -134,7 +134,7 @@ pub enum TableError {
 }
 
 /// All actors on this host, by public key, plus call alias ownership.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct ActorTable {
     pub actors: BTreeMap<String, RunningActor>,
 }

@@ -33,6 +33,10 @@ pub struct HostGauges {
     pub kv_watch_lag: AtomicU64,
     /// Lattice KV watches reopened (ended, erred or stuck) since start.
     pub kv_watch_reopens: AtomicU64,
+    /// Linear memory all actor instances hold, bytes (what the memory budget counts).
+    pub linear_memory: AtomicU64,
+    /// `--memory-budget-mib` in bytes; 0 = unbounded.
+    pub memory_budget: AtomicU64,
 }
 
 /// What one scrape shows.
@@ -99,6 +103,16 @@ pub fn render(scrape: &Scrape<'_>) -> String {
             "kv_watch_lag_entries",
             "Entries the lattice KV watch was behind the bucket at its last check.",
             host.kv_watch_lag.load(Ordering::Relaxed),
+        ),
+        (
+            "actor_linear_memory_bytes",
+            "Linear memory all actor instances hold (what --memory-budget-mib bounds).",
+            host.linear_memory.load(Ordering::Relaxed),
+        ),
+        (
+            "memory_budget_bytes",
+            "The host's linear-memory budget (--memory-budget-mib); 0 = unbounded.",
+            host.memory_budget.load(Ordering::Relaxed),
         ),
         (
             "uptime_seconds",
@@ -234,6 +248,8 @@ mod tests {
         host.actors.store(3, Ordering::Relaxed);
         host.kv_watch_lag.store(4, Ordering::Relaxed);
         host.kv_watch_reopens.store(1, Ordering::Relaxed);
+        host.linear_memory.store(65_536, Ordering::Relaxed);
+        host.memory_budget.store(1 << 20, Ordering::Relaxed);
         let text = render(&Scrape {
             shards: &values,
             host: &host,
@@ -249,6 +265,8 @@ mod tests {
         assert!(text.contains("shardhost_actors 3\n"));
         assert!(text.contains("shardhost_ctl_connected 1\n"));
         assert!(text.contains("# TYPE shardhost_kv_watch_lag_entries gauge\nshardhost_kv_watch_lag_entries 4\n"));
+        assert!(text.contains("shardhost_actor_linear_memory_bytes 65536\n"), "{text}");
+        assert!(text.contains("shardhost_memory_budget_bytes 1048576\n"), "{text}");
         assert!(text.contains("# TYPE shardhost_kv_watch_reopens_total counter\nshardhost_kv_watch_reopens_total 1\n"));
         for field in ShardStats::FIELD_NAMES {
             assert!(text.contains(&format!("shardhost_shard_{field}")), "{field} missing");

@@ -14,6 +14,7 @@ pub mod heartbeat;
 pub mod kv;
 pub mod kv_watch;
 pub mod managed_nats;
+mod memory;
 pub mod metrics;
 pub mod nats;
 pub mod prepare;
@@ -322,6 +323,9 @@ impl ControlPlane {
         g.providers_healthy.store(healthy as u64, Relaxed);
         let connected = self.shards_connected.values().filter(|up| **up).count();
         g.shards_connected.store(connected as u64, Relaxed);
+        let budget = self.preparer.runtime.memory_budget();
+        g.linear_memory.store(budget.used_bytes() as u64, Relaxed);
+        g.memory_budget.store(budget.limit_bytes().unwrap_or(0) as u64, Relaxed);
     }
 
     async fn subscribe_ctl(&self) -> Result<futures::stream::SelectAll<async_nats::Subscriber>> {

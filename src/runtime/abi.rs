@@ -12,8 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand::Rng;
-use serde::Deserialize;
-use wasmtime::{Caller, Engine, Extern, FuncType, Linker, Memory, Module, ResourceLimiter, Val, ValType};
+use wasmtime::{Caller, Engine, Extern, FuncType, Linker, Memory, Module, Val, ValType};
+
+use super::budget::{MemoryBudget, MemoryLimit};
+use super::builtins::builtin;
 
 /// Return code of `__host_call` on success (PROTOCOL §9.1).
 pub const HOST_CALL_OK: i32 = 1;
@@ -206,6 +208,8 @@ pub struct ActorContext {
     pub host_calls: Arc<dyn HostCalls>,
     pub execution_deadline: Duration,
     pub memory_bytes_max: u64,
+    /// The host-wide budget every instance's memory is reserved from.
+    pub memory_budget: Arc<MemoryBudget>,
 }
 
 /// Host-side faults raised inside a guest call; they become the call's error and retire the
@@ -222,33 +226,6 @@ pub enum AbiFault {
     DeadlineExceeded,
     #[error("guest called a WASI function that cannot be stubbed")]
     UnsupportedWasi,
-}
-
-/// Linear memory growth limit with a record of denials, so a trap that follows a refused
-/// `memory.grow` reads as out-of-memory.
-#[derive(Debug)]
-pub struct MemoryLimit {
-    pub bytes_max: usize,
-    pub denied: bool,
-}
-
-impl ResourceLimiter for MemoryLimit {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        if desired > self.bytes_max {
-            self.denied = true;
-            return Ok(false);
-        }
-        Ok(true)
-    }
-
-    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
-        self.denied = true;
-        Ok(())
-    }
-
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(desired <= super::limits::TABLE_ELEMENTS_MAX)
-    }
 }
 
 /// The `Store` data of one instance: the call in progress and the ABI's pending values.
@@ -272,6 +249,7 @@ pub struct GuestState {
 impl GuestState {
     pub fn new(actor: Arc<ActorContext>) -> GuestState {
         let bytes_max = usize::try_from(actor.memory_bytes_max).unwrap_or(usize::MAX);
+        let memory_limit = MemoryLimit::new(bytes_max, Arc::clone(&actor.memory_budget));
         GuestState {
             actor,
             memory: None,
@@ -283,10 +261,7 @@ impl GuestState {
             host_error: None,
             call_started: None,
             deadline_exceeded: false,
-            memory_limit: MemoryLimit {
-                bytes_max,
-                denied: false,
-            },
+            memory_limit,
         }
     }
 
@@ -301,7 +276,7 @@ impl GuestState {
         self.host_response = None;
         self.host_error = None;
         self.deadline_exceeded = false;
-        self.memory_limit.denied = false;
+        self.memory_limit.denied = None;
         self.call_started = Some(Instant::now());
     }
 
@@ -531,75 +506,6 @@ async fn host_call(
             HOST_CALL_FAILED
         }
     })
-}
-
-// ---------------------------------------------------------------------------------------------
-// Builtins (PROTOCOL §9.4 step 1)
-// ---------------------------------------------------------------------------------------------
-
-#[derive(Deserialize)]
-struct LogEntry {
-    level: String,
-    text: String,
-}
-
-#[derive(Deserialize)]
-struct RangeLimit {
-    min: u32,
-    max: u32,
-}
-
-/// Serve a builtin, or `None` when `namespace` is not one.
-pub fn builtin(
-    actor: &ActorContext,
-    namespace: &str,
-    operation: &str,
-    payload: &[u8],
-) -> Option<Result<Vec<u8>, String>> {
-    match namespace {
-        BUILTIN_LOGGING if !actor.allow_logging => Some(Err(not_claimed(namespace))),
-        BUILTIN_NUMBERGEN if !actor.allow_numbergen => Some(Err(not_claimed(namespace))),
-        BUILTIN_LOGGING => Some(logging(actor, operation, payload)),
-        BUILTIN_NUMBERGEN => Some(numbergen(operation, payload)),
-        _ => None,
-    }
-}
-
-fn not_claimed(namespace: &str) -> String {
-    format!("actor does not have the capability {namespace} in its claims")
-}
-
-fn logging(actor: &ActorContext, operation: &str, payload: &[u8]) -> Result<Vec<u8>, String> {
-    if operation != "Logging.WriteLog" {
-        return Err(format!("unknown operation {operation} for {BUILTIN_LOGGING}"));
-    }
-    let entry: LogEntry = rmp_serde::from_slice(payload).map_err(|e| format!("invalid log entry: {e}"))?;
-    let actor = &*actor.actor_key;
-    let text = &entry.text;
-    match entry.level.as_str() {
-        "trace" => tracing::trace!(actor, "{text}"),
-        "debug" => tracing::debug!(actor, "{text}"),
-        "warn" => tracing::warn!(actor, "{text}"),
-        "error" | "critical" => tracing::error!(actor, "{text}"),
-        _ => tracing::info!(actor, "{text}"),
-    }
-    Ok(Vec::new())
-}
-
-fn numbergen(operation: &str, payload: &[u8]) -> Result<Vec<u8>, String> {
-    let encoded = match operation {
-        "NumberGen.GenerateGuid" => rmp_serde::to_vec(&uuid::Uuid::new_v4().to_string()),
-        "NumberGen.Random32" => rmp_serde::to_vec(&rand::thread_rng().gen::<u32>()),
-        "NumberGen.RandomInRange" => {
-            let range: RangeLimit = rmp_serde::from_slice(payload).map_err(|e| format!("invalid range: {e}"))?;
-            if range.min > range.max {
-                return Err(format!("invalid range: min {} > max {}", range.min, range.max));
-            }
-            rmp_serde::to_vec(&rand::thread_rng().gen_range(range.min..=range.max))
-        }
-        _ => return Err(format!("unknown operation {operation} for {BUILTIN_NUMBERGEN}")),
-    };
-    encoded.map_err(|e| format!("cannot encode the result: {e}"))
 }
 
 // ---------------------------------------------------------------------------------------------

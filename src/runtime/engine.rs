@@ -21,6 +21,7 @@ use wasmtime::{
 };
 
 use super::abi::{self, ImportKind};
+use super::budget::MemoryBudget;
 use super::limits::{RuntimeLimits, MEMORY_GUARD_BYTES, TABLE_ELEMENTS_MAX, TABLE_ELEMENT_BYTES};
 use super::RuntimeError;
 
@@ -98,6 +99,8 @@ struct RuntimeInner {
     /// Winch, on-demand allocation: first-start instances only, until Cranelift is done.
     baseline: Option<Engine>,
     limits: RuntimeLimits,
+    /// What every instance's linear memory is reserved from.
+    memory_budget: Arc<MemoryBudget>,
     epoch: Arc<EpochState>,
     /// Dropping the sender wakes and stops the epoch thread.
     epoch_stop: Option<mpsc::Sender<()>>,
@@ -218,6 +221,10 @@ impl Runtime {
                 engine,
                 baseline,
                 limits: *limits,
+                memory_budget: MemoryBudget::new(
+                    (limits.memory_budget_bytes > 0)
+                        .then(|| usize::try_from(limits.memory_budget_bytes).unwrap_or(usize::MAX)),
+                ),
                 epoch,
                 epoch_stop: Some(epoch_stop),
                 epoch_thread: Some(epoch_thread),
@@ -236,6 +243,11 @@ impl Runtime {
 
     pub fn limits(&self) -> &RuntimeLimits {
         &self.inner.limits
+    }
+
+    /// The host-wide linear-memory budget (unbounded unless `memory_budget_bytes` is set).
+    pub fn memory_budget(&self) -> &Arc<MemoryBudget> {
+        &self.inner.memory_budget
     }
 
     /// Compile `module_bytes` (no cache; see [`CompileCache`]) and check it is a wasmbus actor.
@@ -351,6 +363,18 @@ impl CompiledActor {
 
     pub fn module(&self) -> &Module {
         &self.module
+    }
+
+    /// Linear memory one new instance starts with: its memory's minimum (defined or imported),
+    /// in bytes; 0 for a module without memory.
+    pub fn initial_memory_bytes(&self) -> u64 {
+        let exported = self.module.exports().filter_map(|e| e.ty().memory().cloned());
+        let imported = self.module.imports().filter_map(|i| i.ty().memory().cloned());
+        exported
+            .chain(imported)
+            .map(|memory| memory.minimum().saturating_mul(memory.page_size()))
+            .max()
+            .unwrap_or(0)
     }
 
     pub fn module_hash(&self) -> &str {

@@ -85,6 +85,9 @@ pub struct RuntimeLimits {
     /// Serve an actor's first start from the baseline compiler (Winch) while Cranelift
     /// compiles in the background (`--baseline-compiler`).
     pub baseline_compiler: bool,
+    /// Linear memory all instances together may hold, in bytes (`--memory-budget-mib`);
+    /// 0 = unbounded. See [`super::budget`].
+    pub memory_budget_bytes: u64,
 }
 
 impl Default for RuntimeLimits {
@@ -99,6 +102,7 @@ impl Default for RuntimeLimits {
             execution_deadline_ms: EXECUTION_DEADLINE_MS_DEFAULT,
             memory_keep_resident_bytes: MEMORY_KEEP_RESIDENT_BYTES_DEFAULT,
             baseline_compiler: false,
+            memory_budget_bytes: 0,
         }
     }
 }

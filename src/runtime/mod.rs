@@ -28,17 +28,23 @@
 //!   the module shape check.
 //! - [`cache`]: [`CompileCache`], memory and disk.
 //! - [`abi`]: the wasmbus/waPC imports, WASI stubs and builtins; [`HostCalls`].
+//! - [`budget`]: [`MemoryLimit`] per store and the host-wide [`MemoryBudget`].
+//! - [`builtins`]: the logging and numbergen builtins.
 //! - [`pool`]: [`ActorPool`] and [`WarmInstance`], plus [`invoke`] and
 //!   [`fresh_instance_invoke`].
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod abi;
+pub mod budget;
+pub mod builtins;
 pub mod cache;
 pub mod engine;
 pub mod limits;
 pub mod pool;
 
+#[cfg(test)]
+mod budget_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -49,6 +55,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 pub use abi::{HostCallFuture, HostCalls, NoHostCalls};
+pub use budget::{MemoryBudget, MemoryLimit};
 pub use cache::{CacheSource, CompileCache, CompileCacheStats};
 pub use engine::{CompiledActor, Runtime, ShapeError, Tier};
 pub use limits::{Reservation, RuntimeLimits};
@@ -122,6 +129,9 @@ pub enum InvokeError {
     /// The guest wanted more linear memory than `memory_bytes_max` and then failed.
     #[error("guest ran out of memory (limit {memory_bytes_max} bytes)")]
     OutOfMemory { memory_bytes_max: u64 },
+    /// The instance's memory would have taken the host past `--memory-budget-mib`.
+    #[error("host memory budget exhausted ({used_bytes} of {budget_bytes} bytes of linear memory in use)")]
+    MemoryBudget { used_bytes: u64, budget_bytes: u64 },
     /// The guest handed the host a pointer/length outside its memory.
     #[error("guest passed an out-of-bounds pointer to {0}")]
     BadGuestPointer(&'static str),
@@ -148,6 +158,7 @@ impl InvokeError {
             InvokeError::Trap(_)
             | InvokeError::Deadline
             | InvokeError::OutOfMemory { .. }
+            | InvokeError::MemoryBudget { .. }
             | InvokeError::BadGuestPointer(_)
             | InvokeError::ProcExit(_)
             | InvokeError::Instantiate(_) => true,

@@ -15,6 +15,7 @@ use std::time::Duration;
 use wasmtime::{InstancePre, Store, StoreContextMut, Trap, TypedFunc, UpdateDeadline};
 
 use super::abi::{self, AbiFault, ActorContext, GuestState, HostCalls};
+use super::budget::{Denial, MemoryBudget};
 use super::engine::{CompiledActor, EpochState, GuestRun, Runtime, INIT_EXPORTS};
 use super::{InvokeError, Parker, RuntimeError};
 
@@ -145,6 +146,14 @@ fn call_result(state: &mut GuestState, code: i32) -> Result<Vec<u8>, InvokeError
 }
 
 /// Map a failed guest call to an [`InvokeError`], using what the store observed.
+/// The error of a memory the budget refused, with the budget's figures now.
+fn budget_exhausted(budget: &MemoryBudget) -> InvokeError {
+    InvokeError::MemoryBudget {
+        used_bytes: budget.used_bytes() as u64,
+        budget_bytes: budget.limit_bytes().unwrap_or(usize::MAX) as u64,
+    }
+}
+
 fn classify(error: &wasmtime::Error, state: &GuestState) -> InvokeError {
     if state.deadline_exceeded {
         return InvokeError::Deadline;
@@ -158,10 +167,14 @@ fn classify(error: &wasmtime::Error, state: &GuestState) -> InvokeError {
             AbiFault::UnsupportedWasi => InvokeError::Trap("unsupported WASI call".to_string()),
         };
     }
-    if state.memory_limit.denied {
-        return InvokeError::OutOfMemory {
-            memory_bytes_max: state.actor.memory_bytes_max,
-        };
+    match state.memory_limit.denied {
+        Some(Denial::HostBudget) => return budget_exhausted(&state.actor.memory_budget),
+        Some(Denial::InstanceLimit) => {
+            return InvokeError::OutOfMemory {
+                memory_bytes_max: state.actor.memory_bytes_max,
+            }
+        }
+        None => {}
     }
     match error.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => InvokeError::Deadline,
@@ -210,6 +223,9 @@ impl InstanceFactory {
         store.set_epoch_deadline(1);
         let instance = match self.pre.instantiate_async(&mut store).await {
             Ok(instance) => instance,
+            Err(_) if store.data().memory_limit.denied == Some(Denial::HostBudget) => {
+                return Err(budget_exhausted(&self.actor.memory_budget))
+            }
             Err(e) => return Err(InvokeError::Instantiate(format!("{e:#}"))),
         };
         let memory = instance.get_memory(&mut store, "memory");
@@ -295,6 +311,7 @@ impl ActorPool {
             host_calls,
             execution_deadline: Duration::from_millis(limits.execution_deadline_ms),
             memory_bytes_max: limits.memory_bytes_max,
+            memory_budget: Arc::clone(runtime.memory_budget()),
         });
         let factory = InstanceFactory {
             runtime: runtime.clone(),

@@ -22,9 +22,9 @@ const BAD_IMPORT: &str = include_str!("actors/bad_import.wat");
 pub(super) const BADPTR: &str = include_str!("actors/badptr.wat");
 const INIT: &str = include_str!("actors/init.wat");
 
-const ACTOR_KEY: &str = "MTESTACTOR";
+pub(super) const ACTOR_KEY: &str = "MTESTACTOR";
 
-fn limits() -> RuntimeLimits {
+pub(super) fn limits() -> RuntimeLimits {
     RuntimeLimits {
         memory_bytes_max: 4 << 20,
         instance_slots_total: 16,
@@ -35,6 +35,7 @@ fn limits() -> RuntimeLimits {
         execution_deadline_ms: 200,
         memory_keep_resident_bytes: 64 << 10,
         baseline_compiler: false,
+        memory_budget_bytes: 0,
     }
 }
 
@@ -42,7 +43,7 @@ pub(super) fn parker() -> Parker {
     Arc::new(|| Box::pin(tokio::time::sleep(Duration::from_micros(10))))
 }
 
-fn compile(runtime: &Runtime, wat: &str) -> CompiledActor {
+pub(super) fn compile(runtime: &Runtime, wat: &str) -> CompiledActor {
     let bytes = wat::parse_str(wat).unwrap();
     runtime.compile(&bytes, &module_hash(&bytes).unwrap()).unwrap()
 }
@@ -60,7 +61,7 @@ async fn pool_with(
         .unwrap()
 }
 
-async fn pool(runtime: &Runtime, wat: &str, size: usize) -> ActorPool {
+pub(super) async fn pool(runtime: &Runtime, wat: &str, size: usize) -> ActorPool {
     pool_with(runtime, wat, &[], Arc::new(NoHostCalls), size).await
 }
 

@@ -14,6 +14,7 @@ mod harness;
 mod host;
 mod interop;
 mod lattice;
+mod memory_budget;
 mod metrics;
 mod oci;
 mod overload;
