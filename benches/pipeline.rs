@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 use shardhost::auth::antiforgery::{encode_signed_invocation, Outbound};
 use shardhost::auth::claims::module_hash;
 use shardhost::plane::ShardConfig;
@@ -70,7 +70,16 @@ fn batch(cluster: &nkeys::KeyPair, actor: &str, sid: u64, n: usize) -> Vec<Inbou
         .collect()
 }
 
-fn bench_pipeline(c: &mut Criterion) {
+/// The executor, the in-process shard serving the echo, and what invocations of it need.
+struct Setup {
+    ex: glommio::LocalExecutor,
+    shard: RefCell<Option<InProcessShard>>,
+    sid: u64,
+    cluster: nkeys::KeyPair,
+    actor: String,
+}
+
+fn setup() -> Setup {
     let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
         .io_memory(512 << 10)
         .make()
@@ -103,7 +112,23 @@ fn bench_pipeline(c: &mut Criterion) {
         shard.replace(Some(pipeline));
         sid
     });
+    Setup {
+        ex,
+        shard,
+        sid,
+        cluster,
+        actor,
+    }
+}
 
+fn bench_pipeline(c: &mut Criterion) {
+    let Setup {
+        ex,
+        shard,
+        sid,
+        cluster,
+        actor,
+    } = setup();
     let mut group = c.benchmark_group("pipeline");
     for n in [1usize, 8, 64] {
         let messages = batch(&cluster, &actor, sid, n);
@@ -147,4 +172,48 @@ fn bench_pipeline(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench_pipeline);
-criterion_main!(benches);
+
+/// Batches of 64 for [`counted`] to run, from `SHARDHOST_PIPELINE_BATCHES`.
+const COUNTED_BATCHES_ENV: &str = "SHARDHOST_PIPELINE_BATCHES";
+const COUNTED_BATCH: usize = 64;
+
+/// Exactly `batches` batches of 64 through the pipeline, no criterion: what
+/// `perf/callgrind.sh` runs under valgrind twice (two batch counts) so the difference of the
+/// instruction counts, over the difference of invocations, is the cost of one invocation
+/// without the set-up.
+fn counted(batches: usize) {
+    let Setup {
+        ex,
+        shard,
+        sid,
+        cluster,
+        actor,
+    } = setup();
+    let messages = batch(&cluster, &actor, sid, COUNTED_BATCH);
+    let bytes = ex.run(async {
+        let mut pipeline = shard.take().unwrap();
+        let mut bytes = 0;
+        for _ in 0..batches {
+            bytes += pipeline.run_batch(&messages).await.len();
+        }
+        let stats = pipeline.stats();
+        assert_eq!(
+            stats.rejected_auth + stats.rejected_decode + stats.guest_errors,
+            0,
+            "{stats:?}"
+        );
+        drop(pipeline);
+        bytes
+    });
+    println!("{} invocations, {bytes} reply bytes", batches * COUNTED_BATCH);
+}
+
+fn main() {
+    match std::env::var(COUNTED_BATCHES_ENV).ok().and_then(|v| v.parse().ok()) {
+        Some(batches) => counted(batches),
+        None => {
+            benches();
+            Criterion::default().configure_from_args().final_summary();
+        }
+    }
+}

@@ -71,4 +71,3 @@ fn numbergen(operation: &str, payload: &[u8]) -> Result<Vec<u8>, String> {
     };
     encoded.map_err(|e| format!("cannot encode the result: {e}"))
 }
-

@@ -203,7 +203,8 @@ impl fmt::Display for RuntimeLimits {
         write!(
             f,
             "memory_bytes_max={} instance_slots_total={} max_wasm_stack_bytes={} async_stack_bytes={} \
-             epoch_tick_ms={} instance_max_invocations={} execution_deadline_ms={} memory_keep_resident_bytes={} baseline_compiler={}",
+             epoch_tick_ms={} instance_max_invocations={} execution_deadline_ms={} memory_keep_resident_bytes={} baseline_compiler={} \
+             memory_budget_bytes={}",
             self.memory_bytes_max,
             self.instance_slots_total,
             self.max_wasm_stack_bytes,
@@ -212,7 +213,8 @@ impl fmt::Display for RuntimeLimits {
             self.instance_max_invocations,
             self.execution_deadline_ms,
             self.memory_keep_resident_bytes,
-            self.baseline_compiler
+            self.baseline_compiler,
+            self.memory_budget_bytes
         )?;
         match self.reservation() {
             Some(r) => write!(
