@@ -182,16 +182,10 @@ const COUNTED_BATCH: usize = 64;
 /// instruction counts, over the difference of invocations, is the cost of one invocation
 /// without the set-up.
 fn counted(batches: usize) {
-    let Setup {
-        ex,
-        shard,
-        sid,
-        cluster,
-        actor,
-    } = setup();
-    let messages = batch(&cluster, &actor, sid, COUNTED_BATCH);
-    let bytes = ex.run(async {
-        let mut pipeline = shard.take().unwrap();
+    let bench = setup();
+    let messages = batch(&bench.cluster, &bench.actor, bench.sid, COUNTED_BATCH);
+    let bytes = bench.ex.run(async {
+        let mut pipeline = bench.shard.take().unwrap();
         let mut bytes = 0;
         for _ in 0..batches {
             bytes += pipeline.run_batch(&messages).await.len();

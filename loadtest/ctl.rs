@@ -208,16 +208,35 @@ impl LatticeEvents {
     }
 }
 
+/// Connect, pick the host (`host_id`, or the first to answer `ping.hosts`) and subscribe to
+/// the lattice's events — before any command is sent, so its event cannot be missed.
+pub(crate) async fn host_and_events(
+    nats_url: &str,
+    ctl_prefix: &str,
+    lattice: &str,
+    host_id: Option<&str>,
+    deadline: Instant,
+) -> Result<(async_nats::Client, String, LatticeEvents), LoadtestError> {
+    let client = connect(nats_url).await?;
+    let host_id = match host_id {
+        Some(host_id) => host_id.to_string(),
+        None => first_host(&client, ctl_prefix, lattice, deadline).await?,
+    };
+    let events = LatticeEvents::subscribe(&client, lattice).await?;
+    Ok((client, host_id, events))
+}
+
 /// Launch the actor and wait for it to start.
 pub async fn start_actor(request: &StartActor) -> Result<Started, LoadtestError> {
     let deadline = Instant::now() + request.wait;
-    let client = connect(&request.nats_url).await?;
-    let host_id = match &request.host_id {
-        Some(host_id) => host_id.clone(),
-        None => first_host(&client, &request.ctl_prefix, &request.lattice, deadline).await?,
-    };
-    // Subscribe before asking, so the start event cannot be missed.
-    let mut events = LatticeEvents::subscribe(&client, &request.lattice).await?;
+    let (client, host_id, mut events) = host_and_events(
+        &request.nats_url,
+        &request.ctl_prefix,
+        &request.lattice,
+        request.host_id.as_deref(),
+        deadline,
+    )
+    .await?;
 
     let command = json!({ "actor_ref": request.actor_ref, "count": request.count, "host_id": host_id });
     let subject = format!("{}.{}.cmd.{host_id}.la", request.ctl_prefix, request.lattice);

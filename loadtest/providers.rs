@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use crate::ctl::{command_acked, connect, first_host, remaining_ms, LatticeEvents, ACK_TIMEOUT_MS, EVENT_TYPE_PREFIX};
+use crate::ctl::{command_acked, connect, host_and_events, remaining_ms, ACK_TIMEOUT_MS, EVENT_TYPE_PREFIX};
 use crate::error::LoadtestError;
 
 /// What `start-provider` needs.
@@ -78,12 +78,14 @@ pub fn classify_provider_event(event: &Value, provider_ref: &str, link_name: &st
 /// public key (`V…`).
 pub async fn start_provider(request: &StartProvider) -> Result<String, LoadtestError> {
     let deadline = Instant::now() + request.wait;
-    let client = connect(&request.nats_url).await?;
-    let host_id = match &request.host_id {
-        Some(host_id) => host_id.clone(),
-        None => first_host(&client, &request.ctl_prefix, &request.lattice, deadline).await?,
-    };
-    let mut events = LatticeEvents::subscribe(&client, &request.lattice).await?;
+    let (client, host_id, mut events) = host_and_events(
+        &request.nats_url,
+        &request.ctl_prefix,
+        &request.lattice,
+        request.host_id.as_deref(),
+        deadline,
+    )
+    .await?;
     let command = json!({
         "host_id": host_id,
         "provider_ref": request.provider_ref,
