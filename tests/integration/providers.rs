@@ -245,6 +245,38 @@ async fn a_wasmbus_rpc_provider_gets_its_links_serves_actors_calls_them_and_stop
     assert!(error.contains("not running"), "{error}");
 }
 
+/// A link put right after `provider_started`, before the provider's SDK has subscribed to
+/// `linkdefs.put`: the control plane's forward reaches NATS with nobody listening (the harness
+/// met this every time: 262 of 262 calls refused "unlinked actor"). The host sends the links
+/// put since the spawn again after the first passed health check, so the provider gets it.
+#[tokio::test]
+async fn a_link_put_while_the_provider_starts_still_reaches_it() {
+    let (mut lab, _cache) = provider_lab("provrace", &[]).await;
+    let par = make_par(lab.dir.path(), "kv.par", false);
+    let counter = signed_kvcounter("race");
+    lab.start("kvcounter.wasm", &counter, 1).await;
+    let (records_path, config) = record_config(&lab, "kv", json!({}));
+    assert_accepted(&launch(&lab, &file_ref(&par.path), "default", &config).await, "lp");
+    expect_event(&mut lab.events, "provider_started", START_TIMEOUT, "lp").await;
+    put_link(&lab, &counter.key, &par.key, json!({})).await;
+    expect_event(
+        &mut lab.events,
+        "health_check_passed",
+        EVENT_TIMEOUT,
+        "first health check",
+    )
+    .await;
+    wait_record(&records_path, 1, EVENT_TIMEOUT, "put_link after the start", |r| {
+        r["event"] == "put_link" && r["actor_id"] == counter.key.as_str()
+    })
+    .await;
+    let hit = eventually(EVENT_TIMEOUT, "the linked actor's call", || async {
+        lab.call(&counter.key, "Counter.Hit", b"").await.ok()
+    })
+    .await;
+    assert_eq!(decode_i32(&hit), 1);
+}
+
 #[tokio::test]
 async fn refused_archives_emit_start_failed_and_spawn_nothing() {
     let (mut lab, cache) = provider_lab("provbad", &[]).await;

@@ -125,7 +125,8 @@ impl SupervisorContext {
             .collect()
     }
 
-    async fn start_process(&self, spec: &ProviderSpec) -> anyhow::Result<ProviderProcess> {
+    /// Spawn the process with its HostData; the process and the links HostData carried.
+    async fn start_process(&self, spec: &ProviderSpec) -> anyhow::Result<(ProviderProcess, Vec<LinkDefinition>)> {
         let links = self.links_for(spec);
         let data = self.host.for_instance(InstanceData {
             provider_key: &spec.claims.subject,
@@ -137,7 +138,8 @@ impl SupervisorContext {
             user_seed: spec.credentials.as_ref().map(|c| c.seed.as_str()),
         });
         let line = data.to_stdin_line()?;
-        process::spawn(&spec.binary_path, &line, &spec.tag()).await
+        let process = process::spawn(&spec.binary_path, &line, &spec.tag()).await?;
+        Ok((process, links))
     }
 }
 
@@ -152,8 +154,8 @@ pub async fn supervise(
     let mut restarts: u32 = 0;
     let mut attempt: u32 = 0;
     loop {
-        let mut proc = match ctx.start_process(&spec).await {
-            Ok(p) => p,
+        let (mut proc, handed) = match ctx.start_process(&spec).await {
+            Ok(started) => started,
             Err(e) if restarts == 0 => {
                 let error = format!("{e:#}");
                 tracing::error!(provider = %spec.tag(), %error, "provider start failed");
@@ -180,7 +182,7 @@ pub async fn supervise(
             .emit("provider_started", spec.started_event(&ctx.host.host_id))
             .await;
         let started = Instant::now();
-        let health = tokio::spawn(health_loop(ctx.clone(), Arc::clone(&spec)));
+        let health = tokio::spawn(health_loop(ctx.clone(), Arc::clone(&spec), handed));
         let end = tokio::select! {
             status = proc.child.wait() => RunEnd::Exited(match status {
                 Ok(s) => s.to_string(),
@@ -266,9 +268,40 @@ async fn stop_process(ctx: &SupervisorContext, spec: &ProviderSpec, proc: &mut P
     let _ = proc.child.wait().await;
 }
 
+/// Link changes the provider may have missed while it was starting: between its spawn (its
+/// HostData, `handed`) and its SDK's subscription to `linkdefs.put|del`, the control plane's
+/// forwards reach NATS with nobody listening, and a wasmbus-rpc provider then refuses the
+/// actor's calls as "unlinked actor". Once the first health check passes the provider is
+/// subscribed: links put since the spawn are sent again (`put`), links deleted since are
+/// deleted again (`del`). The SDK ignores a put it already has.
+async fn resend_missed_links(ctx: &SupervisorContext, spec: &ProviderSpec, handed: &[LinkDefinition]) {
+    let now = ctx.links_for(spec);
+    let put = now.iter().filter(|l| !handed.contains(l));
+    let deleted = handed.iter().filter(|l| !now.contains(l));
+    let mut sent = 0;
+    for (op, link) in put
+        .map(|l| ("linkdefs.put", l))
+        .chain(deleted.map(|l| ("linkdefs.del", l)))
+    {
+        let subject = ctx.subject(spec, op);
+        match rmp_serde::to_vec_named(link) {
+            Ok(body) => match ctx.nats.publish(subject.clone(), body.into()).await {
+                Ok(()) => sent += 1,
+                Err(e) => tracing::warn!(provider = %spec.tag(), %subject, error = %e, "cannot resend a link change"),
+            },
+            Err(e) => tracing::error!(provider = %spec.tag(), error = %e, "cannot encode a link definition"),
+        }
+    }
+    if sent > 0 {
+        tracing::info!(provider = %spec.tag(), sent, "link changes since the start sent again now that the provider answers");
+    }
+}
+
 /// Health checks for one run of the process: first within 5 s, then every interval; events on
-/// change (§8.4). Aborted when the process ends.
-async fn health_loop(ctx: SupervisorContext, spec: Arc<ProviderSpec>) {
+/// change (§8.4). After the first passed check, the link changes it may have missed while it
+/// started ([`resend_missed_links`]). Aborted when the process ends.
+async fn health_loop(ctx: SupervisorContext, spec: Arc<ProviderSpec>, handed: Vec<LinkDefinition>) {
+    let mut missed_links_sent = false;
     let first = ctx
         .health_interval
         .min(Duration::from_millis(health::HEALTH_FIRST_CHECK_MS_MAX));
@@ -289,6 +322,10 @@ async fn health_loop(ctx: SupervisorContext, spec: Arc<ProviderSpec>) {
             tracing::warn!(provider = %spec.tag(), %problem, "provider health check failed");
         }
         healthy = now_healthy;
+        if healthy && !missed_links_sent {
+            resend_missed_links(&ctx, &spec, &handed).await;
+            missed_links_sent = true;
+        }
         ctx.report(&spec, ReportKind::Health { healthy }).await;
         ctx.events.emit(event, ctx.entity(&spec)).await;
     }
