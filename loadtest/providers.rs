@@ -3,10 +3,11 @@
 //! waited for, bounded, until its `provider_started` (or `provider_start_failed`) event and
 //! its first `health_check_passed` (§6, §8.4: the provider answers on its subjects, so a link
 //! put now reaches it), and a link definition from the calling actor to it (`linkdefs.put`,
-//! §5.5). Without the second wait, on the wasmCloud hosts a link put a moment after
-//! `provider_started` can reach the NATS server before the provider's SDK has subscribed to
-//! `linkdefs.put`, and every call is then refused "unlinked actor" (seen with wasmbus-rpc 0.15
-//! under shardhost, which since sends such links again after the first passed check).
+//! §5.5). Without the second wait, on a host that forwards each link change once, a link put
+//! a moment after `provider_started` can reach the NATS server before the provider's SDK has
+//! subscribed to `linkdefs.put`, and every call is then refused "unlinked actor" (seen with
+//! wasmbus-rpc 0.15 under shardhost, which since sends such links again after the first
+//! passed check).
 //!
 //! Runs outside the measured path; every wait has a deadline. Works against any 0.x host.
 
