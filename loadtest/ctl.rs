@@ -20,14 +20,49 @@ const PING_ROUND_MS: u64 = 500;
 pub(crate) const ACK_TIMEOUT_MS: u64 = 5_000;
 pub(crate) const EVENT_TYPE_PREFIX: &str = "com.wasmcloud.lattice.";
 
-/// What `start-actor` needs.
+/// Where a control command goes: a lattice over a NATS server, and the host in it.
 #[derive(Debug, Clone)]
-pub struct StartActor {
+pub struct HostTarget {
     pub nats_url: String,
     pub lattice: String,
     pub ctl_prefix: String,
     /// `None`: the first host to answer `ping.hosts`.
     pub host_id: Option<String>,
+}
+
+impl HostTarget {
+    /// `{ctl_prefix}.{lattice}.{rest}`.
+    pub fn subject(&self, rest: &str) -> String {
+        format!("{}.{}.{rest}", self.ctl_prefix, self.lattice)
+    }
+
+    /// Connect and pick the host (`host_id`, or the first to answer `ping.hosts` before
+    /// `deadline`).
+    pub async fn connect(&self, deadline: Instant) -> Result<(async_nats::Client, String), LoadtestError> {
+        let client = connect(&self.nats_url).await?;
+        let host_id = match &self.host_id {
+            Some(host_id) => host_id.clone(),
+            None => first_host(&client, &self.ctl_prefix, &self.lattice, deadline).await?,
+        };
+        Ok((client, host_id))
+    }
+
+    /// [`Self::connect`], then subscribe to the lattice's events — before any command is sent,
+    /// so its event cannot be missed.
+    pub(crate) async fn connect_with_events(
+        &self,
+        deadline: Instant,
+    ) -> Result<(async_nats::Client, String, LatticeEvents), LoadtestError> {
+        let (client, host_id) = self.connect(deadline).await?;
+        let events = LatticeEvents::subscribe(&client, &self.lattice).await?;
+        Ok((client, host_id, events))
+    }
+}
+
+/// What `start-actor` needs.
+#[derive(Debug, Clone)]
+pub struct StartActor {
+    pub target: HostTarget,
     /// `file://…` with an absolute path.
     pub actor_ref: String,
     pub count: u16,
@@ -208,38 +243,13 @@ impl LatticeEvents {
     }
 }
 
-/// Connect, pick the host (`host_id`, or the first to answer `ping.hosts`) and subscribe to
-/// the lattice's events — before any command is sent, so its event cannot be missed.
-pub(crate) async fn host_and_events(
-    nats_url: &str,
-    ctl_prefix: &str,
-    lattice: &str,
-    host_id: Option<&str>,
-    deadline: Instant,
-) -> Result<(async_nats::Client, String, LatticeEvents), LoadtestError> {
-    let client = connect(nats_url).await?;
-    let host_id = match host_id {
-        Some(host_id) => host_id.to_string(),
-        None => first_host(&client, ctl_prefix, lattice, deadline).await?,
-    };
-    let events = LatticeEvents::subscribe(&client, lattice).await?;
-    Ok((client, host_id, events))
-}
-
 /// Launch the actor and wait for it to start.
 pub async fn start_actor(request: &StartActor) -> Result<Started, LoadtestError> {
     let deadline = Instant::now() + request.wait;
-    let (client, host_id, mut events) = host_and_events(
-        &request.nats_url,
-        &request.ctl_prefix,
-        &request.lattice,
-        request.host_id.as_deref(),
-        deadline,
-    )
-    .await?;
+    let (client, host_id, mut events) = request.target.connect_with_events(deadline).await?;
 
     let command = json!({ "actor_ref": request.actor_ref, "count": request.count, "host_id": host_id });
-    let subject = format!("{}.{}.cmd.{host_id}.la", request.ctl_prefix, request.lattice);
+    let subject = request.target.subject(&format!("cmd.{host_id}.la"));
     let sent = Instant::now();
     let ack_wait = Duration::from_millis(ACK_TIMEOUT_MS.min(remaining_ms(deadline)));
     command_acked(&client, &subject, &command, Instant::now() + ack_wait).await?;

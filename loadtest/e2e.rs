@@ -21,7 +21,7 @@ use serde_json::json;
 use shardhost::auth::antiforgery::{check_invocation, decode_invocation_token, AuthError};
 use shardhost::wire::invocation::{decode_invocation, encode_response};
 
-use crate::ctl::{start_actor, StartActor};
+use crate::ctl::{start_actor, HostTarget, StartActor};
 use crate::engine::{run, RunConfig};
 use crate::error::LoadtestError;
 use crate::pool::Origin;
@@ -456,10 +456,12 @@ async fn start_actor_finds_the_host_and_waits_for_the_event() {
     let host_id = nkeys::KeyPair::new_server().public_key();
     fake_host(&nats.url, "ctl", &host_id, false).await;
     let request = StartActor {
-        nats_url: nats.url.clone(),
-        lattice: "ctl".to_string(),
-        ctl_prefix: "wasmbus.ctl".to_string(),
-        host_id: None,
+        target: HostTarget {
+            nats_url: nats.url.clone(),
+            lattice: "ctl".to_string(),
+            ctl_prefix: "wasmbus.ctl".to_string(),
+            host_id: None,
+        },
         actor_ref: "file:///tmp/echo.wasm".to_string(),
         count: 1,
         wait: Duration::from_secs(10),
@@ -471,16 +473,22 @@ async fn start_actor_finds_the_host_and_waits_for_the_event() {
     let refusing = nkeys::KeyPair::new_server().public_key();
     fake_host(&nats.url, "ctl2", &refusing, true).await;
     let request = StartActor {
-        lattice: "ctl2".to_string(),
-        host_id: Some(refusing),
+        target: HostTarget {
+            lattice: "ctl2".to_string(),
+            host_id: Some(refusing),
+            ..request.target.clone()
+        },
         ..request
     };
     assert!(matches!(start_actor(&request).await, Err(LoadtestError::Refused(reason)) if reason == "no room"));
 
     // No host at all: a bounded wait, then an error.
     let request = StartActor {
-        lattice: "nohost".to_string(),
-        host_id: None,
+        target: HostTarget {
+            lattice: "nohost".to_string(),
+            host_id: None,
+            ..request.target.clone()
+        },
         wait: Duration::from_millis(700),
         ..request
     };

@@ -80,7 +80,8 @@ enum Command {
         json: Option<PathBuf>,
     },
     /// Start a capability provider from an archive on a host and wait for its
-    /// `provider_started`; prints its key (V…). For the actor-to-provider scenario.
+    /// `provider_started` and first passed health check; prints its key (V…). For the
+    /// actor-to-provider scenario.
     StartProvider(StartProviderArgs),
     /// Link an actor to a provider (`linkdefs.put`), acked.
     PutLink(PutLinkArgs),
@@ -136,6 +137,18 @@ struct PrepareEchoArgs {
 
 #[derive(Debug, clap::Args)]
 struct StartActorArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+    /// The signed actor module (the host needs --allow-file-load).
+    #[arg(long)]
+    file: PathBuf,
+    #[arg(long, default_value_t = 1)]
+    count: u16,
+}
+
+/// Which host of which lattice a control command goes to, and how long it may take.
+#[derive(Debug, clap::Args)]
+struct TargetArgs {
     /// NATS server, e.g. 127.0.0.1:4222 or nats://host:port.
     #[arg(long, default_value = "127.0.0.1:4222")]
     nats: String,
@@ -144,16 +157,33 @@ struct StartActorArgs {
     /// Host id (N…); default: the first host answering ping.hosts.
     #[arg(long)]
     host: Option<String>,
-    /// The signed actor module (the host needs --allow-file-load).
-    #[arg(long)]
-    file: PathBuf,
-    #[arg(long, default_value_t = 1)]
-    count: u16,
     #[arg(long = "ctl-prefix", default_value = "wasmbus.ctl")]
     ctl_prefix: String,
     /// Bound on the whole command, seconds.
     #[arg(long = "wait-secs", default_value_t = 60)]
     wait_secs: u64,
+}
+
+impl TargetArgs {
+    fn target(&self) -> ctl::HostTarget {
+        ctl::HostTarget {
+            nats_url: self.nats.clone(),
+            lattice: self.lattice.clone(),
+            ctl_prefix: self.ctl_prefix.clone(),
+            host_id: self.host.clone(),
+        }
+    }
+
+    /// `--wait-secs` within 1 ..= [`START_WAIT_SECS_MAX`].
+    fn wait(&self) -> Result<Duration, LoadtestError> {
+        if self.wait_secs == 0 || self.wait_secs > START_WAIT_SECS_MAX {
+            return Err(LoadtestError::Arg {
+                flag: "--wait-secs",
+                reason: format!("1 to {START_WAIT_SECS_MAX}"),
+            });
+        }
+        Ok(Duration::from_secs(self.wait_secs))
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -224,14 +254,8 @@ struct RunArgs {
 
 #[derive(Debug, clap::Args)]
 struct StartProviderArgs {
-    /// NATS server, e.g. 127.0.0.1:4222 or nats://host:port.
-    #[arg(long, default_value = "127.0.0.1:4222")]
-    nats: String,
-    #[arg(long, default_value = "default")]
-    lattice: String,
-    /// Host id (N…); default: the first host answering ping.hosts.
-    #[arg(long)]
-    host: Option<String>,
+    #[command(flatten)]
+    target: TargetArgs,
     /// A provider archive file (the host needs --allow-file-load) …
     #[arg(long, conflicts_with = "reference", required_unless_present = "reference")]
     file: Option<PathBuf>,
@@ -243,11 +267,6 @@ struct StartProviderArgs {
     /// `HostData.config_json` for the provider.
     #[arg(long = "config-json")]
     config_json: Option<String>,
-    #[arg(long = "ctl-prefix", default_value = "wasmbus.ctl")]
-    ctl_prefix: String,
-    /// Bound on the whole command, seconds.
-    #[arg(long = "wait-secs", default_value_t = 60)]
-    wait_secs: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -270,17 +289,6 @@ struct PutLinkArgs {
     ctl_prefix: String,
 }
 
-/// `--wait-secs` within 1 ..= [`START_WAIT_SECS_MAX`].
-fn wait_secs(secs: u64) -> Result<Duration, LoadtestError> {
-    if secs == 0 || secs > START_WAIT_SECS_MAX {
-        return Err(LoadtestError::Arg {
-            flag: "--wait-secs",
-            reason: format!("1 to {START_WAIT_SECS_MAX}"),
-        });
-    }
-    Ok(Duration::from_secs(secs))
-}
-
 impl StartProviderArgs {
     fn request(&self) -> Result<providers::StartProvider, LoadtestError> {
         let provider_ref = match (&self.file, &self.reference) {
@@ -294,29 +302,22 @@ impl StartProviderArgs {
             }
         };
         Ok(providers::StartProvider {
-            nats_url: self.nats.clone(),
-            lattice: self.lattice.clone(),
-            ctl_prefix: self.ctl_prefix.clone(),
-            host_id: self.host.clone(),
+            target: self.target.target(),
             provider_ref,
             link_name: self.link_name.clone(),
             configuration: self.config_json.clone(),
-            wait: wait_secs(self.wait_secs)?,
+            wait: self.target.wait()?,
         })
     }
 }
 
 impl StartActorArgs {
     fn request(&self) -> Result<ctl::StartActor, LoadtestError> {
-        let wait = wait_secs(self.wait_secs)?;
         Ok(ctl::StartActor {
-            nats_url: self.nats.clone(),
-            lattice: self.lattice.clone(),
-            ctl_prefix: self.ctl_prefix.clone(),
-            host_id: self.host.clone(),
+            target: self.target.target(),
             actor_ref: ctl::file_ref(&self.file)?,
             count: self.count.max(1),
-            wait,
+            wait: self.target.wait()?,
         })
     }
 }
@@ -517,9 +518,12 @@ fn execute(command: Command) -> Result<(), LoadtestError> {
         }
         Command::PutLink(args) => {
             let request = providers::PutLink {
-                nats_url: args.nats,
-                lattice: args.lattice,
-                ctl_prefix: args.ctl_prefix,
+                target: ctl::HostTarget {
+                    nats_url: args.nats,
+                    lattice: args.lattice,
+                    ctl_prefix: args.ctl_prefix,
+                    host_id: None,
+                },
                 actor_id: args.actor,
                 provider_id: args.provider,
                 contract_id: args.contract,

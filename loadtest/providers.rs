@@ -16,17 +16,13 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use crate::ctl::{command_acked, connect, host_and_events, remaining_ms, ACK_TIMEOUT_MS, EVENT_TYPE_PREFIX};
+use crate::ctl::{command_acked, connect, remaining_ms, HostTarget, ACK_TIMEOUT_MS, EVENT_TYPE_PREFIX};
 use crate::error::LoadtestError;
 
 /// What `start-provider` needs.
 #[derive(Debug, Clone)]
 pub struct StartProvider {
-    pub nats_url: String,
-    pub lattice: String,
-    pub ctl_prefix: String,
-    /// `None`: the first host to answer `ping.hosts`.
-    pub host_id: Option<String>,
+    pub target: HostTarget,
     /// `file://…` (absolute) or an OCI reference.
     pub provider_ref: String,
     pub link_name: String,
@@ -80,21 +76,14 @@ pub fn classify_provider_event(event: &Value, provider_ref: &str, link_name: &st
 /// public key (`V…`).
 pub async fn start_provider(request: &StartProvider) -> Result<String, LoadtestError> {
     let deadline = Instant::now() + request.wait;
-    let (client, host_id, mut events) = host_and_events(
-        &request.nats_url,
-        &request.ctl_prefix,
-        &request.lattice,
-        request.host_id.as_deref(),
-        deadline,
-    )
-    .await?;
+    let (client, host_id, mut events) = request.target.connect_with_events(deadline).await?;
     let command = json!({
         "host_id": host_id,
         "provider_ref": request.provider_ref,
         "link_name": request.link_name,
         "configuration": request.configuration,
     });
-    let subject = format!("{}.{}.cmd.{host_id}.lp", request.ctl_prefix, request.lattice);
+    let subject = request.target.subject(&format!("cmd.{host_id}.lp"));
     let ack_wait = Duration::from_millis(ACK_TIMEOUT_MS.min(remaining_ms(deadline)));
     command_acked(&client, &subject, &command, Instant::now() + ack_wait).await?;
     let mut started: Option<String> = None;
@@ -120,9 +109,8 @@ pub async fn start_provider(request: &StartProvider) -> Result<String, LoadtestE
 /// A link definition from an actor to a provider.
 #[derive(Debug, Clone)]
 pub struct PutLink {
-    pub nats_url: String,
-    pub lattice: String,
-    pub ctl_prefix: String,
+    /// The lattice (a link is the lattice's, not a host's: `host_id` is not used).
+    pub target: HostTarget,
     pub actor_id: String,
     pub provider_id: String,
     pub contract_id: String,
@@ -133,8 +121,8 @@ pub struct PutLink {
 /// `linkdefs.put`, acked.
 pub async fn put_link(request: &PutLink) -> Result<(), LoadtestError> {
     let deadline = Instant::now() + request.wait;
-    let client = connect(&request.nats_url).await?;
-    let subject = format!("{}.{}.linkdefs.put", request.ctl_prefix, request.lattice);
+    let client = connect(&request.target.nats_url).await?;
+    let subject = request.target.subject("linkdefs.put");
     let link = json!({
         "actor_id": request.actor_id,
         "provider_id": request.provider_id,

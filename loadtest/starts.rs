@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::ctl::{connect, first_host, start_actor, stop_actor, StartActor};
+use crate::ctl::{start_actor, stop_actor, HostTarget, StartActor};
 use crate::error::LoadtestError;
 use crate::summary::median;
 
@@ -42,14 +42,13 @@ pub async fn run(request: &StartActor, rounds: u32) -> Result<StartTimes, Loadte
             reason: format!("at most {ROUNDS_MAX}"),
         });
     }
-    let client = connect(&request.nats_url).await?;
     let deadline = Instant::now() + request.wait;
-    let host_id = match &request.host_id {
-        Some(host) => host.clone(),
-        None => first_host(&client, &request.ctl_prefix, &request.lattice, deadline).await?,
-    };
+    let (client, host_id) = request.target.connect(deadline).await?;
     let on_host = StartActor {
-        host_id: Some(host_id.clone()),
+        target: HostTarget {
+            host_id: Some(host_id.clone()),
+            ..request.target.clone()
+        },
         ..request.clone()
     };
     let first = start_actor(&on_host).await?;
@@ -59,8 +58,8 @@ pub async fn run(request: &StartActor, rounds: u32) -> Result<StartTimes, Loadte
         let deadline = Instant::now() + request.wait;
         let stopped = stop_actor(
             &client,
-            &request.ctl_prefix,
-            &request.lattice,
+            &request.target.ctl_prefix,
+            &request.target.lattice,
             &host_id,
             &first.public_key,
             deadline,
