@@ -8,6 +8,7 @@
 //! a log scale (the floor's 100 µs and a host's 10 ms tail fit one chart). Pure: reports' JSON
 //! in, SVG text out; the caller reads and writes the files.
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -108,10 +109,13 @@ pub fn charts(reports: &[(String, Value)]) -> Vec<Chart> {
         let Some(key) = group_key(name, report) else {
             continue;
         };
-        let Ok(empty) = new_histogram() else {
-            continue;
+        let entry = match groups.entry(key) {
+            Entry::Occupied(group) => group.into_mut(),
+            Entry::Vacant(slot) => match new_histogram() {
+                Ok(empty) => slot.insert((0, empty)),
+                Err(_) => continue,
+            },
         };
-        let entry = groups.entry(key).or_insert((0, empty));
         if add_report_histogram(report, &mut entry.1) {
             entry.0 += 1;
         }

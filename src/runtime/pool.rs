@@ -145,7 +145,6 @@ fn call_result(state: &mut GuestState, code: i32) -> Result<Vec<u8>, InvokeError
     Ok(state.guest_response.take().unwrap_or_default())
 }
 
-/// Map a failed guest call to an [`InvokeError`], using what the store observed.
 /// The error of a memory the budget refused, with the budget's figures now.
 fn budget_exhausted(budget: &MemoryBudget) -> InvokeError {
     InvokeError::MemoryBudget {
@@ -154,6 +153,7 @@ fn budget_exhausted(budget: &MemoryBudget) -> InvokeError {
     }
 }
 
+/// Map a failed guest call to an [`InvokeError`], using what the store observed.
 fn classify(error: &wasmtime::Error, state: &GuestState) -> InvokeError {
     if state.deadline_exceeded {
         return InvokeError::Deadline;
