@@ -64,7 +64,7 @@ loadtest="$target/release/shardhost-loadtest"
 a2p="${A2P:-1}"
 provider_bin=""
 if [[ "$a2p" != 0 ]]; then
-  provider_bin="$(KVPROVIDER_PROFILE=release bash "$root/tests/fixtures/kvprovider/build.sh" 2>/dev/null | tail -n 1)"
+  provider_bin="$(KVPROVIDER_PROFILE=release bash "$root/tests/fixtures/kvprovider/build.sh" | tail -n 1)"
 fi
 
 mkdir -p "$results"
