@@ -12,6 +12,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args as ClapArgs, Parser, Subcommand};
 
 use crate::identity::{self, Identity};
+use crate::runtime::limits::{instance_slots_for_memory, INSTANCE_SLOTS_TOTAL_DEFAULT};
 
 /// Default NATS port when a host is named but no port.
 pub const NATS_PORT_DEFAULT: u16 = 4222;
@@ -60,6 +61,10 @@ pub const PROVIDER_SHUTDOWN_DELAY_MS_DEFAULT: u64 = 300;
 pub const MAX_EXECUTION_TIME_MS_DEFAULT: u64 = 600_000;
 /// Longest wait for the managed nats-server to accept connections.
 pub const MANAGED_NATS_START_TIMEOUT_MS: u64 = 10_000;
+/// Default seconds before a shard releases the warm instances its recent concurrency did not
+/// need (`--warm-release-secs`): long enough that a bursty caller finds them warm, short enough
+/// that a quiet edge node gives the memory back within minutes.
+pub const WARM_RELEASE_SECS_DEFAULT: u64 = 60;
 
 /// `shardhost` — a wasmCloud 0.x lattice host (drop-in for the `wasmcloud` 0.82 binary).
 #[derive(Debug, Parser)]
@@ -266,9 +271,27 @@ pub struct HostArgs {
     /// scale is refused with an error reply and a memory.grow fails, instead of an OOM kill.
     #[arg(long = "memory-budget-mib", env = "SHARDHOST_MEMORY_BUDGET_MIB", default_value_t = 0)]
     pub memory_budget_mib: u64,
-    /// Instance slots the pooling allocator reserves (warm instances of all actors on all shards).
-    #[arg(long = "instance-slots", env = "SHARDHOST_INSTANCE_SLOTS", default_value_t = 1000)]
-    pub instance_slots: u32,
+    /// Instance slots the pooling allocator reserves (warm instances of all actors on all
+    /// shards). Default: 1000, fewer on machines under 10 GiB of RAM (110 on 1 GiB), so the
+    /// slots' fiber stacks and tables commit at most an eighth of it.
+    #[arg(long = "instance-slots", env = "SHARDHOST_INSTANCE_SLOTS")]
+    pub instance_slots: Option<u32>,
+    /// Linear memory in MiB a warm instance may have grown to and still be reused (0 = any):
+    /// one that grew past it is dropped when its call ends, its pages released, and replaced.
+    #[arg(
+        long = "instance-memory-keep-mib",
+        env = "SHARDHOST_INSTANCE_MEMORY_KEEP_MIB",
+        default_value_t = crate::runtime::limits::INSTANCE_MEMORY_KEEP_BYTES_DEFAULT >> 20
+    )]
+    pub instance_memory_keep_mib: u64,
+    /// Seconds a shard's warm instances may sit unused before it releases those its recent
+    /// concurrency did not need (keeping at least one per actor); 0 = never.
+    #[arg(
+        long = "warm-release-secs",
+        env = "SHARDHOST_WARM_RELEASE_SECS",
+        default_value_t = WARM_RELEASE_SECS_DEFAULT
+    )]
+    pub warm_release_secs: u64,
     /// Directory for compiled-module and pulled-module caches (reused across restarts).
     #[arg(long = "cache-dir", env = "SHARDHOST_CACHE_DIR")]
     pub cache_dir: Option<std::path::PathBuf>,
@@ -418,6 +441,9 @@ pub struct Config {
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// How long a stop waits for accepted invocations (`--drain-timeout-ms`).
     pub drain_timeout: Duration,
+    /// How long warm instances may sit unused before a shard releases the ones it did not need
+    /// (`--warm-release-secs`); `None` = never.
+    pub warm_release: Option<Duration>,
     /// Start-up budget for the first NATS connection (`--nats-connect-timeout-ms`).
     pub nats_connect_timeout: Duration,
     /// Signs the providers' scoped NATS credentials (`--prov-rpc-account-seed`).
@@ -544,7 +570,10 @@ impl Config {
         let runtime_limits = crate::runtime::RuntimeLimits {
             memory_bytes_max: args.actor_memory_max_mib.saturating_mul(1 << 20),
             memory_budget_bytes: args.memory_budget_mib.saturating_mul(1 << 20),
-            instance_slots_total: args.instance_slots,
+            instance_slots_total: args.instance_slots.unwrap_or_else(|| {
+                machine_memory_bytes().map_or(INSTANCE_SLOTS_TOTAL_DEFAULT, instance_slots_for_memory)
+            }),
+            instance_memory_keep_bytes: args.instance_memory_keep_mib.saturating_mul(1 << 20),
             instance_max_invocations: args.instance_max_invocations,
             execution_deadline_ms: args.max_execution_time_ms,
             baseline_compiler: args.baseline_compiler,
@@ -584,6 +613,7 @@ impl Config {
             provider_health_interval: Duration::from_millis(args.provider_health_interval_ms),
             nats_connect_timeout: Duration::from_millis(args.nats_connect_timeout_ms),
             drain_timeout: Duration::from_millis(args.drain_timeout_ms),
+            warm_release: (args.warm_release_secs > 0).then(|| Duration::from_secs(args.warm_release_secs)),
             metrics_addr: args.metrics_addr,
             prov_rpc_account,
             max_execution_time: Duration::from_millis(args.max_execution_time_ms),
@@ -642,6 +672,14 @@ fn resolve_endpoints(args: &HostArgs) -> Result<Endpoints> {
     Ok((endpoint(&conns[0])?, endpoint(&conns[1])?, endpoint(&conns[2])?, plan))
 }
 
+/// The machine's RAM (`MemTotal` of /proc/meminfo), or `None` where it cannot be read.
+fn machine_memory_bytes() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -697,6 +735,23 @@ mod tests {
         assert_eq!(c.ctl.url(), "nats://10.0.0.1:4333");
         assert_eq!(c.rpc.url(), "nats://10.0.0.1:5000");
         assert_eq!(c.lattice, "lat");
+    }
+
+    #[test]
+    fn warm_set_and_slot_flags() {
+        let c = config(&[], &[]).unwrap();
+        assert_eq!(c.warm_release, Some(Duration::from_secs(WARM_RELEASE_SECS_DEFAULT)));
+        assert_eq!(c.runtime_limits.instance_memory_keep_bytes, 16 << 20);
+        let machine = machine_memory_bytes().expect("MemTotal in /proc/meminfo");
+        assert_eq!(c.runtime_limits.instance_slots_total, instance_slots_for_memory(machine));
+        let c = config(
+            &["--warm-release-secs", "0", "--instance-memory-keep-mib", "0", "--instance-slots", "12"],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.warm_release, None);
+        assert_eq!(c.runtime_limits.instance_memory_keep_bytes, 0);
+        assert_eq!(c.runtime_limits.instance_slots_total, 12);
     }
 
     #[test]

@@ -66,6 +66,9 @@ pub struct ShardConfig {
     pub counters: Arc<Vec<ShardCounters>>,
     /// How long a stopping shard waits for the invocations it accepted (`--drain-timeout-ms`).
     pub drain_timeout: Duration,
+    /// How long warm instances may sit unused before the shard releases those its recent
+    /// concurrency did not need (`--warm-release-secs`); `None` = never.
+    pub warm_release: Option<Duration>,
 }
 
 impl ShardConfig {
@@ -81,6 +84,7 @@ impl ShardConfig {
             chunks: None,
             counters: Arc::new(vec![ShardCounters::default()]),
             drain_timeout: Duration::from_millis(crate::config::DRAIN_TIMEOUT_MS_DEFAULT),
+            warm_release: None,
         }
     }
 }
@@ -156,6 +160,13 @@ pub struct ShardStats {
     pub instances: u64,
     /// Their linear memory in bytes: what they can keep resident.
     pub instance_memory_bytes: u64,
+    /// Virtual address space of the pooling slots they occupy (memory slot with its guard,
+    /// fiber stack, table), bytes: reserved, resident only where touched.
+    pub instance_reserved_bytes: u64,
+    /// Idle instances released because the shard's recent concurrency did not need them.
+    pub instances_released_idle: u64,
+    /// Instances dropped on return because their memory grew past `--instance-memory-keep-mib`.
+    pub instances_released_memory: u64,
 }
 
 impl ShardStats {
@@ -189,9 +200,18 @@ impl ShardStats {
         "reconnects",
         "instances",
         "instance_memory_bytes",
+        "instance_reserved_bytes",
+        "instances_released_idle",
+        "instances_released_memory",
     ];
     /// Fields that are levels, not running totals.
-    pub const GAUGES: [&'static str; 4] = ["inflight", "batch_max", "instances", "instance_memory_bytes"];
+    pub const GAUGES: [&'static str; 5] = [
+        "inflight",
+        "batch_max",
+        "instances",
+        "instance_memory_bytes",
+        "instance_reserved_bytes",
+    ];
 
     /// The values, in the order of [`ShardStats::FIELD_NAMES`].
     pub fn values(&self) -> [u64; SHARD_STATS_FIELDS] {
@@ -226,6 +246,9 @@ impl ShardStats {
             reconnects,
             instances,
             instance_memory_bytes,
+            instance_reserved_bytes,
+            instances_released_idle,
+            instances_released_memory,
         } = *self;
         [
             commands_received,
@@ -256,12 +279,15 @@ impl ShardStats {
             reconnects,
             instances,
             instance_memory_bytes,
+            instance_reserved_bytes,
+            instances_released_idle,
+            instances_released_memory,
         ]
     }
 }
 
 /// Number of [`ShardStats`] fields.
-pub const SHARD_STATS_FIELDS: usize = 28;
+pub const SHARD_STATS_FIELDS: usize = 31;
 
 /// One shard's counters as relaxed atomics on their own cache lines (crossbeam's
 /// `CachePadded`), so shards never share a line. The shard stores its plain [`ShardStats`]

@@ -178,6 +178,7 @@ impl ControlPlane {
             chunks: Some(chunks_tx),
             counters: Arc::clone(&counters),
             drain_timeout: config.drain_timeout,
+            warm_release: config.warm_release,
         };
         let shards = ShardSet::start(
             config.shard_count,

@@ -17,8 +17,18 @@ pub const MEMORY_BYTES_MAX_LIMIT: u64 = 4 << 30;
 /// while decoding payloads (chunking starts at ≈ 900 KB), so 64 MiB leaves room for several
 /// large payloads in flight inside one guest.
 pub const MEMORY_BYTES_MAX_DEFAULT: u64 = 64 << 20;
-/// Default instance slots in the pooling allocator (all actors, all shards of the process).
+/// Default instance slots in the pooling allocator (all actors, all shards of the process) on
+/// a machine with enough memory; smaller machines get fewer ([`instance_slots_for_memory`]).
 pub const INSTANCE_SLOTS_TOTAL_DEFAULT: u32 = 1_000;
+/// Fewest slots [`instance_slots_for_memory`] gives (one actor at count 64, or a few smaller).
+pub const INSTANCE_SLOTS_MACHINE_MIN: u32 = 64;
+/// Share of the machine's memory the default slots may commit: their fiber stacks and tables
+/// are mapped read-write at engine start. wasmtime maps them `MAP_NORESERVE`, which the kernel
+/// does not account under `vm.overcommit_memory=0`, but under strict accounting (`=2`, as on
+/// hardened edge images) every byte counts against `CommitLimit` (swap + half the RAM by
+/// default): 1,000 slots, 1.2 GB, cannot start on a 1 GiB node there. One eighth keeps a 1 GiB
+/// node's host under 128 MiB of commit for its slots.
+pub const INSTANCE_SLOTS_MEMORY_SHARE: u64 = 8;
 /// Most slots we accept; beyond that the reservation check names the problem better.
 pub const INSTANCE_SLOTS_TOTAL_MAX: u32 = 1 << 24;
 /// Default wasm stack (wasmtime's default).
@@ -49,6 +59,10 @@ pub const MEMORY_GUARD_BYTES: u64 = 2 << 20;
 pub const TABLE_ELEMENTS_MAX: usize = 20_000;
 /// Bytes per table element (one pointer).
 pub const TABLE_ELEMENT_BYTES: u64 = 8;
+/// Default linear memory a warm instance may have grown to and still go back to its pool: one
+/// that grew past it (a large payload once) is dropped on return, its pages released, and a
+/// fresh one takes its place. Real 0.x actors start at ≈ 1.06 MiB.
+pub const INSTANCE_MEMORY_KEEP_BYTES_DEFAULT: u64 = 16 << 20;
 /// Default linear memory kept resident (reset with `memset` instead of `madvise`) when an
 /// instance's slot is freed: the first 64 KiB, so a small actor's fresh instance takes no
 /// page faults on the pages its predecessor touched.
@@ -88,6 +102,9 @@ pub struct RuntimeLimits {
     /// Linear memory all instances together may hold, in bytes (`--memory-budget-mib`);
     /// 0 = unbounded. See [`super::budget`].
     pub memory_budget_bytes: u64,
+    /// Linear memory a warm instance may have grown to and still be reused, in bytes
+    /// (`--instance-memory-keep-mib`); 0 = keep any. See [`super::ActorPool::give_back`].
+    pub instance_memory_keep_bytes: u64,
 }
 
 impl Default for RuntimeLimits {
@@ -103,8 +120,25 @@ impl Default for RuntimeLimits {
             memory_keep_resident_bytes: MEMORY_KEEP_RESIDENT_BYTES_DEFAULT,
             baseline_compiler: false,
             memory_budget_bytes: 0,
+            instance_memory_keep_bytes: INSTANCE_MEMORY_KEEP_BYTES_DEFAULT,
         }
     }
+}
+
+/// Default instance slots for a machine with `memory_bytes` of RAM: as many as keep the
+/// slots' committed memory (fiber stacks and tables, see [`Reservation::committed_bytes`])
+/// within 1/[`INSTANCE_SLOTS_MEMORY_SHARE`] of it, between [`INSTANCE_SLOTS_MACHINE_MIN`] and
+/// [`INSTANCE_SLOTS_TOTAL_DEFAULT`]. 1 GiB → 110 slots; 10 GiB and more → 1,000.
+pub fn instance_slots_for_memory(memory_bytes: u64) -> u32 {
+    let one = RuntimeLimits {
+        instance_slots_total: 1,
+        ..RuntimeLimits::default()
+    };
+    let per_slot = one.reservation().map_or(u64::MAX, |r| r.committed_bytes()).max(1);
+    let slots = (memory_bytes / INSTANCE_SLOTS_MEMORY_SHARE) / per_slot;
+    u32::try_from(slots)
+        .unwrap_or(u32::MAX)
+        .clamp(INSTANCE_SLOTS_MACHINE_MIN, INSTANCE_SLOTS_TOTAL_DEFAULT)
 }
 
 /// The pooling allocator's virtual reservation, by consumer.
@@ -119,6 +153,18 @@ pub struct Reservation {
     /// All function tables.
     pub tables_bytes: u64,
     pub total_bytes: u64,
+    /// What one slot takes of it: a memory slot, a fiber stack with its guard page, a table.
+    pub per_slot_bytes: u64,
+}
+
+impl Reservation {
+    /// What wasmtime maps read-write at engine start (fiber stacks and tables; memories are
+    /// mapped inaccessible until an instance uses them): under strict overcommit accounting
+    /// the kernel counts it against its commit limit, though pages become resident only when
+    /// touched.
+    pub fn committed_bytes(&self) -> u64 {
+        self.stacks_bytes.saturating_add(self.tables_bytes)
+    }
 }
 
 impl RuntimeLimits {
@@ -188,7 +234,9 @@ impl RuntimeLimits {
             .checked_mul(TABLE_ELEMENT_BYTES)?;
         let tables_bytes = slots.checked_mul(table_bytes)?;
         let total_bytes = memories_bytes.checked_add(stacks_bytes)?.checked_add(tables_bytes)?;
+        let per_slot_bytes = memory_slot_bytes.checked_add(stack_bytes)?.checked_add(table_bytes)?;
         Some(Reservation {
+            per_slot_bytes,
             memory_slot_bytes,
             memories_bytes,
             stacks_bytes,
@@ -204,7 +252,7 @@ impl fmt::Display for RuntimeLimits {
             f,
             "memory_bytes_max={} instance_slots_total={} max_wasm_stack_bytes={} async_stack_bytes={} \
              epoch_tick_ms={} instance_max_invocations={} execution_deadline_ms={} memory_keep_resident_bytes={} baseline_compiler={} \
-             memory_budget_bytes={}",
+             memory_budget_bytes={} instance_memory_keep_bytes={}",
             self.memory_bytes_max,
             self.instance_slots_total,
             self.max_wasm_stack_bytes,
@@ -214,13 +262,18 @@ impl fmt::Display for RuntimeLimits {
             self.execution_deadline_ms,
             self.memory_keep_resident_bytes,
             self.baseline_compiler,
-            self.memory_budget_bytes
+            self.memory_budget_bytes,
+            self.instance_memory_keep_bytes
         )?;
         match self.reservation() {
             Some(r) => write!(
                 f,
-                "; virtual reservation {} bytes (memories {}, fiber stacks {}, tables {})",
-                r.total_bytes, r.memories_bytes, r.stacks_bytes, r.tables_bytes
+                "; virtual reservation {} bytes (memories {}, fiber stacks {}, tables {}; committed at start {})",
+                r.total_bytes,
+                r.memories_bytes,
+                r.stacks_bytes,
+                r.tables_bytes,
+                r.committed_bytes()
             ),
             None => write!(f, "; virtual reservation overflows 64 bits"),
         }

@@ -49,6 +49,8 @@ mod budget_tests;
 mod tests;
 #[cfg(test)]
 mod tier_tests;
+#[cfg(test)]
+mod warm_tests;
 
 use std::future::Future;
 use std::pin::Pin;

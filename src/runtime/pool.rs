@@ -44,6 +44,11 @@ pub struct PoolStats {
     pub trimmed: u64,
     /// Refills that failed to create an instance.
     pub refill_failures: u64,
+    /// Idle instances dropped because the pool's recent concurrency did not need them.
+    pub released_idle: u64,
+    /// Instances dropped on return because their linear memory had grown past
+    /// `instance_memory_keep_bytes` (their pages go back to the system; a fresh one replaces them).
+    pub released_memory: u64,
 }
 
 /// One live instance with its own store. Leased from an [`ActorPool`] and given back to it.
@@ -71,6 +76,9 @@ pub enum GiveBack {
     Retired(Option<InvokeError>),
     /// Healthy but the pool was full.
     Trimmed,
+    /// Healthy but its linear memory had grown past `instance_memory_keep_bytes`: dropped so
+    /// its pages are released; the pool makes a fresh one.
+    Shed,
     /// Not leased from this pool: returned unchanged (a caller bug; nothing was counted).
     Foreign(WarmInstance),
 }
@@ -266,7 +274,14 @@ impl InstanceFactory {
 /// The warm instances of one actor on one shard.
 pub struct ActorPool {
     factory: InstanceFactory,
+    /// Most warm instances the pool keeps (the control plane's warm set for this shard).
     size: usize,
+    /// Instances the pool keeps now (≤ `size`): `size` at first, lowered by
+    /// [`Self::release_idle`] to the concurrency the pool saw, raised again as calls need more.
+    target: usize,
+    /// Most instances leased at once since the last [`Self::release_idle`].
+    peak_leased: usize,
+    /// Least recently used first: leases take from the end, releases from the front.
     idle: Vec<WarmInstance>,
     leased_count: usize,
     stats: PoolStats,
@@ -323,6 +338,8 @@ impl ActorPool {
         let mut pool = ActorPool {
             factory,
             size,
+            target: size,
+            peak_leased: 0,
             idle: Vec::with_capacity(size),
             leased_count: 0,
             stats: PoolStats::default(),
@@ -346,9 +363,15 @@ impl ActorPool {
         self.stats
     }
 
-    /// Warm instances the pool aims to keep.
+    /// Most warm instances the pool keeps.
     pub fn size(&self) -> usize {
         self.size
+    }
+
+    /// Instances the pool keeps now: its size until an idle period lowered it (see
+    /// [`Self::release_idle`]).
+    pub fn target(&self) -> usize {
+        self.target
     }
 
     pub fn idle_count(&self) -> usize {
@@ -365,6 +388,16 @@ impl ActorPool {
         self.memory_bytes
     }
 
+    /// Virtual address space each of its instances occupies in the pooling allocator (see
+    /// [`super::Reservation::per_slot_bytes`]).
+    pub fn slot_reserved_bytes(&self) -> u64 {
+        self.factory
+            .runtime
+            .limits()
+            .reservation()
+            .map_or(0, |r| r.per_slot_bytes)
+    }
+
     /// Count `instance`'s memory at its present size.
     fn track(&mut self, instance: &mut WarmInstance) {
         let now = instance.memory_bytes();
@@ -377,9 +410,9 @@ impl ActorPool {
         self.memory_bytes = self.memory_bytes.saturating_sub(instance.counted_bytes);
     }
 
-    /// Whether retired instances left the pool below its size.
+    /// Whether retired instances left the pool below its target.
     pub fn needs_refill(&self) -> bool {
-        self.idle.len() + self.leased_count < self.size
+        self.idle.len() + self.leased_count < self.target
     }
 
     /// Create one instance through the factory, counted as created.
@@ -405,9 +438,34 @@ impl ActorPool {
         instance.pool_id == self.factory.pool_id
     }
 
-    /// Instances missing for the pool to be back at its size (idle + leased).
+    /// Instances missing for the pool to be back at its target (idle + leased).
     pub fn missing(&self) -> usize {
-        self.size.saturating_sub(self.idle.len() + self.leased_count)
+        self.target.saturating_sub(self.idle.len() + self.leased_count)
+    }
+
+    /// Count one more lease in the peak the next [`Self::release_idle`] keeps.
+    fn leased_one(&mut self) {
+        self.leased_count += 1;
+        self.peak_leased = self.peak_leased.max(self.leased_count);
+    }
+
+    /// Drop the idle instances the last period did not need: keep as many as were leased at
+    /// once since the previous call (at least `keep_min`, at most the size), least recently
+    /// used first out. Dropping an instance frees its slot, and wasmtime gives the slot's
+    /// linear memory pages past `linear_memory_keep_resident` back to the system. The pool's
+    /// target falls to what it keeps (refills stop there) and grows again when calls find no
+    /// idle instance. Call it once per release period; returns how many were released.
+    pub fn release_idle(&mut self, keep_min: usize) -> usize {
+        let keep = self.peak_leased.max(keep_min).min(self.size);
+        self.peak_leased = self.leased_count;
+        let held = self.idle.len() + self.leased_count;
+        let released = held.saturating_sub(keep).min(self.idle.len());
+        for instance in self.idle.drain(..released) {
+            self.memory_bytes = self.memory_bytes.saturating_sub(instance.counted_bytes);
+        }
+        self.target = keep.max(self.leased_count).min(self.size);
+        self.stats.released_idle += released as u64;
+        released
     }
 
     /// Take an instance made by [`ActorPool::factory`] as idle. Refused (handed back as
@@ -422,6 +480,11 @@ impl ActorPool {
         None
     }
 
+    /// Raise the target to what the pool holds now (calls needed that many), up to its size.
+    fn grow_target(&mut self) {
+        self.target = self.target.max(self.idle.len() + self.leased_count).min(self.size);
+    }
+
     /// Count an instance made by [`ActorPool::factory`] on the hot path (no instance was
     /// idle) as leased; it must then be given back like any leased instance. Returns false
     /// (nothing counted) when it belongs to another pool.
@@ -432,7 +495,7 @@ impl ActorPool {
         self.track(instance);
         self.stats.created += 1;
         self.stats.created_on_demand += 1;
-        self.leased_count += 1;
+        self.leased_one();
         true
     }
 
@@ -444,7 +507,7 @@ impl ActorPool {
     /// Take an idle warm instance, or `None` when all are leased or retired.
     pub fn try_lease(&mut self) -> Option<WarmInstance> {
         let instance = self.idle.pop()?;
-        self.leased_count += 1;
+        self.leased_one();
         Some(instance)
     }
 
@@ -453,12 +516,13 @@ impl ActorPool {
     pub async fn lease_on_demand(&mut self) -> Result<WarmInstance, InvokeError> {
         let instance = self.instantiate().await?;
         self.stats.created_on_demand += 1;
-        self.leased_count += 1;
+        self.leased_one();
         Ok(instance)
     }
 
     /// Return a leased instance. It goes back to the idle list unless it failed, reached
-    /// `instance_max_invocations`, or the pool is full. Counts its calls and failures.
+    /// `instance_max_invocations`, grew its memory past `instance_memory_keep_bytes`, or the
+    /// pool is full. Counts its calls and failures.
     pub fn give_back(&mut self, mut instance: WarmInstance) -> GiveBack {
         if !self.owns(&instance) || self.leased_count == 0 {
             return GiveBack::Foreign(instance);
@@ -475,8 +539,17 @@ impl ActorPool {
             self.stats.trimmed += 1;
             return GiveBack::Trimmed;
         }
+        let keep_bytes = self.factory.runtime.limits().instance_memory_keep_bytes;
+        if keep_bytes != 0 && instance.memory_bytes() as u64 > keep_bytes {
+            self.untrack(&instance);
+            self.stats.released_memory += 1;
+            // Its replacement counts in the target: the refill makes a fresh one.
+            self.target = self.target.max(self.idle.len() + self.leased_count + 1).min(self.size);
+            return GiveBack::Shed;
+        }
         self.track(&mut instance);
         self.idle.push(instance);
+        self.grow_target();
         GiveBack::Idle
     }
 

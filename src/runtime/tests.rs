@@ -36,6 +36,7 @@ pub(super) fn limits() -> RuntimeLimits {
         memory_keep_resident_bytes: 64 << 10,
         baseline_compiler: false,
         memory_budget_bytes: 0,
+        instance_memory_keep_bytes: 0,
     }
 }
 

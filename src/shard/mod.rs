@@ -16,7 +16,7 @@
 
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::channel::mpsc;
 use futures::StreamExt;
@@ -29,6 +29,7 @@ use crate::runtime::{ActorPool, CompiledActor, Parker, Runtime};
 pub mod calls;
 pub mod conn;
 mod inprocess;
+mod instances;
 mod notify;
 mod send;
 mod serve;
@@ -397,11 +398,21 @@ async fn read_loop(core: Rc<ShardCore>, config: ConnConfig, mut reports: mpsc::S
     }
 }
 
-/// Send the counters every [`STATS_REPORT_INTERVAL_MS`] when they changed.
+/// Send the counters every [`STATS_REPORT_INTERVAL_MS`] when they changed, and release idle
+/// warm instances once per `--warm-release-secs`.
 async fn report_stats(core: Rc<ShardCore>, mut reports: mpsc::Sender<ShardReport>) {
     let mut last = ShardStats::default();
+    let mut last_release = Instant::now();
     loop {
         glommio::timer::sleep(Duration::from_millis(STATS_REPORT_INTERVAL_MS)).await;
+        if core
+            .config
+            .warm_release
+            .is_some_and(|period| last_release.elapsed() >= period)
+        {
+            core.release_idle();
+            last_release = Instant::now();
+        }
         core.note_holdings();
         core.publish_counters();
         let stats = core.stats.get();

@@ -20,11 +20,12 @@ use crate::auth::antiforgery::{self, check_capability, check_invocation, decode_
 use crate::auth::verify_batch::{verify_batch, IssuerKeyCache, VerifyItem, VERIFY_BATCH_ITEMS_MAX};
 use crate::plane::{ChunkOp, ChunkRequest, ShardConfig, ShardId, ShardStats, CHUNK_THRESHOLD_BYTES};
 use crate::routing::RoutingSnapshot;
-use crate::runtime::{ActorPool, GiveBack, InstanceFactory, WarmInstance};
+use crate::runtime::ActorPool;
 use crate::wire::invocation::{decode_invocation, encode_response, response_len};
 
 use super::calls::Calls;
 use super::conn::{Inbound, Outbox};
+use super::instances::Lease;
 use super::notify::Notify;
 use super::turns::{Turns, GUESTS_RUNNING_MAX, GUEST_TURN_WAIT_MS_MAX};
 
@@ -72,7 +73,7 @@ pub(crate) struct ShardCore {
     pub connected: Cell<bool>,
     pub calls: Calls,
     /// Pools (by id) with a refill task running.
-    refilling: RefCell<Vec<u64>>,
+    pub(super) refilling: RefCell<Vec<u64>>,
     /// Guests on the CPU at once, and those waiting for a turn.
     pub turns: Turns,
 }
@@ -151,14 +152,6 @@ impl Drop for InflightGuard {
     }
 }
 
-/// How an invocation gets its instance.
-enum Lease {
-    Ready(WarmInstance),
-    /// None idle: make one with this factory.
-    Create(InstanceFactory),
-    NotRunning,
-}
-
 fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -196,24 +189,6 @@ impl ShardCore {
         if let Some(counters) = self.config.counters.get(usize::from(self.id.0)) {
             counters.store(&self.stats.get());
         }
-    }
-
-    /// Record what the shard's pools hold now (instances and their linear memory) in the
-    /// counters' gauges. Walks the pools: called at the report tick, not per batch.
-    pub fn note_holdings(&self) {
-        let (actors, draining) = (self.actors.borrow(), self.draining.borrow());
-        let pools = actors.values().map(|slot| &slot.pool).chain(draining.iter());
-        let (instances, bytes) = pools.fold((0usize, 0usize), |(instances, bytes), pool| {
-            (
-                instances + pool.idle_count() + pool.leased_count(),
-                bytes + pool.memory_bytes(),
-            )
-        });
-        drop((actors, draining));
-        self.bump(|s| {
-            s.instances = instances as u64;
-            s.instance_memory_bytes = bytes as u64;
-        });
     }
 
     /// Update the counters.
@@ -290,13 +265,6 @@ impl ShardCore {
         self.inflight.set(now);
         self.bump(|s| s.inflight = now as u64);
         InflightGuard(Rc::clone(self))
-    }
-
-    /// Drop a pool, or keep it until its leased instances come back.
-    pub fn retire_pool(&self, pool: ActorPool) {
-        if pool.leased_count() > 0 {
-            self.draining.borrow_mut().push(pool);
-        }
     }
 
     /// The subject a running actor is served on.
@@ -509,111 +477,6 @@ impl ShardCore {
             Job::Serve(dispatch) => glommio::spawn_local(serve(Rc::clone(self), dispatch, guard)).detach(),
             Job::Chunked(dechunk) => glommio::spawn_local(serve_chunked(Rc::clone(self), dechunk, guard)).detach(),
         };
-    }
-
-    // -----------------------------------------------------------------------------------------
-    // Instances
-    // -----------------------------------------------------------------------------------------
-
-    fn lease(&self, actor: &str) -> Lease {
-        let mut actors = self.actors.borrow_mut();
-        match actors.get_mut(actor) {
-            None => Lease::NotRunning,
-            Some(slot) => match slot.pool.try_lease() {
-                Some(instance) => Lease::Ready(instance),
-                None => Lease::Create(slot.pool.factory()),
-            },
-        }
-    }
-
-    /// Count an instance made on demand as leased by its pool (the current one or one being
-    /// drained); an orphan (its pool is gone) is still used once and then dropped.
-    fn adopt_leased(&self, actor: &str, instance: &mut WarmInstance) {
-        let mut actors = self.actors.borrow_mut();
-        if actors
-            .get_mut(actor)
-            .is_some_and(|slot| slot.pool.adopt_leased(instance))
-        {
-            return;
-        }
-        drop(actors);
-        let mut draining = self.draining.borrow_mut();
-        let _ = draining.iter_mut().any(|pool| pool.adopt_leased(instance));
-    }
-
-    /// Return an instance to the pool it came from and refill that pool if it lost one.
-    fn give_back(self: &Rc<Self>, actor: &str, instance: WarmInstance) {
-        let mut actors = self.actors.borrow_mut();
-        let instance = match actors.get_mut(actor) {
-            Some(slot) => match slot.pool.give_back(instance) {
-                GiveBack::Foreign(instance) => instance,
-                _ => {
-                    if slot.pool.missing() > 0 {
-                        let factory = slot.pool.factory();
-                        let pool_id = slot.pool.pool_id();
-                        drop(actors);
-                        self.start_refill(Rc::from(actor), pool_id, factory);
-                    }
-                    return;
-                }
-            },
-            None => instance,
-        };
-        drop(actors);
-        let mut draining = self.draining.borrow_mut();
-        let mut instance = instance;
-        for pool in draining.iter_mut() {
-            match pool.give_back(instance) {
-                GiveBack::Foreign(back) => instance = back,
-                _ => {
-                    draining.retain(|p| p.leased_count() > 0);
-                    return;
-                }
-            }
-        }
-        // An orphan from an on-demand lease whose pool is gone: dropped here.
-    }
-
-    /// Build the instances a pool is missing in a task of its own, off the hot path.
-    fn start_refill(self: &Rc<Self>, actor: Rc<str>, pool_id: u64, factory: InstanceFactory) {
-        if self.refilling.borrow().contains(&pool_id) {
-            return;
-        }
-        self.refilling.borrow_mut().push(pool_id);
-        let core = Rc::clone(self);
-        glommio::spawn_local(async move {
-            loop {
-                let missing = core
-                    .actors
-                    .borrow()
-                    .get(&actor)
-                    .filter(|slot| slot.pool.pool_id() == pool_id)
-                    .map_or(0, |slot| slot.pool.missing());
-                if missing == 0 {
-                    break;
-                }
-                match factory.instantiate().await {
-                    Ok(instance) => {
-                        let mut actors = core.actors.borrow_mut();
-                        let adopted = actors
-                            .get_mut(&actor)
-                            .is_some_and(|slot| slot.pool.adopt_idle(instance).is_none());
-                        if !adopted {
-                            break;
-                        }
-                    }
-                    Err(error) => {
-                        if let Some(slot) = core.actors.borrow_mut().get_mut(&actor) {
-                            slot.pool.note_instantiate_failure();
-                        }
-                        tracing::warn!(shard = %core.id, %actor, %error, "cannot refill the actor pool");
-                        break;
-                    }
-                }
-            }
-            core.refilling.borrow_mut().retain(|id| *id != pool_id);
-        })
-        .detach();
     }
 
     /// Fetch a chunked payload (§2.6) through the control plane's object store worker.

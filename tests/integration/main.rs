@@ -26,4 +26,5 @@ mod soak;
 mod support;
 mod tiering;
 mod wadm;
+mod warm_release;
 mod wash;
