@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args as ClapArgs, Parser, Subcommand};
 
 use crate::identity::{self, Identity};
-use crate::runtime::limits::{instance_slots_for_memory, INSTANCE_SLOTS_TOTAL_DEFAULT};
+use crate::runtime::limits::{instance_slots_for_memory, memory_keep_resident_for, INSTANCE_SLOTS_TOTAL_DEFAULT};
 
 /// Default NATS port when a host is named but no port.
 pub const NATS_PORT_DEFAULT: u16 = 4222;
@@ -575,6 +575,7 @@ impl Config {
             }),
             instance_memory_keep_bytes: args.instance_memory_keep_mib.saturating_mul(1 << 20),
             instance_max_invocations: args.instance_max_invocations,
+            memory_keep_resident_bytes: memory_keep_resident_for(args.instance_max_invocations),
             execution_deadline_ms: args.max_execution_time_ms,
             baseline_compiler: args.baseline_compiler,
             ..Default::default()
@@ -742,10 +743,23 @@ mod tests {
         let c = config(&[], &[]).unwrap();
         assert_eq!(c.warm_release, Some(Duration::from_secs(WARM_RELEASE_SECS_DEFAULT)));
         assert_eq!(c.runtime_limits.instance_memory_keep_bytes, 16 << 20);
+        assert_eq!(c.runtime_limits.memory_keep_resident_bytes, 0, "instances live on");
+        let fresh = config(&["--instance-max-invocations", "1"], &[]).unwrap();
+        assert_eq!(fresh.runtime_limits.memory_keep_resident_bytes, 64 << 10);
         let machine = machine_memory_bytes().expect("MemTotal in /proc/meminfo");
-        assert_eq!(c.runtime_limits.instance_slots_total, instance_slots_for_memory(machine));
+        assert_eq!(
+            c.runtime_limits.instance_slots_total,
+            instance_slots_for_memory(machine)
+        );
         let c = config(
-            &["--warm-release-secs", "0", "--instance-memory-keep-mib", "0", "--instance-slots", "12"],
+            &[
+                "--warm-release-secs",
+                "0",
+                "--instance-memory-keep-mib",
+                "0",
+                "--instance-slots",
+                "12",
+            ],
             &[],
         )
         .unwrap();

@@ -165,7 +165,10 @@ fn optimize(
     bytes: &[u8],
     module_hash: &str,
 ) -> Result<CompiledActor, String> {
-    let compiled = runtime.compile(bytes, module_hash).map_err(|e| e.to_string())?;
+    let compiled = runtime.compile(bytes, module_hash).map_err(|e| e.to_string());
+    // Cranelift frees megabytes of IR on this thread; give them back before it idles.
+    crate::runtime::heap::return_freed_memory();
+    let compiled = compiled?;
     cache
         .lock()
         .map_err(|_| "compile cache poisoned".to_string())?

@@ -40,6 +40,7 @@ pub mod budget;
 pub mod builtins;
 pub mod cache;
 pub mod engine;
+pub mod heap;
 pub mod limits;
 pub mod pool;
 

@@ -68,6 +68,7 @@ impl ShardCore {
         if released > 0 {
             self.bump(|s| s.instances_released_idle += released as u64);
             self.note_holdings();
+            crate::runtime::heap::return_freed_memory();
         }
     }
 
