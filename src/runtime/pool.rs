@@ -302,6 +302,22 @@ impl ActorPool {
         park: Parker,
         size: usize,
     ) -> Result<ActorPool, RuntimeError> {
+        Self::growing(runtime, compiled, actor_key, caps, host_calls, park, size, size).await
+    }
+
+    /// Like [`Self::new`], but create only `warm_now` (at most `size`) instances: the pool
+    /// starts at that target and grows toward `size` as calls find no idle instance.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn growing(
+        runtime: &Runtime,
+        compiled: &CompiledActor,
+        actor_key: &str,
+        caps: &[String],
+        host_calls: Arc<dyn HostCalls>,
+        park: Parker,
+        size: usize,
+        warm_now: usize,
+    ) -> Result<ActorPool, RuntimeError> {
         if !runtime.owns(compiled.module().engine()) {
             return Err(RuntimeError::ForeignModule {
                 actor: actor_key.to_string(),
@@ -338,14 +354,14 @@ impl ActorPool {
         let mut pool = ActorPool {
             factory,
             size,
-            target: size,
+            target: warm_now.min(size),
             peak_leased: 0,
             idle: Vec::with_capacity(size),
             leased_count: 0,
             stats: PoolStats::default(),
             memory_bytes: 0,
         };
-        while pool.idle.len() < size {
+        while pool.idle.len() < pool.target {
             let instance = pool.instantiate().await.map_err(|reason| RuntimeError::Instantiate {
                 actor: actor_key.to_string(),
                 reason,

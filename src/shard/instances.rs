@@ -16,6 +16,14 @@ use super::serve::ShardCore;
 /// spell still finds a warm instance instead of paying an instantiation.
 pub const WARM_RELEASE_KEEP_MIN: usize = 1;
 
+/// Warm instances a new actor's pool makes on each shard before it serves (fewer if its warm
+/// set is smaller); it grows toward the warm set as calls find no idle instance, each made on
+/// demand once and then kept. An actor at count 64 on two shards therefore starts with 8
+/// instances, not 64: a shard runs at most `GUESTS_RUNNING_MAX` guests at once, and the harness
+/// echo at 64 in flight never held more than two per shard. Measured with wascap's 1.77 MB
+/// `logger.wasm` at count 64 (`loadtest/footprint.sh`): see the README's memory table.
+pub const WARM_START_PER_SHARD: usize = 4;
+
 /// How an invocation gets its instance.
 pub(crate) enum Lease {
     Ready(WarmInstance),

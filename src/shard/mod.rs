@@ -262,8 +262,8 @@ impl Shard {
     }
 }
 
-/// Build actor `key`'s pool of `warm_instances`, unless one of the same module and size is
-/// there, and subscribe to the actor's subject if this is a new actor. The new pool is
+/// Build actor `key`'s pool of at most `warm_instances` (see [`instances::WARM_START_PER_SHARD`]
+/// for how many it makes now), unless one of the same module and size is there, and subscribe to the actor's subject if this is a new actor. The new pool is
 /// complete before it replaces the old one (a failed build keeps the old pool serving);
 /// instances of the old pool still running finish and are dropped when given back.
 async fn set_pool(
@@ -284,7 +284,16 @@ async fn set_pool(
             return Ok(slot.pool.idle_count() as u32);
         }
     }
-    let pool = ActorPool::new(
+    // A new actor starts with a few warm instances and grows to what its calls need (up to
+    // its warm set); a replaced pool (update, rescale, new tier) starts with as many, or with
+    // what the old one had grown to if that is more.
+    let warm_now = core
+        .actors
+        .borrow()
+        .get(key)
+        .map_or(0, |slot| slot.pool.target())
+        .max(instances::WARM_START_PER_SHARD);
+    let pool = ActorPool::growing(
         runtime,
         &compiled,
         key,
@@ -292,6 +301,7 @@ async fn set_pool(
         Arc::new(ShardHostCalls),
         glommio_parker(),
         warm_instances as usize,
+        warm_now,
     )
     .await
     .map_err(|e| e.to_string())?;

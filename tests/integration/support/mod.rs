@@ -75,10 +75,28 @@ pub fn nats_server_binary() -> PathBuf {
 }
 
 /// A port that was free a moment ago on 127.0.0.1.
+/// A loopback port nothing listens on now, for a server a test starts next. Picked below
+/// Linux's ephemeral range (32768–60999 by default), not by binding port 0: a port from that
+/// range, free when picked, could be handed to another test's outgoing connection before the
+/// server bound it (CI saw a cluster node's route port taken that way: "address already in
+/// use"). Outgoing connections never get a port from below the range.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local_addr").port()
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    for _ in 0..FREE_PORT_TRIES {
+        let port = rng.gen_range(FREE_PORT_RANGE);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {FREE_PORT_RANGE:?} after {FREE_PORT_TRIES} tries");
 }
+
+/// Where [`free_port`] picks from: registered ports no service here uses, below the
+/// ephemeral range.
+const FREE_PORT_RANGE: std::ops::Range<u16> = 20_000..32_000;
+/// Random picks [`free_port`] tries before it gives up.
+const FREE_PORT_TRIES: usize = 1_000;
 
 /// A private nats-server with JetStream, listening on 127.0.0.1 only.
 pub struct Nats {
