@@ -41,6 +41,7 @@ pub mod builtins;
 pub mod cache;
 pub mod engine;
 pub mod heap;
+pub mod instance;
 pub mod limits;
 pub mod pool;
 
