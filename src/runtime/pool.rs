@@ -290,9 +290,9 @@ impl ActorPool {
         None
     }
 
-    /// Raise the target to what the pool holds now (calls needed that many), up to its size.
-    fn grow_target(&mut self) {
-        self.target = self.target.max(self.idle.len() + self.leased_count).min(self.size);
+    /// Raise the target to `needed` instances (calls needed that many), up to the size.
+    fn raise_target(&mut self, needed: usize) {
+        self.target = self.target.max(needed).min(self.size);
     }
 
     /// Count an instance made by [`ActorPool::factory`] on the hot path (no instance was
@@ -349,17 +349,18 @@ impl ActorPool {
             self.stats.trimmed += 1;
             return GiveBack::Trimmed;
         }
+        // Measured once: `track` records the size the keep bound is checked against.
+        self.track(&mut instance);
         let keep_bytes = self.factory.runtime.limits().instance_memory_keep_bytes;
-        if keep_bytes != 0 && instance.memory_bytes() as u64 > keep_bytes {
+        if keep_bytes != 0 && instance.counted_bytes as u64 > keep_bytes {
             self.untrack(&instance);
             self.stats.released_memory += 1;
             // Its replacement counts in the target: the refill makes a fresh one.
-            self.target = self.target.max(self.idle.len() + self.leased_count + 1).min(self.size);
+            self.raise_target(self.idle.len() + self.leased_count + 1);
             return GiveBack::Shed;
         }
-        self.track(&mut instance);
         self.idle.push(instance);
-        self.grow_target();
+        self.raise_target(self.idle.len() + self.leased_count);
         GiveBack::Idle
     }
 

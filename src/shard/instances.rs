@@ -56,7 +56,8 @@ impl ShardCore {
     }
 
     /// Release, in every pool, the idle instances beyond what it had leased at once since the
-    /// last release (at least [`WARM_RELEASE_KEEP_MIN`]). Called once per `--warm-release-secs`.
+    /// last release (at least [`WARM_RELEASE_KEEP_MIN`]). Called once per `--warm-release-secs`,
+    /// from the report tick, which records the holdings right after.
     pub fn release_idle(&self) {
         let mut released = 0usize;
         for (actor, slot) in self.actors.borrow_mut().iter_mut() {
@@ -75,16 +76,20 @@ impl ShardCore {
         }
         if released > 0 {
             self.bump(|s| s.instances_released_idle += released as u64);
-            self.note_holdings();
             crate::runtime::heap::return_freed_memory();
         }
     }
 
-    /// Drop a pool, or keep it until its leased instances come back.
+    /// Drop a pool, or keep it until its leased instances come back. A pool dropped here (an
+    /// update, a rescale, the optimised tier replacing the baseline, a stop) frees a whole warm
+    /// set at once: its memory goes back to the system now.
     pub fn retire_pool(&self, pool: ActorPool) {
         if pool.leased_count() > 0 {
             self.draining.borrow_mut().push(pool);
+            return;
         }
+        drop(pool);
+        crate::runtime::heap::return_freed_memory();
     }
 
     pub(super) fn lease(&self, actor: &str) -> Lease {

@@ -329,8 +329,6 @@ async fn set_pool(
     let old = core.actors.borrow_mut().insert(Rc::from(key), slot);
     if let Some(old) = old {
         core.retire_pool(old.pool);
-        // A whole pool went (an update, a rescale, the optimised tier replacing the baseline).
-        crate::runtime::heap::return_freed_memory();
     }
     if existing.is_none() && core.config.conn.is_some() {
         // The server has the subscription before the control plane announces the actor.
