@@ -12,6 +12,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args as ClapArgs, Parser, Subcommand};
 
 use crate::identity::{self, Identity};
+use crate::plane::{resolve_shard_io, ShardBackend, ShardIo};
 use crate::runtime::limits::{instance_slots_for_memory, memory_keep_resident_for, INSTANCE_SLOTS_TOTAL_DEFAULT};
 
 /// Default NATS port when a host is named but no port.
@@ -298,6 +299,10 @@ pub struct HostArgs {
     /// Friendly name shown by `wash get hosts` (a random adjective-noun-number by default).
     #[arg(long = "friendly-name", env = "SHARDHOST_FRIENDLY_NAME")]
     pub friendly_name: Option<String>,
+    /// How the shards do I/O: `auto` (io_uring when a probe ring can be set up, else epoll
+    /// with a warning), `io-uring` (refuse to start without it) or `epoll`.
+    #[arg(long = "shard-io", env = "SHARDHOST_SHARD_IO", default_value = "auto")]
+    pub shard_io: ShardIo,
 }
 
 /// Expands to the clap argument group of one NATS connection (ctl, rpc or prov-rpc), so the
@@ -456,6 +461,11 @@ pub struct Config {
     /// Actor runtime limits (validated here, at start).
     pub runtime_limits: crate::runtime::RuntimeLimits,
     pub cache_dir: Option<std::path::PathBuf>,
+    /// What `--shard-io` asked for, the backend it resolved to (io_uring probed once, here)
+    /// and, when `auto` fell back to epoll, the warning to log.
+    pub shard_io: ShardIo,
+    pub shard_backend: ShardBackend,
+    pub shard_io_warning: Option<String>,
 }
 
 fn port_parser() -> clap::builder::RangedI64ValueParser<u16> {
@@ -590,6 +600,7 @@ impl Config {
             (None, None, None) => None,
             _ => bail!("--oci-registry, --oci-user and --oci-password must be given together"),
         };
+        let (shard_backend, shard_io_warning) = resolve_shard_io(args.shard_io).map_err(anyhow::Error::msg)?;
         Ok(Config {
             log_level,
             structured_logging: args.structured_logging,
@@ -624,6 +635,9 @@ impl Config {
             policy_topic: args.policy_topic,
             runtime_limits,
             cache_dir: args.cache_dir,
+            shard_io: args.shard_io,
+            shard_backend,
+            shard_io_warning,
         })
     }
 

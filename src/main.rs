@@ -70,6 +70,10 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&config);
+    match &config.shard_io_warning {
+        Some(warning) => tracing::warn!("{warning}"),
+        None => tracing::info!(backend = %config.shard_backend, asked = ?config.shard_io, "shard I/O backend"),
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .thread_name("control")

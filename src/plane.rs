@@ -10,9 +10,22 @@ use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
+use crate::config::NatsAuth;
 use crate::routing::RoutingSnapshot;
 use crate::runtime::CompiledActor;
-use crate::shard::conn::ConnConfig;
+pub use crate::shard::rt::{
+    allowed_cpus, resolve as resolve_shard_io, Backend as ShardBackend, ExecutorHandle as ShardThread, ShardIo,
+};
+
+/// Settings of a shard's own NATS connection.
+#[derive(Debug, Clone)]
+pub struct ConnConfig {
+    /// `host:port` of each configured server.
+    pub servers: Vec<String>,
+    pub auth: NatsAuth,
+    /// Name shown in the server's monitoring.
+    pub name: String,
+}
 
 /// Index of a shard, 0-based, dense.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -69,6 +82,8 @@ pub struct ShardConfig {
     /// How long warm instances may sit unused before the shard releases those its recent
     /// concurrency did not need (`--warm-release-secs`); `None` = never.
     pub warm_release: Option<Duration>,
+    /// The executor the shard runs on (`--shard-io`, resolved at start).
+    pub backend: ShardBackend,
 }
 
 impl ShardConfig {
@@ -85,6 +100,7 @@ impl ShardConfig {
             counters: Arc::new(vec![ShardCounters::default()]),
             drain_timeout: Duration::from_millis(crate::config::DRAIN_TIMEOUT_MS_DEFAULT),
             warm_release: None,
+            backend: ShardBackend::IoUring,
         }
     }
 }

@@ -1,20 +1,18 @@
 //! Tidy checks (in the spirit of TigerBeetle's `tidy.zig`): the data plane stays free of
-//! tokio, locks, `anyhow` and panicking shortcuts. Test-only module.
+//! tokio, locks, `anyhow` and panicking shortcuts, and the shard logic names no runtime: only
+//! the runtime seam's two backend files do (`shard/rt/uring.rs` glommio, `shard/rt/epoll.rs`
+//! tokio). Test-only module.
 
 use std::path::Path;
 
 /// Directories holding data-plane or pure hot-path code.
 const DATA_PLANE_DIRS: &[&str] = &["src/shard", "src/wire", "src/auth", "src/runtime"];
+/// The only files allowed to name a runtime, and the runtime each may name.
+const RUNTIME_BACKENDS: &[(&str, &str)] = &[("src/shard/rt/uring.rs", "glommio"), ("src/shard/rt/epoll.rs", "tokio")];
+/// Runtimes the shard logic must reach only through the seam.
+const RUNTIMES: &[&str] = &["glommio", "tokio"];
 /// Words that must not appear in their non-test code (comments excluded).
-const FORBIDDEN: &[&str] = &[
-    "tokio",
-    "Mutex",
-    "RwLock",
-    "anyhow",
-    ".unwrap()",
-    ".expect(",
-    "async_nats",
-];
+const FORBIDDEN: &[&str] = &["Mutex", "RwLock", "anyhow", ".unwrap()", ".expect(", "async_nats"];
 
 /// The code of a file before its `#[cfg(test)]` module, with `//` comments removed. A file
 /// that is test-only as a whole (`#![cfg(test)]`) has none.
@@ -53,17 +51,49 @@ fn data_plane_is_tidy() {
     for file in &files {
         let text = std::fs::read_to_string(file).unwrap();
         let code = non_test_code(&text);
-        for word in FORBIDDEN {
-            if code.contains(word) {
-                problems.push(format!("{}: uses `{word}`", file.display()));
-            }
-        }
+        let relative = file
+            .strip_prefix(root)
+            .unwrap_or(file)
+            .to_string_lossy()
+            .replace('\\', "/");
+        problems.extend(violations(&relative, &code));
     }
     assert!(
         problems.is_empty(),
         "data plane code must not use these:\n{}",
         problems.join("\n")
     );
+}
+
+/// What `code` (the non-test code of the data-plane file at `relative`) must not contain.
+fn violations(relative: &str, code: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    for word in FORBIDDEN {
+        if code.contains(word) {
+            problems.push(format!("{relative}: uses `{word}`"));
+        }
+    }
+    for runtime in RUNTIMES {
+        let allowed = RUNTIME_BACKENDS.contains(&(relative, runtime));
+        if !allowed && code.contains(runtime) {
+            problems.push(format!(
+                "{relative}: names `{runtime}` (only its backend file in shard/rt may)"
+            ));
+        }
+    }
+    problems
+}
+
+#[test]
+fn only_the_backend_files_name_a_runtime() {
+    let glommio = "use glommio::net::TcpStream;";
+    assert!(violations("src/shard/rt/uring.rs", glommio).is_empty());
+    assert_eq!(violations("src/shard/conn.rs", glommio).len(), 1);
+    assert_eq!(violations("src/shard/rt/epoll.rs", glommio).len(), 1);
+    let tokio = "tokio::task::spawn_local(f);";
+    assert!(violations("src/shard/rt/epoll.rs", tokio).is_empty());
+    assert_eq!(violations("src/shard/serve.rs", tokio).len(), 1);
+    assert_eq!(violations("src/shard/rt/mod.rs", tokio).len(), 1);
 }
 
 #[test]

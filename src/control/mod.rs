@@ -33,10 +33,9 @@ use serde_json::{json, Value};
 
 use crate::config::{Config, SHARD_STOP_TIMEOUT_MS};
 use crate::lattice::{Change, LatticeState, LinkDefinition};
-use crate::plane::{ShardCommand, ShardConfig, ShardCounters, ShardId, ShardReport, ShardStats};
+use crate::plane::{ConnConfig, ShardCommand, ShardConfig, ShardCounters, ShardId, ShardReport, ShardStats};
 use crate::routing::RoutingSnapshot;
 use crate::runtime::{CompileCache, CompiledActor, Runtime};
-use crate::shard::conn::ConnConfig;
 use crate::wire::ctl::{self, ack_err, ack_ok, CtlBody, CtlRequest};
 use actor_ops::{ActorJob, ACTOR_JOBS_CHANNEL_CAPACITY};
 use actors::ActorTable;
@@ -179,6 +178,7 @@ impl ControlPlane {
             counters: Arc::clone(&counters),
             drain_timeout: config.drain_timeout,
             warm_release: config.warm_release,
+            backend: config.shard_backend,
         };
         let shards = ShardSet::start(
             config.shard_count,

@@ -5,10 +5,9 @@ use std::time::Duration;
 
 use futures::channel::mpsc;
 use futures::StreamExt;
-use glommio::CpuSet;
 
 use crate::config::{SHARD_COMMAND_CHANNEL_CAPACITY, SHARD_REPORT_CHANNEL_CAPACITY};
-use crate::plane::{ShardCommand, ShardConfig, ShardId, ShardReport, ShardStats};
+use crate::plane::{allowed_cpus, ShardCommand, ShardConfig, ShardId, ShardReport, ShardStats, ShardThread};
 use crate::runtime::Runtime;
 use crate::shard;
 
@@ -32,7 +31,7 @@ pub enum ShardError {
 /// The control plane's handle on all shards.
 pub struct ShardSet {
     senders: Vec<mpsc::Sender<ShardCommand>>,
-    threads: Vec<glommio::ExecutorJoinHandle<()>>,
+    threads: Vec<ShardThread>,
     /// Reports from every shard.
     pub reports: mpsc::Receiver<ShardReport>,
     /// Reports that arrived while [`ShardSet::start`] waited for every shard to run (e.g. a
@@ -49,11 +48,7 @@ impl ShardSet {
         runtime: Runtime,
         config: ShardConfig,
     ) -> Result<ShardSet, ShardError> {
-        let cpus: Vec<usize> = CpuSet::online()
-            .map_err(|e| ShardError::Topology(e.to_string()))?
-            .into_iter()
-            .map(|loc| loc.cpu)
-            .collect();
+        let cpus = allowed_cpus().map_err(|e| ShardError::Topology(e.to_string()))?;
         if count > cpus.len() {
             tracing::warn!(
                 shards = count,

@@ -208,8 +208,8 @@ pub(crate) async fn host_call(
     if chunked {
         timeout += Duration::from_millis(CHUNK_RPC_EXTRA_MS);
     }
-    let timer = glommio::timer::sleep(timeout);
-    let reply = match futures::future::select(reply, Box::pin(timer)).await {
+    let timer = super::rt::sleep(timeout);
+    let reply = match futures::future::select(reply, timer).await {
         futures::future::Either::Left((Ok(reply), _)) => reply,
         futures::future::Either::Left((Err(_), _)) => {
             core.bump(|s| s.calls_failed += 1);

@@ -1,4 +1,4 @@
-//! A shard's own NATS connection: the core protocol over a glommio `TcpStream`, with one read
+//! A shard's own NATS connection: the core protocol over the shard runtime's `TcpStream`, with one read
 //! buffer and one write buffer, no tokio and no async-nats.
 //!
 //! Data plane. Frames are parsed by [`crate::wire::nats`]; a message payload is handed out as a
@@ -21,12 +21,13 @@ use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
 use futures::io::{ReadHalf, WriteHalf};
 use futures::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use glommio::net::TcpStream;
 use serde::Deserialize;
 
 use super::notify::Notify;
+use super::rt::{self, TcpStream};
 
 use crate::config::NatsAuth;
+pub use crate::plane::ConnConfig;
 use crate::wire::nats::{self as proto, ConnectOptions, ProtocolError, ServerOp};
 
 /// Bytes asked of the socket per read; the buffer grows to hold one whole frame if needed.
@@ -122,16 +123,6 @@ impl Inbound {
     pub fn reply_bytes(&self) -> Option<Bytes> {
         self.reply.clone()
     }
-}
-
-/// Settings of a shard connection.
-#[derive(Debug, Clone)]
-pub struct ConnConfig {
-    /// `host:port` of each configured server.
-    pub servers: Vec<String>,
-    pub auth: NatsAuth,
-    /// Name shown in the server's monitoring.
-    pub name: String,
 }
 
 /// A subscription to restore after a reconnect.
@@ -433,7 +424,7 @@ pub struct Conn {
     /// Configured servers first, then those the cluster announced.
     servers: Vec<String>,
     outbox: Rc<Outbox>,
-    writer: Option<glommio::Task<()>>,
+    writer: Option<rt::Task<()>>,
     /// Completed reconnects, for the shard's report.
     pub reconnects: u64,
 }
@@ -467,7 +458,7 @@ pub fn read_creds(path: &str) -> Result<(String, String), ConnError> {
 
 impl Conn {
     /// Connect to the first server that answers and start the writer task. Must run on a
-    /// glommio executor.
+    /// shard executor ([`rt`]).
     pub async fn connect(config: ConnConfig) -> Result<Conn, ConnError> {
         Self::connect_with(config, Rc::new(Outbox::new())).await
     }
@@ -482,7 +473,7 @@ impl Conn {
                     let servers = config.servers.clone();
                     let (read, write) = stream.split();
                     outbox.restart()?;
-                    let writer = glommio::spawn_local(write_loop(Rc::clone(&outbox), write));
+                    let writer = rt::spawn_local(write_loop(Rc::clone(&outbox), write));
                     let mut conn = Conn {
                         config,
                         read,
@@ -505,10 +496,7 @@ impl Conn {
     /// TCP connect, read INFO, send CONNECT + PING, wait for PONG.
     async fn open(server: &str, config: &ConnConfig) -> Result<(TcpStream, BytesMut, ServerInfo), ConnError> {
         let addr = resolve(server)?;
-        let mut stream = TcpStream::connect_timeout(addr, Duration::from_millis(CONNECT_TIMEOUT_MS))
-            .await
-            .map_err(|e| ConnError::Io(e.into()))?;
-        stream.set_nodelay(true).map_err(|e| ConnError::Io(e.into()))?;
+        let mut stream = TcpStream::connect(addr, Duration::from_millis(CONNECT_TIMEOUT_MS)).await?;
         let handshake = async {
             let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
             let info = loop {
@@ -538,7 +526,7 @@ impl Conn {
                 }
             }
         };
-        let deadline = glommio::timer::sleep(Duration::from_millis(HANDSHAKE_TIMEOUT_MS));
+        let deadline = rt::sleep(Duration::from_millis(HANDSHAKE_TIMEOUT_MS));
         let (buf, info) = match futures::future::select(Box::pin(handshake), Box::pin(deadline)).await {
             futures::future::Either::Left((result, _)) => result?,
             futures::future::Either::Right(_) => return Err(ConnError::Timeout),
@@ -705,7 +693,7 @@ impl Conn {
                         self.read_buf = ReadBuf::new(leftover);
                         self.apply_info(info);
                         self.outbox.restart()?;
-                        self.writer = Some(glommio::spawn_local(write_loop(Rc::clone(&self.outbox), write)));
+                        self.writer = Some(rt::spawn_local(write_loop(Rc::clone(&self.outbox), write)));
                         self.reconnects += 1;
                         tracing::info!(%server, reconnects = self.reconnects, "shard NATS connection restored");
                         return Ok(());
@@ -718,7 +706,7 @@ impl Conn {
                 return Err(last.unwrap_or(ConnError::Closed));
             }
             tracing::debug!(round, backoff_ms = backoff, error = ?last, "shard NATS reconnect failed; backing off");
-            glommio::timer::sleep(Duration::from_millis(backoff)).await;
+            rt::sleep(Duration::from_millis(backoff)).await;
             backoff = (backoff * 2).min(RECONNECT_BACKOFF_MS_MAX);
         }
     }
@@ -726,7 +714,7 @@ impl Conn {
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        // Dropping a glommio task cancels it; the writer must not outlive its connection.
+        // Dropping a shard task cancels it; the writer must not outlive its connection.
         drop(self.writer.take());
     }
 }

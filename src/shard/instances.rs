@@ -161,7 +161,7 @@ impl ShardCore {
         }
         self.refilling.borrow_mut().push(pool_id);
         let core = Rc::clone(self);
-        glommio::spawn_local(async move {
+        super::rt::spawn_local(async move {
             loop {
                 let missing = core
                     .actors

@@ -1,4 +1,5 @@
-//! Data plane: one glommio executor per shard, each pinned to its own core.
+//! Data plane: one executor per shard, each pinned to its own core ([`rt`]: glommio on
+//! io_uring, or tokio on epoll where io_uring is blocked).
 //!
 //! A shard owns everything it touches while serving: its NATS connection ([`conn`]), its
 //! routing snapshot, its warm instance pools, its pending outbound calls ([`calls`]) and its
@@ -20,7 +21,6 @@ use std::time::{Duration, Instant};
 
 use futures::channel::mpsc;
 use futures::StreamExt;
-use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::config::SHARD_IO_MEMORY_BYTES;
 use crate::plane::{ShardCommand, ShardConfig, ShardId, ShardReport, ShardStats};
@@ -31,6 +31,7 @@ pub mod conn;
 mod inprocess;
 mod instances;
 mod notify;
+pub mod rt;
 mod send;
 mod serve;
 #[cfg(test)]
@@ -44,9 +45,7 @@ use conn::{Conn, ConnConfig, Outbox};
 use send::AssertSend;
 use serve::{ActorSlot, ShardCore};
 
-/// How long a busy guest parks at each epoch yield so the shard can poll its sockets and run
-/// other tasks (a plain yield would not let glommio poll I/O; TOOLCHAIN.md).
-pub const GUEST_PARK_US: u64 = 10;
+pub use rt::GUEST_PARK_US;
 /// How often a shard sends its counters to the control plane (when they changed).
 pub const STATS_REPORT_INTERVAL_MS: u64 = 1_000;
 /// While a stopping shard waits for the server's `PONG`, how often it checks that its
@@ -57,22 +56,14 @@ pub const FLUSH_WAIT_MS: u64 = 1_000;
 /// First wait before retrying a failed first connection (then as `Conn::reconnect`).
 pub const FIRST_CONNECT_RETRY_MS: u64 = 200;
 
-/// The parker of guests on a glommio shard: a short real timer.
-fn glommio_parker() -> Parker {
-    Arc::new(|| {
-        Box::pin(AssertSend(glommio::timer::sleep(std::time::Duration::from_micros(
-            GUEST_PARK_US,
-        ))))
-    })
+/// The parker of guests on a shard: step off so the executor polls its sockets ([`rt::io_yield`]).
+fn guest_parker() -> Parker {
+    Arc::new(|| Box::pin(AssertSend(rt::io_yield())))
 }
 
 /// Wait for `future` at most `limit`; false when the time ran out.
 async fn within(limit: Duration, future: impl std::future::Future<Output = ()>) -> bool {
-    let timer = glommio::timer::sleep(limit);
-    matches!(
-        futures::future::select(Box::pin(future), Box::pin(timer)).await,
-        futures::future::Either::Left(_)
-    )
+    rt::timeout(limit, future).await.is_some()
 }
 
 /// Wait (up to `limit`) until the server confirms what the shard sent so far — its `PONG` —
@@ -85,8 +76,8 @@ async fn unsubscribed(core: &ShardCore, limit: Duration) -> bool {
         if !core.connected.get() || left.is_zero() {
             return false;
         }
-        let tick = glommio::timer::sleep(left.min(Duration::from_millis(CONNECTION_CHECK_MS)));
-        if let futures::future::Either::Left(_) = futures::future::select(pong.as_mut(), Box::pin(tick)).await {
+        let tick = rt::sleep(left.min(Duration::from_millis(CONNECTION_CHECK_MS)));
+        if let futures::future::Either::Left(_) = futures::future::select(pong.as_mut(), tick).await {
             return true;
         }
     }
@@ -173,7 +164,7 @@ impl Shard {
     ///    an outbound call get an error from it, so they finish and are answered too (a guest
     ///    spinning on the CPU is stopped only by its execution deadline);
     /// 4. let the replies leave (bounded), then stop reading.
-    async fn drain(&mut self, reader: Option<glommio::Task<()>>) {
+    async fn drain(&mut self, reader: Option<rt::Task<()>>) {
         let core = Rc::clone(&self.core);
         let began = std::time::Instant::now();
         let before = core.stats.get();
@@ -247,8 +238,8 @@ impl Shard {
             .config
             .conn
             .clone()
-            .map(|config| glommio::spawn_local(read_loop(Rc::clone(&core), config, self.reports.clone())));
-        let ticker = glommio::spawn_local(report_stats(Rc::clone(&core), self.reports.clone()));
+            .map(|config| rt::spawn_local(read_loop(Rc::clone(&core), config, self.reports.clone())));
+        let ticker = rt::spawn_local(report_stats(Rc::clone(&core), self.reports.clone()));
         while let Some(command) = commands.next().await {
             if !self.apply(command).await {
                 break;
@@ -299,7 +290,7 @@ async fn set_pool(
         key,
         &caps,
         Arc::new(ShardHostCalls),
-        glommio_parker(),
+        guest_parker(),
         warm_instances as usize,
         warm_now,
     )
@@ -367,7 +358,7 @@ async fn read_loop(core: Rc<ShardCore>, config: ConnConfig, mut reports: mpsc::S
             Err(e) => {
                 tracing::warn!(%shard, error = %e, retry_ms = wait.as_millis() as u64, "shard cannot connect to NATS");
                 report(false, e.to_string());
-                glommio::timer::sleep(wait).await;
+                rt::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_millis(conn::RECONNECT_BACKOFF_MS_MAX));
             }
         }
@@ -414,7 +405,7 @@ async fn report_stats(core: Rc<ShardCore>, mut reports: mpsc::Sender<ShardReport
     let mut last = ShardStats::default();
     let mut last_release = Instant::now();
     loop {
-        glommio::timer::sleep(Duration::from_millis(STATS_REPORT_INTERVAL_MS)).await;
+        rt::sleep(Duration::from_millis(STATS_REPORT_INTERVAL_MS)).await;
         if core
             .config
             .warm_release
@@ -432,9 +423,9 @@ async fn report_stats(core: Rc<ShardCore>, mut reports: mpsc::Sender<ShardReport
     }
 }
 
-/// Start shard `id` on its own executor thread, pinned to `cpu` when given. It reports
-/// [`ShardReport::Started`] once running and [`ShardReport::Stopped`] when its command channel
-/// closes or it receives [`ShardCommand::Stop`].
+/// Start shard `id` on its own executor thread (of `config.backend`), pinned to `cpu` when
+/// given. It reports [`ShardReport::Started`] once running and [`ShardReport::Stopped`] when
+/// its command channel closes or it receives [`ShardCommand::Stop`].
 pub fn spawn(
     id: ShardId,
     cpu: Option<usize>,
@@ -442,14 +433,16 @@ pub fn spawn(
     config: ShardConfig,
     commands: mpsc::Receiver<ShardCommand>,
     reports: mpsc::Sender<ShardReport>,
-) -> glommio::Result<glommio::ExecutorJoinHandle<()>, ()> {
-    let placement = cpu.map_or(Placement::Unbound, Placement::Fixed);
-    LocalExecutorBuilder::new(placement)
-        .name(&id.to_string())
-        .io_memory(SHARD_IO_MEMORY_BYTES)
-        .spawn(move || async move {
-            let core = Rc::new(ShardCore::new(id, config, Rc::new(Outbox::new())));
-            let shard = Shard { core, runtime, reports };
-            shard.run(commands, cpu).await
-        })
+) -> std::io::Result<rt::ExecutorHandle> {
+    let spec = rt::ExecutorSpec {
+        backend: config.backend,
+        name: id.to_string(),
+        cpu,
+        io_memory_bytes: SHARD_IO_MEMORY_BYTES,
+    };
+    rt::start_executor(spec, move || async move {
+        let core = Rc::new(ShardCore::new(id, config, Rc::new(Outbox::new())));
+        let shard = Shard { core, runtime, reports };
+        shard.run(commands, cpu).await
+    })
 }

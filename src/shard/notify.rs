@@ -46,25 +46,24 @@ mod tests {
 
     #[test]
     fn a_wake_up_before_the_wait_is_kept_and_consumed_once() {
-        let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .io_memory(512 << 10)
-            .make()
+        for backend in crate::shard::rt::BACKENDS {
+            crate::shard::rt::run_on(backend, || async {
+                let notify = Rc::new(Notify::default());
+                notify.notify();
+                notify.notify();
+                notify.notified().await;
+                let waiter = {
+                    let notify = Rc::clone(&notify);
+                    crate::shard::rt::spawn_local(async move {
+                        notify.notified().await;
+                        7
+                    })
+                };
+                crate::shard::rt::yield_now().await;
+                notify.notify();
+                assert_eq!(waiter.await, 7);
+            })
             .unwrap();
-        ex.run(async {
-            let notify = Rc::new(Notify::default());
-            notify.notify();
-            notify.notify();
-            notify.notified().await;
-            let waiter = {
-                let notify = Rc::clone(&notify);
-                glommio::spawn_local(async move {
-                    notify.notified().await;
-                    7
-                })
-            };
-            glommio::yield_if_needed().await;
-            notify.notify();
-            assert_eq!(waiter.await, 7);
-        });
+        }
     }
 }

@@ -474,8 +474,8 @@ impl ShardCore {
     fn start(self: &Rc<Self>, job: Job) {
         let guard = self.admit();
         match job {
-            Job::Serve(dispatch) => glommio::spawn_local(serve(Rc::clone(self), dispatch, guard)).detach(),
-            Job::Chunked(dechunk) => glommio::spawn_local(serve_chunked(Rc::clone(self), dechunk, guard)).detach(),
+            Job::Serve(dispatch) => super::rt::spawn_local(serve(Rc::clone(self), dispatch, guard)).detach(),
+            Job::Chunked(dechunk) => super::rt::spawn_local(serve_chunked(Rc::clone(self), dechunk, guard)).detach(),
         };
     }
 

@@ -76,6 +76,12 @@ fn stand_in(listener: TcpListener, connections: usize, pongs: std_mpsc::Sender<I
 
 #[test]
 fn a_shard_reports_connected_only_once_the_server_confirmed_its_subscriptions() {
+    for backend in super::rt::BACKENDS {
+        reports_connected_only_once_confirmed(backend);
+    }
+}
+
+fn reports_connected_only_once_confirmed(backend: super::rt::Backend) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let (pong_tx, pong_rx) = std_mpsc::channel();
@@ -86,12 +92,8 @@ fn a_shard_reports_connected_only_once_the_server_confirmed_its_subscriptions() 
     let (seen_tx, seen_rx) = std_mpsc::channel::<(bool, Instant)>();
     let (stop_tx, stop_rx) = futures::channel::oneshot::channel::<()>();
     let shard = std::thread::spawn(move || {
-        let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .io_memory(512 << 10)
-            .make()
-            .expect("executor");
-        ex.run(async move {
-            glommio::spawn_local(async move {
+        super::rt::run_on(backend, move || async move {
+            super::rt::spawn_local(async move {
                 while let Some(report) = report_rx.next().await {
                     if let ShardReport::Connection { connected, .. } = report {
                         let _ = seen_tx.send((connected, Instant::now()));
@@ -111,7 +113,7 @@ fn a_shard_reports_connected_only_once_the_server_confirmed_its_subscriptions() 
             };
             let serving = Box::pin(read_loop(core, config, report_tx));
             futures::future::select(serving, stop_rx).await;
-        });
+        })
     });
 
     // Every connection report until the second "connected".
@@ -140,5 +142,5 @@ fn a_shard_reports_connected_only_once_the_server_confirmed_its_subscriptions() 
         "reconnected reported before the subscriptions were confirmed"
     );
     let _ = stop_tx.send(());
-    shard.join().expect("shard thread");
+    shard.join().expect("shard thread").expect("executor");
 }

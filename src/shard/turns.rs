@@ -201,17 +201,18 @@ impl<F: Future> Future for InTurn<'_, F> {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
+    use crate::shard::rt;
 
-    fn executor() -> glommio::LocalExecutor {
-        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .io_memory(512 << 10)
-            .make()
-            .unwrap()
+    /// Run `test` on each backend's executor.
+    fn on_each_backend<F: std::future::Future<Output = ()> + 'static>(test: fn() -> F) {
+        for backend in rt::BACKENDS {
+            rt::run_on(backend, test).unwrap();
+        }
     }
 
     #[test]
     fn turns_are_granted_in_arrival_order_and_passed_on() {
-        executor().run(async {
+        on_each_backend(|| async {
             let turns = Rc::new(Turns::new(2));
             let order = Rc::new(RefCell::new(Vec::new()));
             let a = turns.take().await;
@@ -220,13 +221,13 @@ mod tests {
             let mut tasks = Vec::new();
             for n in 0..3 {
                 let (turns, order) = (Rc::clone(&turns), Rc::clone(&order));
-                tasks.push(glommio::spawn_local(async move {
+                tasks.push(rt::spawn_local(async move {
                     let _turn = turns.take().await;
                     order.borrow_mut().push(n);
-                    glommio::yield_if_needed().await;
+                    rt::yield_now().await;
                 }));
             }
-            glommio::executor().yield_task_queue_now().await;
+            rt::yield_now().await;
             assert_eq!(turns.waiting(), 3);
             drop(a);
             drop(b);
@@ -240,7 +241,7 @@ mod tests {
 
     #[test]
     fn a_dropped_wait_gives_up_its_place_or_its_turn() {
-        executor().run(async {
+        on_each_backend(|| async {
             let turns = Turns::new(1);
             let held = turns.take().await;
             // Waits, then is dropped before it is granted: skipped.
@@ -263,7 +264,7 @@ mod tests {
 
     #[test]
     fn a_guest_awaiting_a_call_steps_off_only_inside_its_turn() {
-        executor().run(async {
+        on_each_backend(|| async {
             let turns = Turns::new(1);
             assert!(!turns.step_off(), "outside a turn nothing is given back");
             let turn = turns.take().await;

@@ -22,6 +22,7 @@ mod provider_credentials;
 mod provider_supervision;
 mod providers;
 mod shard_conn;
+mod shard_io;
 mod soak;
 mod support;
 mod tiering;

@@ -1,4 +1,5 @@
-//! The shard's own NATS client (`shardhost::shard::conn`) on a glommio executor against a real
+//! The shard's own NATS client (`shardhost::shard::conn`) on each shard executor backend
+//! (glommio on io_uring, tokio on epoll) against a real
 //! nats-server: handshake, queue subscription, zero-copy delivery, replies, PING handling by
 //! the server's keepalive, and reconnect with re-subscription after the server restarts.
 
@@ -7,23 +8,21 @@ use std::time::Duration;
 
 use shardhost::config::NatsAuth;
 use shardhost::shard::conn::{Conn, ConnConfig, Inbound};
+use shardhost::shard::rt::Backend;
 
 use crate::support::Nats;
 
-/// Run `f` on a fresh glommio executor thread; its result comes back over a channel so the
-/// test can bound the wait.
-fn on_glommio<T, Fut>(f: impl FnOnce() -> Fut + Send + 'static) -> mpsc::Receiver<T>
+/// Run `f` on a fresh executor thread of `backend`; its result comes back over a channel so
+/// the test can bound the wait.
+fn on_executor<T, Fut>(backend: Backend, f: impl FnOnce() -> Fut + Send + 'static) -> mpsc::Receiver<T>
 where
     T: Send + 'static,
-    Fut: std::future::Future<Output = T>,
+    Fut: std::future::Future<Output = T> + 'static,
 {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .io_memory(512 << 10)
-            .make()
-            .expect("glommio executor");
-        let _ = tx.send(ex.run(f()));
+        let result = shardhost::shard::rt::run_on(backend, f).expect("shard executor");
+        let _ = tx.send(result);
     });
     rx
 }
@@ -70,11 +69,17 @@ async fn echo_server(port: u16, subject: &str, count: usize, ready: mpsc::Sender
 
 #[tokio::test]
 async fn shard_connection_serves_requests_and_survives_a_server_restart() {
+    for backend in [Backend::IoUring, Backend::Epoll] {
+        serves_and_survives_a_restart(backend).await;
+    }
+}
+
+async fn serves_and_survives_a_restart(backend: Backend) {
     let mut nats = Nats::start();
     let port = nats.port;
     let (ready_tx, ready_rx) = mpsc::channel();
     let subject = "wasmbus.rpc.test.Mecho";
-    let done = on_glommio(move || echo_server(port, subject, 5, ready_tx));
+    let done = on_executor(backend, move || echo_server(port, subject, 5, ready_tx));
     ready_rx.recv_timeout(Duration::from_secs(10)).expect("shard connected");
 
     let nc = nats.client().await;

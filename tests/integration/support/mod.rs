@@ -13,6 +13,7 @@ pub mod harness;
 pub mod provider;
 mod registry;
 pub mod rpc;
+pub mod seccomp;
 
 pub use actors::*;
 pub use registry::*;
@@ -317,6 +318,9 @@ pub fn spawn_host_process(
     }
     for (key, value) in envs {
         command.env(key, value);
+    }
+    if seccomp::wanted(envs) {
+        seccomp::block_io_uring(&mut command);
     }
     let child = command.spawn().expect("spawn shardhost");
     (child, stderr_file)

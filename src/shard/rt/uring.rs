@@ -1,0 +1,88 @@
+//! The io_uring backend of the shard runtime seam: glommio. The only file under `shard/` that
+//! names glommio (the tidy test checks it).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use super::ExecutorSpec;
+
+/// A glommio task: dropping it cancels it.
+pub struct Task<T>(glommio::Task<T>);
+
+impl<T> Task<T> {
+    pub fn detach(self) {
+        drop(self.0.detach());
+    }
+
+    pub async fn cancel(self) -> Option<T> {
+        self.0.cancel().await
+    }
+}
+
+impl<T> Future for Task<T> {
+    type Output = T;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+pub fn spawn_local<F>(future: F) -> Task<F::Output>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    Task(glommio::spawn_local(future))
+}
+
+/// glommio's timer (a `Timer` is `Unpin`), completing with `()`.
+pub struct Sleep(glommio::timer::Timer);
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.0).poll(cx).map(|_| ())
+    }
+}
+
+pub fn sleep(duration: Duration) -> Sleep {
+    Sleep(glommio::timer::Timer::new(duration))
+}
+
+pub async fn yield_now() {
+    glommio::executor().yield_task_queue_now().await;
+}
+
+/// glommio's TCP stream (io_uring reads and writes).
+pub type TcpStream = glommio::net::TcpStream;
+
+pub async fn connect(addr: std::net::SocketAddr, limit: Duration) -> std::io::Result<TcpStream> {
+    let stream = glommio::net::TcpStream::connect_timeout(addr, limit).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+pub struct ExecutorHandle(glommio::ExecutorJoinHandle<()>);
+
+impl ExecutorHandle {
+    pub fn join(self) -> Result<(), String> {
+        self.0.join().map_err(|e| e.to_string())
+    }
+}
+
+pub fn start_executor<M, F>(spec: &ExecutorSpec, main: M) -> std::io::Result<ExecutorHandle>
+where
+    M: FnOnce() -> F + Send + 'static,
+    F: Future<Output = ()> + 'static,
+{
+    let placement = spec.cpu.map_or(glommio::Placement::Unbound, glommio::Placement::Fixed);
+    glommio::LocalExecutorBuilder::new(placement)
+        .name(&spec.name)
+        .io_memory(spec.io_memory_bytes)
+        .spawn(main)
+        .map(ExecutorHandle)
+        .map_err(std::io::Error::from)
+}
