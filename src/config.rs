@@ -303,6 +303,15 @@ pub struct HostArgs {
     /// with a warning), `io-uring` (refuse to start without it) or `epoll`.
     #[arg(long = "shard-io", env = "SHARDHOST_SHARD_IO", default_value = "auto")]
     pub shard_io: ShardIo,
+    /// Extra CA certificates (PEM) trusted for TLS to NATS, beside the system's roots.
+    #[arg(long = "tls-ca-file", env = "SHARDHOST_TLS_CA_FILE")]
+    pub tls_ca_file: Option<std::path::PathBuf>,
+    /// Client certificate chain (PEM) presented to NATS servers that verify clients.
+    #[arg(long = "tls-client-cert", env = "SHARDHOST_TLS_CLIENT_CERT")]
+    pub tls_client_cert: Option<std::path::PathBuf>,
+    /// The private key (PEM) of --tls-client-cert.
+    #[arg(long = "tls-client-key", env = "SHARDHOST_TLS_CLIENT_KEY")]
+    pub tls_client_key: Option<std::path::PathBuf>,
 }
 
 /// Expands to the clap argument group of one NATS connection (ctl, rpc or prov-rpc), so the
@@ -466,6 +475,9 @@ pub struct Config {
     pub shard_io: ShardIo,
     pub shard_backend: ShardBackend,
     pub shard_io_warning: Option<String>,
+    /// The TLS client settings every NATS connection uses when it asks for TLS or its server
+    /// requires it (built at start, so a bad file stops the start).
+    pub tls: std::sync::Arc<rustls::ClientConfig>,
 }
 
 fn port_parser() -> clap::builder::RangedI64ValueParser<u16> {
@@ -601,6 +613,11 @@ impl Config {
             _ => bail!("--oci-registry, --oci-user and --oci-password must be given together"),
         };
         let (shard_backend, shard_io_warning) = resolve_shard_io(args.shard_io).map_err(anyhow::Error::msg)?;
+        let tls = crate::tls::client_config(&crate::tls::TlsFiles {
+            ca_file: args.tls_ca_file.clone(),
+            client_cert: args.tls_client_cert.clone(),
+            client_key: args.tls_client_key.clone(),
+        })?;
         Ok(Config {
             log_level,
             structured_logging: args.structured_logging,
@@ -638,6 +655,7 @@ impl Config {
             shard_io: args.shard_io,
             shard_backend,
             shard_io_warning,
+            tls,
         })
     }
 
@@ -698,3 +716,21 @@ fn machine_memory_bytes() -> Option<u64> {
 #[cfg(test)]
 #[path = "config_tests.rs"]
 mod tests;
+
+/// Read a `.creds` file: the user JWT and the nkey seed between their armour lines.
+pub fn read_creds(path: &str) -> std::result::Result<(String, String), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    let block = |marker: &str| {
+        let mut lines = text
+            .lines()
+            .skip_while(|l| !(l.contains("BEGIN") && l.contains(marker)))
+            .skip(1);
+        lines
+            .find(|l| !l.trim().is_empty() && !l.starts_with("---"))
+            .map(|l| l.trim().to_string())
+    };
+    match (block("JWT"), block("SEED")) {
+        (Some(jwt), Some(seed)) => Ok((jwt, seed)),
+        _ => Err(format!("{path} holds no user JWT and seed")),
+    }
+}

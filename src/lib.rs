@@ -17,12 +17,12 @@
 //! ```
 //!
 //! Module map:
-//! - data plane: [`shard`] (glommio executors, one per core), [`runtime`] (wasmtime engine,
+//! - data plane: [`shard`] (one executor per core: glommio on io_uring, or tokio on epoll), [`runtime`] (wasmtime engine,
 //!   compiled actors, warm instance pools, the wasmbus ABI).
 //! - between the planes: [`plane`] (commands and reports), [`routing`] (immutable snapshots).
 //! - control plane: [`control`] (ctl interface, events, heartbeat, KV, managed NATS).
 //! - shared: [`config`] (flags and limits), [`identity`] (keys, labels), [`lattice`] (KV
-//!   entry types and parsers; pure).
+//!   entry types and parsers; pure), [`tls`] (the NATS connections' TLS settings).
 
 pub mod auth;
 #[cfg(feature = "host")]
@@ -44,4 +44,6 @@ pub mod runtime;
 pub mod shard;
 #[cfg(test)]
 mod tidy;
+#[cfg(feature = "host")]
+pub mod tls;
 pub mod wire;

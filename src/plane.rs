@@ -25,6 +25,11 @@ pub struct ConnConfig {
     pub auth: NatsAuth,
     /// Name shown in the server's monitoring.
     pub name: String,
+    /// TLS settings (roots, client certificate) for when TLS is asked for or the server
+    /// requires it; `None`: plain connections only.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Whether the operator asked for TLS (`--rpc-tls`): a server that offers none is refused.
+    pub require_tls: bool,
 }
 
 /// Index of a shard, 0-based, dense.

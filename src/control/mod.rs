@@ -103,13 +103,14 @@ impl ControlPlane {
             &config.ctl,
             &format!("shardhost ctl {host_id}"),
             config.nats_connect_timeout,
+            &config.tls,
         )
         .await?;
         let prov_rpc = if config.prov_rpc == config.ctl {
             ctl.clone()
         } else {
             let name = format!("shardhost prov-rpc {host_id}");
-            nats::connect_with_retry(&config.prov_rpc, &name, config.nats_connect_timeout).await?
+            nats::connect_with_retry(&config.prov_rpc, &name, config.nats_connect_timeout, &config.tls).await?
         };
         let mut lattice_store = LatticeStore::open(
             ctl.clone(),
@@ -144,11 +145,6 @@ impl ControlPlane {
             optimized_tx,
             optimizing: Arc::default(),
         };
-        if config.rpc.tls {
-            anyhow::bail!(
-                "the shards' NATS client does not speak TLS: use a plain rpc connection (e.g. a local leaf node)"
-            );
-        }
         let (chunks_tx, chunks_rx) = futures::channel::mpsc::channel(chunks::CHUNK_CHANNEL_CAPACITY);
         tokio::spawn(chunks::serve(
             ctl.clone(),
@@ -168,6 +164,8 @@ impl ControlPlane {
                 servers: vec![format!("{rpc_host}:{}", config.rpc.port)],
                 auth: config.rpc.auth.clone(),
                 name: format!("shardhost rpc {host_id}"),
+                tls: Some(Arc::clone(&config.tls)),
+                require_tls: config.rpc.tls,
             }),
             lattice: config.lattice.clone(),
             host_id: host_id.clone(),

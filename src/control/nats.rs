@@ -18,13 +18,18 @@ pub const CONNECT_RETRY_BACKOFF_MS_MAX: u64 = 2_000;
 /// [`connect`], retried with backoff until `budget` has passed (an edge node starts NATS and
 /// the host together; the host must not lose that race). Each failed attempt is logged; after
 /// the budget the error says how long and how often it tried. A zero budget tries once.
-pub async fn connect_with_retry(endpoint: &NatsEndpoint, name: &str, budget: Duration) -> Result<async_nats::Client> {
+pub async fn connect_with_retry(
+    endpoint: &NatsEndpoint,
+    name: &str,
+    budget: Duration,
+    tls: &Arc<rustls::ClientConfig>,
+) -> Result<async_nats::Client> {
     let started = std::time::Instant::now();
     let mut backoff = Duration::from_millis(CONNECT_RETRY_BACKOFF_MS_BASE);
     let mut attempts = 0u32;
     loop {
         attempts += 1;
-        let error = match connect(endpoint, name).await {
+        let error = match connect(endpoint, name, tls).await {
             Ok(client) => return Ok(client),
             Err(e) => e,
         };
@@ -49,13 +54,19 @@ pub async fn connect_with_retry(endpoint: &NatsEndpoint, name: &str, budget: Dur
     }
 }
 
-/// Connect to `endpoint`, naming the connection `name` on the server.
-pub async fn connect(endpoint: &NatsEndpoint, name: &str) -> Result<async_nats::Client> {
+/// Connect to `endpoint`, naming the connection `name` on the server; TLS with `tls` when the
+/// endpoint asks for it or the server requires it.
+pub async fn connect(
+    endpoint: &NatsEndpoint,
+    name: &str,
+    tls: &Arc<rustls::ClientConfig>,
+) -> Result<async_nats::Client> {
     let mut opts = async_nats::ConnectOptions::new()
         .name(name)
         .connection_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
         .max_reconnects(None)
-        .require_tls(endpoint.tls);
+        .require_tls(endpoint.tls)
+        .tls_client_config(rustls::ClientConfig::clone(tls));
     let label = name.to_string();
     opts = opts.event_callback(move |event| {
         let label = label.clone();
@@ -82,7 +93,12 @@ pub async fn connect(endpoint: &NatsEndpoint, name: &str) -> Result<async_nats::
             .with_context(|| format!("read NATS credentials file {path}"))?,
     };
     let url = endpoint.url();
-    opts.connect(url.as_str())
-        .await
-        .with_context(|| format!("cannot connect to NATS at {url}"))
+    match opts.connect(url.as_str()).await {
+        Ok(client) => Ok(client),
+        Err(error) if error.to_string().contains("certificate") => Err(anyhow::Error::new(error).context(format!(
+            "cannot connect to NATS at {url}: its TLS certificate is not trusted (it must chain to \
+             --tls-ca-file or to the system's roots, and name the host connected to)"
+        ))),
+        Err(error) => Err(anyhow::Error::new(error).context(format!("cannot connect to NATS at {url}"))),
+    }
 }

@@ -31,9 +31,11 @@ pub mod conn;
 mod inprocess;
 mod instances;
 mod notify;
+mod outbox;
 pub mod rt;
 mod send;
 mod serve;
+mod stream;
 #[cfg(test)]
 mod tests;
 mod turns;

@@ -110,6 +110,8 @@ fn reports_connected_only_once_confirmed(backend: super::rt::Backend) {
                 servers: vec![format!("127.0.0.1:{port}")],
                 auth: NatsAuth::None,
                 name: "shard-test".into(),
+                tls: None,
+                require_tls: false,
             };
             let serving = Box::pin(read_loop(core, config, report_tx));
             futures::future::select(serving, stop_rx).await;

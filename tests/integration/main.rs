@@ -16,6 +16,7 @@ mod interop;
 mod lattice;
 mod memory_budget;
 mod metrics;
+mod nats_tls;
 mod oci;
 mod overload;
 mod provider_credentials;

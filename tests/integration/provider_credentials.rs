@@ -15,6 +15,17 @@ use crate::support::signed_kvcounter;
 /// account preloaded, JetStream on for it), the account key, and full-permission user
 /// credentials for the host and the test clients.
 fn operator_mode_nats() -> (crate::support::Nats, nkeys::KeyPair, (String, String)) {
+    let (config, account, credentials) = operator_mode_config();
+    (
+        crate::support::Nats::start_with_config(&config, credentials.clone()),
+        account,
+        credentials,
+    )
+}
+
+/// The configuration lines of an operator-mode nats-server, its account key and a
+/// full-permission user's JWT and seed.
+pub fn operator_mode_config() -> (String, nkeys::KeyPair, (String, String)) {
     use nats_io_jwt::{Account, Operator, OperatorLimits, Token, User};
     let operator = nkeys::KeyPair::new_operator();
     let account = nkeys::KeyPair::new_account();
@@ -52,11 +63,7 @@ fn operator_mode_nats() -> (crate::support::Nats, nkeys::KeyPair, (String, Strin
         system_key = system.public_key(),
     );
     let credentials = (user_jwt, user.seed().expect("seed"));
-    (
-        crate::support::Nats::start_with_config(&config, credentials.clone()),
-        account,
-        credentials,
-    )
+    (config, account, credentials)
 }
 
 #[tokio::test]

@@ -34,6 +34,8 @@ async fn echo_server(port: u16, subject: &str, count: usize, ready: mpsc::Sender
         servers: vec![format!("127.0.0.1:{port}")],
         auth: NatsAuth::None,
         name: "test-shard".into(),
+        tls: None,
+        require_tls: false,
     };
     let mut conn = Conn::connect(config).await.map_err(|e| format!("connect: {e}"))?;
     let outbox = conn.outbox();

@@ -6,46 +6,9 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use futures::StreamExt;
-
-use crate::support::rpc::{lab_with, Lab, EVENT_TIMEOUT};
+use crate::support::rpc::{lab_with, Lab};
 use crate::support::seccomp::BLOCK_IO_URING_ENV;
-use crate::support::{eventually, host_binary, signed_echo, unique_lattice, ActorSpec, HostOptions, Nats};
-
-/// A counter `name=N` of a shard's counters line.
-fn counter(line: &str, name: &str) -> u64 {
-    line.split_whitespace()
-        .find_map(|field| field.strip_prefix(&format!("{name}=")))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-/// Echo on every shard: 32 calls in flight at once, each answered with its payload, and both
-/// shards' counters showing served invocations.
-async fn serves_echo_on_every_shard(lab: &mut Lab) {
-    let echo = signed_echo(ActorSpec::default());
-    lab.start("echo.wasm", &echo, 2).await;
-    let mut pending = futures::stream::FuturesUnordered::new();
-    for i in 0..32u32 {
-        let payload = format!("payload-{i}").into_bytes();
-        let (lab, key) = (&*lab, echo.key.clone());
-        pending.push(async move {
-            (
-                payload.clone(),
-                lab.call(&key, "HttpServer.HandleRequest", &payload).await,
-            )
-        });
-    }
-    while let Some((payload, result)) = pending.next().await {
-        assert_eq!(result.expect("echo served"), payload);
-    }
-    for shard in ["shard-0", "shard-1"] {
-        eventually(EVENT_TIMEOUT, &format!("{shard} served some"), || async {
-            lab.shard_counters(shard).filter(|line| counter(line, "served") > 0)
-        })
-        .await;
-    }
-}
+use crate::support::{host_binary, unique_lattice, HostOptions, Nats};
 
 #[tokio::test]
 async fn auto_falls_back_to_epoll_where_io_uring_is_blocked_and_says_why() {
@@ -73,7 +36,7 @@ async fn auto_falls_back_to_epoll_where_io_uring_is_blocked_and_says_why() {
         );
     }
     assert!(!log.contains("panicked"), "{log}");
-    serves_echo_on_every_shard(&mut lab).await;
+    lab.serves_echo_on_every_shard().await;
 }
 
 #[tokio::test]
@@ -85,7 +48,7 @@ async fn epoll_asked_for_serves_on_every_shard() {
             .any(|l| l.contains("shard I/O backend") && l.contains("backend=epoll")),
         "{log}"
     );
-    serves_echo_on_every_shard(&mut lab).await;
+    lab.serves_echo_on_every_shard().await;
 }
 
 #[tokio::test]

@@ -93,7 +93,7 @@ impl HostDataBase {
             NatsAuth::None => (String::new(), String::new()),
             NatsAuth::JwtSeed { jwt, seed } => (jwt.clone(), seed.clone()),
             NatsAuth::CredsFile(path) => {
-                crate::shard::conn::read_creds(path).map_err(|e| anyhow::anyhow!("provider RPC credentials: {e}"))?
+                crate::config::read_creds(path).map_err(|e| anyhow::anyhow!("provider RPC credentials: {e}"))?
             }
         };
         let invocation_seed = config

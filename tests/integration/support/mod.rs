@@ -14,6 +14,7 @@ pub mod provider;
 mod registry;
 pub mod rpc;
 pub mod seccomp;
+pub mod tls;
 
 pub use actors::*;
 pub use registry::*;
@@ -106,6 +107,8 @@ pub struct Nats {
     _store_dir: tempfile::TempDir,
     /// User JWT and seed the test clients connect with (operator mode), if any.
     pub credentials: Option<(String, String)>,
+    /// TLS the test clients connect with (a server started with a `tls` block), if any.
+    pub tls: Option<tls::ClientFiles>,
 }
 
 impl Nats {
@@ -127,6 +130,14 @@ impl Nats {
     /// `jetstream` lines (e.g. an operator, a resolver and preloaded accounts). Test clients
     /// connect with `credentials`.
     pub fn start_with_config(config: &str, credentials: (String, String)) -> Nats {
+        let mut nats = Self::start_with_conf(config);
+        nats.credentials = Some(credentials);
+        nats
+    }
+
+    /// Starts a server from a configuration: `config` is appended to the `listen` and
+    /// `jetstream` lines.
+    pub fn start_with_conf(config: &str) -> Nats {
         let port = free_port();
         let store_dir = tempfile::tempdir().expect("tempdir for JetStream");
         let file = store_dir.path().join("nats.conf");
@@ -137,9 +148,7 @@ impl Nats {
         std::fs::write(&file, text).expect("write nats.conf");
         let mut command = Command::new(nats_server_binary());
         command.arg("-c").arg(&file);
-        let mut nats = Self::spawn(command, port, store_dir);
-        nats.credentials = Some(credentials);
-        nats
+        Self::spawn(command, port, store_dir)
     }
 
     pub(crate) fn spawn(mut command: Command, port: u16, store_dir: tempfile::TempDir) -> Nats {
@@ -173,6 +182,7 @@ impl Nats {
             port,
             _store_dir: store_dir,
             credentials: None,
+            tls: None,
         }
     }
 
@@ -188,10 +198,13 @@ impl Nats {
 
     /// A fresh async-nats 0.51 client, connected (bounded), with the server's test credentials.
     pub async fn client(&self) -> async_nats::Client {
-        let options = match &self.credentials {
+        let mut options = match &self.credentials {
             Some((jwt, seed)) => jwt_options(jwt, seed),
             None => async_nats::ConnectOptions::new(),
         };
+        if let Some(tls) = &self.tls {
+            options = tls.apply(options);
+        }
         tokio::time::timeout(REQUEST_TIMEOUT, options.connect(self.url()))
             .await
             .expect("timed out connecting to nats-server")

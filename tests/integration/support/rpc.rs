@@ -309,3 +309,49 @@ impl Lab {
             .map(str::to_string)
     }
 }
+
+/// A counter of a shard's counters line: `name=N` (the metrics reporter's info line) or
+/// `name: N,` (the control plane's debug line of a shard's report).
+pub fn counter(line: &str, name: &str) -> u64 {
+    let mut fields = line.split_whitespace();
+    while let Some(field) = fields.next() {
+        if let Some(value) = field.strip_prefix(&format!("{name}=")) {
+            return value.parse().unwrap_or(0);
+        }
+        if field == format!("{name}:") {
+            return fields
+                .next()
+                .and_then(|v| v.trim_end_matches(',').parse().ok())
+                .unwrap_or(0);
+        }
+    }
+    0
+}
+
+impl Lab {
+    /// Echo on every shard: 32 calls in flight at once, each answered with its payload, and
+    /// both shards' counters showing served invocations.
+    pub async fn serves_echo_on_every_shard(&mut self) {
+        use futures::StreamExt;
+        let echo = super::signed_echo(super::ActorSpec::default());
+        self.start("echo.wasm", &echo, 2).await;
+        let mut pending = futures::stream::FuturesUnordered::new();
+        for i in 0..32u32 {
+            let payload = format!("payload-{i}").into_bytes();
+            let (lab, key) = (&*self, echo.key.clone());
+            pending.push(async move {
+                let result = lab.call(&key, "HttpServer.HandleRequest", &payload).await;
+                (payload, result)
+            });
+        }
+        while let Some((payload, result)) = pending.next().await {
+            assert_eq!(result.expect("echo served"), payload);
+        }
+        for shard in ["shard-0", "shard-1"] {
+            super::eventually(EVENT_TIMEOUT, &format!("{shard} served some"), || async {
+                self.shard_counters(shard).filter(|line| counter(line, "served") > 0)
+            })
+            .await;
+        }
+    }
+}
