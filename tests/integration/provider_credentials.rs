@@ -13,8 +13,9 @@ use crate::support::signed_kvcounter;
 
 /// A nats-server in operator mode (JWTs made with nats-io-jwt, a memory resolver with the
 /// account preloaded, JetStream on for it), the account key, and full-permission user
-/// credentials for the host and the test clients.
-fn operator_mode_nats() -> (crate::support::Nats, nkeys::KeyPair, (String, String)) {
+/// credentials for the host and the test clients. `extra_config` is appended to the server's
+/// configuration (a later `jetstream` block replaces the default one).
+pub(crate) fn operator_mode_nats(extra_config: &str) -> (crate::support::Nats, nkeys::KeyPair, (String, String)) {
     use nats_io_jwt::{Account, Operator, OperatorLimits, Token, User};
     let operator = nkeys::KeyPair::new_operator();
     let account = nkeys::KeyPair::new_account();
@@ -47,7 +48,7 @@ fn operator_mode_nats() -> (crate::support::Nats, nkeys::KeyPair, (String, Strin
         .claims(user_claims)
         .sign(&account);
     let config = format!(
-        "operator: {operator_jwt}\nsystem_account: {system_key}\nresolver: MEMORY\nresolver_preload: {{\n  {}: {account_jwt}\n  {system_key}: {system_jwt}\n}}\n",
+        "operator: {operator_jwt}\nsystem_account: {system_key}\nresolver: MEMORY\nresolver_preload: {{\n  {}: {account_jwt}\n  {system_key}: {system_jwt}\n}}\n{extra_config}\n",
         account.public_key(),
         system_key = system.public_key(),
     );
@@ -62,7 +63,7 @@ fn operator_mode_nats() -> (crate::support::Nats, nkeys::KeyPair, (String, Strin
 #[tokio::test]
 async fn scoped_credentials_let_a_provider_use_its_own_subjects_only() {
     use crate::support::{unique_lattice, HostOptions};
-    let (nats, account, (jwt, seed)) = operator_mode_nats();
+    let (nats, account, (jwt, seed)) = operator_mode_nats("");
     let mut options = HostOptions::new(&unique_lattice("provscoped"))
         .arg("--rpc-timeout-ms", "1500")
         .arg("--provider-health-interval-ms", HEALTH_INTERVAL_MS)
