@@ -3,7 +3,9 @@
 //! The flags and environment variables are those of the wasmCloud 0.82 Rust host (`wasmcloud`
 //! binary), so an operator swaps the binary name and nothing else. Flags of our own carry the
 //! `SHARDHOST_` environment prefix. Every limit has its unit in its name and is checked once, in
-//! [`Config::from_args`]; a bad value stops the process at start with a one-line reason.
+//! [`Config::from_args`]; a bad value stops the process at start with a one-line reason. What of
+//! the 0.82 command line needs more than a clap attribute (second variable names, connection
+//! fallbacks, flags accepted and not acted on) is in [`crate::config_compat`].
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -11,6 +13,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args as ClapArgs, Parser, Subcommand};
 
+use crate::config_compat::{self, CompatArgs};
 use crate::identity::{self, Identity};
 use crate::plane::{resolve_shard_io, ShardBackend, ShardIo};
 use crate::runtime::limits::{instance_slots_for_memory, memory_keep_resident_for, INSTANCE_SLOTS_TOTAL_DEFAULT};
@@ -164,15 +167,9 @@ pub struct HostArgs {
     #[arg(long = "kv-replicas", env = "SHARDHOST_KV_REPLICAS", default_value_t = 1,
           value_parser = clap::value_parser!(u8).range(1..=KV_REPLICAS_MAX as i64))]
     pub kv_replicas: u8,
-    /// Ask the config service for settings at start (accepted for compatibility; unused).
-    #[arg(long = "config-service-enabled", env = "WASMCLOUD_CONFIG_SERVICE")]
-    pub config_service_enabled: bool,
     /// Allow `file://` actor and provider references.
     #[arg(long = "allow-file-load", env = "WASMCLOUD_ALLOW_FILE_LOAD")]
     pub allow_file_load: bool,
-    /// Enable IPv6 addressing (accepted for compatibility).
-    #[arg(long = "enable-ipv6", env = "WASMCLOUD_ENABLE_IPV6")]
-    pub enable_ipv6: bool,
     /// Longest run of one actor invocation, in ms.
     #[arg(long = "max-execution-time", alias = "max-time", env = "WASMCLOUD_MAX_EXECUTION_TIME_MS", default_value_t = MAX_EXECUTION_TIME_MS_DEFAULT)]
     pub max_execution_time_ms: u64,
@@ -198,25 +195,10 @@ pub struct HostArgs {
     #[arg(long = "rpc-timeout-ms", env = "WASMCLOUD_RPC_TIMEOUT_MS", default_value_t = RPC_TIMEOUT_MS_DEFAULT)]
     pub rpc_timeout_ms: u64,
 
-    /// Policy request topic (accepted for compatibility; policy is not evaluated yet).
-    #[arg(long = "policy-topic", env = "WASMCLOUD_POLICY_TOPIC")]
-    pub policy_topic: Option<String>,
-    /// Policy changes topic (accepted for compatibility).
-    #[arg(long = "policy-changes-topic", env = "WASMCLOUD_POLICY_CHANGES_TOPIC")]
-    pub policy_changes_topic: Option<String>,
-    /// Policy request timeout in ms (accepted for compatibility).
-    #[arg(long = "policy-timeout-ms", env = "WASMCLOUD_POLICY_TIMEOUT")]
-    pub policy_timeout_ms: Option<u64>,
-
-    /// OCI registry whose credentials are given by `--oci-user`/`--oci-password`.
-    #[arg(long = "oci-registry", env = "OCI_REGISTRY", requires_all = ["oci_user", "oci_password"])]
-    pub oci_registry: Option<String>,
-    /// User name for `--oci-registry`.
-    #[arg(long = "oci-user", env = "OCI_REGISTRY_USER", requires_all = ["oci_registry", "oci_password"])]
-    pub oci_user: Option<String>,
-    /// Password for `--oci-registry`.
-    #[arg(long = "oci-password", env = "OCI_REGISTRY_PASSWORD", requires_all = ["oci_registry", "oci_user"], hide_env_values = true)]
-    pub oci_password: Option<String>,
+    /// The rest of the 0.82 command line: default NATS credentials, OCI credentials, and the
+    /// flags accepted and not acted on (`config_compat.rs`).
+    #[command(flatten)]
+    pub compat: CompatArgs,
 
     /// Number of data-plane shards (glommio executors, one pinned per core). Default: the cores
     /// this process may run on.
@@ -466,7 +448,9 @@ pub struct Config {
     pub heartbeat_interval: Duration,
     pub shard_count: usize,
     pub shard_inflight_max: usize,
-    pub policy_topic: Option<String>,
+    /// Flags and variables given that are accepted for 0.82 compatibility and not acted on;
+    /// logged in one warning at start.
+    pub not_acted_on: Vec<String>,
     /// Actor runtime limits (validated here, at start).
     pub runtime_limits: crate::runtime::RuntimeLimits,
     pub cache_dir: Option<std::path::PathBuf>,
@@ -557,13 +541,7 @@ impl Config {
         if args.max_execution_time_ms == 0 {
             bail!("--max-execution-time must be greater than 0");
         }
-        let log_level = args.log_level.to_ascii_lowercase();
-        if !["trace", "debug", "info", "warn", "error"].contains(&log_level.as_str()) {
-            bail!(
-                "--log-level `{}` is not one of trace, debug, info, warn, error",
-                args.log_level
-            );
-        }
+        let log_level = config_compat::log_level(&args.log_level)?;
 
         let identity = identity::Identity::new(
             args.host_seed.as_deref(),
@@ -571,7 +549,7 @@ impl Config {
             &args.cluster_issuers,
         )?;
 
-        let (ctl, rpc, prov_rpc, nats_plan) = resolve_endpoints(&args)?;
+        let (ctl, rpc, prov_rpc, nats_plan) = resolve_endpoints(&args, env)?;
         let prov_rpc_account = match args.prov_rpc_account_seed.as_deref().filter(|s| !s.is_empty()) {
             Some(seed) => {
                 let key = nkeys::KeyPair::from_seed(seed)
@@ -603,15 +581,8 @@ impl Config {
             ..Default::default()
         };
         runtime_limits.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
-        let oci_credential = match (args.oci_registry, args.oci_user, args.oci_password) {
-            (Some(registry), Some(username), Some(password)) => Some(OciCredential {
-                registry,
-                username,
-                password,
-            }),
-            (None, None, None) => None,
-            _ => bail!("--oci-registry, --oci-user and --oci-password must be given together"),
-        };
+        let oci_credential = config_compat::oci_credential(&args.compat, env)?;
+        let not_acted_on = config_compat::not_acted_on(&args.compat, env);
         let (shard_backend, shard_io_warning) = resolve_shard_io(args.shard_io).map_err(anyhow::Error::msg)?;
         let tls = crate::tls::client_config(&crate::tls::TlsFiles {
             ca_file: args.tls_ca_file.clone(),
@@ -649,7 +620,7 @@ impl Config {
             heartbeat_interval: Duration::from_millis(args.heartbeat_interval_ms),
             shard_count,
             shard_inflight_max: args.shard_inflight_max as usize,
-            policy_topic: args.policy_topic,
+            not_acted_on,
             runtime_limits,
             cache_dir: args.cache_dir,
             shard_io: args.shard_io,
@@ -674,12 +645,9 @@ fn env_get(env: &[(String, String)], key: &str) -> Option<String> {
 
 type Endpoints = (NatsEndpoint, NatsEndpoint, NatsEndpoint, NatsPlan);
 
-fn resolve_endpoints(args: &HostArgs) -> Result<Endpoints> {
-    let conns: [(ConnArgs, &str); 3] = [
-        (args.ctl.clone().into(), "ctl"),
-        (args.rpc.clone().into(), "rpc"),
-        (args.prov_rpc.clone().into(), "prov-rpc"),
-    ];
+fn resolve_endpoints(args: &HostArgs, env: &[(String, String)]) -> Result<Endpoints> {
+    let [ctl, rpc, prov_rpc] = config_compat::connections(args, env)?;
+    let conns: [(ConnArgs, &str); 3] = [(ctl, "ctl"), (rpc, "rpc"), (prov_rpc, "prov-rpc")];
     let any_given = args.nats_host.is_some()
         || args.nats_port.is_some()
         || conns.iter().any(|(c, _)| c.host.is_some() || c.port.is_some());

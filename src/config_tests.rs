@@ -113,7 +113,11 @@ fn bad_values_fail() {
 fn labels_from_flags_and_env() {
     let c = config(&["--label", "zone=a"], &[("WASMCLOUD_LABEL_Region", "eu")]).unwrap();
     assert_eq!(c.labels.get("zone").map(String::as_str), Some("a"));
-    assert_eq!(c.labels.get("region").map(String::as_str), Some("eu"));
+    assert_eq!(
+        c.labels.get("Region").map(String::as_str),
+        Some("eu"),
+        "case kept, as on 0.82"
+    );
     assert!(c.labels.contains_key("hostcore.arch"));
     assert!(c.labels.contains_key("hostcore.os"));
     assert!(c.labels.contains_key("hostcore.osfamily"));

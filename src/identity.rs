@@ -98,8 +98,8 @@ impl Identity {
 }
 
 /// Labels every host reports (`hostcore.*`, as the Rust host derives them from
-/// `std::env::consts`), then `WASMCLOUD_LABEL_*` variables (key lowercased), then `--label`
-/// flags, later ones winning.
+/// `std::env::consts`), then `WASMCLOUD_LABEL_*` variables, then `--label` flags, later ones
+/// winning. Keys keep their case, as on the 0.82 host: `WASMCLOUD_LABEL_ZONE=x` is label `ZONE`.
 pub fn host_labels(env: &[(String, String)], flags: &[(String, String)]) -> BTreeMap<String, String> {
     let mut labels = BTreeMap::new();
     labels.insert("hostcore.arch".to_string(), std::env::consts::ARCH.to_string());
@@ -108,7 +108,7 @@ pub fn host_labels(env: &[(String, String)], flags: &[(String, String)]) -> BTre
     for (key, value) in env {
         if let Some(label) = key.strip_prefix(LABEL_ENV_PREFIX) {
             if !label.is_empty() {
-                labels.insert(label.to_ascii_lowercase(), value.clone());
+                labels.insert(label.to_string(), value.clone());
             }
         }
     }

@@ -21,12 +21,15 @@
 //!   compiled actors, warm instance pools, the wasmbus ABI).
 //! - between the planes: [`plane`] (commands and reports), [`routing`] (immutable snapshots).
 //! - control plane: [`control`] (ctl interface, events, heartbeat, KV, managed NATS).
-//! - shared: [`config`] (flags and limits), [`identity`] (keys, labels), [`lattice`] (KV
-//!   entry types and parsers; pure), [`tls`] (the NATS connections' TLS settings).
+//! - shared: [`config`] (flags and limits), [`config_compat`] (the rest of the wasmCloud 0.82
+//!   command line), [`identity`] (keys, labels), [`lattice`] (KV entry types and parsers;
+//!   pure), [`tls`] (the NATS connections' TLS settings).
 
 pub mod auth;
 #[cfg(feature = "host")]
 pub mod config;
+#[cfg(feature = "host")]
+pub mod config_compat;
 #[cfg(feature = "host")]
 pub mod control;
 #[cfg(feature = "host")]

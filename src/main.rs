@@ -7,6 +7,7 @@ use anyhow::Result;
 use clap::{Args as _, CommandFactory as _, FromArgMatches as _};
 
 use shardhost::config::{ClaimsCommand, Cli, Command, Config, NatsPlan};
+use shardhost::config_compat;
 use shardhost::control::managed_nats::{self, ManagedNats};
 use shardhost::control::ControlPlane;
 use shardhost::inspect::SignArgs;
@@ -127,9 +128,8 @@ fn claims_sign(args: &SignArgs) -> ExitCode {
 }
 
 fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("{},async_nats=warn,cranelift_codegen=warn", config.log_level))
-    });
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let (filter, rust_log_refused) = config_compat::log_filter(&config.log_level, rust_log.as_deref());
     use std::io::IsTerminal;
     // Colours only for a person at a terminal: never in files, journald or pipes.
     let builder = tracing_subscriber::fmt()
@@ -141,6 +141,10 @@ fn init_logging(config: &Config) {
     } else {
         builder.init();
     }
+    if let Some(reason) = rust_log_refused {
+        tracing::error!("{reason}");
+    }
+    config_compat::warn_not_acted_on(&config.not_acted_on);
 }
 
 async fn run(mut config: Config) -> Result<()> {

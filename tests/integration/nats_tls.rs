@@ -41,7 +41,7 @@ async fn tls_with_client_certificates_serves_echo_on_every_shard() {
 async fn operator_mode_credentials_over_tls_authenticate_every_shard() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = make_ca(dir.path(), "operator");
-    let (config, _account, (jwt, seed)) = operator_mode_config();
+    let (config, _account, (jwt, seed)) = operator_mode_config("");
     let mut nats = Nats::start_with_conf(&format!("{config}\n{}", ca.server_block(false)));
     nats.credentials = Some((jwt.clone(), seed.clone()));
     nats.tls = Some(ca.client_files(false));

@@ -35,7 +35,13 @@ fn policy(registry: &Registry, allow_latest: bool) -> FetchPolicy {
 
 /// Pushes `layer` (with `media_type`) as a wasmCloud actor artifact over plain HTTP; returns
 /// the manifest digest.
-async fn push(registry: &Registry, reference: &str, layer: &[u8], media_type: &str, auth: &RegistryAuth) -> String {
+pub(crate) async fn push(
+    registry: &Registry,
+    reference: &str,
+    layer: &[u8],
+    media_type: &str,
+    auth: &RegistryAuth,
+) -> String {
     push_with_config(registry, reference, layer, media_type, ACTOR_CONFIG_MEDIA_TYPE, auth).await
 }
 

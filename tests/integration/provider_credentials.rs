@@ -13,9 +13,10 @@ use crate::support::signed_kvcounter;
 
 /// A nats-server in operator mode (JWTs made with nats-io-jwt, a memory resolver with the
 /// account preloaded, JetStream on for it), the account key, and full-permission user
-/// credentials for the host and the test clients.
-fn operator_mode_nats() -> (crate::support::Nats, nkeys::KeyPair, (String, String)) {
-    let (config, account, credentials) = operator_mode_config();
+/// credentials for the host and the test clients. `extra_config` is appended to the server's
+/// configuration (a later `jetstream` block replaces the default one).
+pub(crate) fn operator_mode_nats(extra_config: &str) -> (crate::support::Nats, nkeys::KeyPair, (String, String)) {
+    let (config, account, credentials) = operator_mode_config(extra_config);
     (
         crate::support::Nats::start_with_config(&config, credentials.clone()),
         account,
@@ -23,9 +24,9 @@ fn operator_mode_nats() -> (crate::support::Nats, nkeys::KeyPair, (String, Strin
     )
 }
 
-/// The configuration lines of an operator-mode nats-server, its account key and a
-/// full-permission user's JWT and seed.
-pub fn operator_mode_config() -> (String, nkeys::KeyPair, (String, String)) {
+/// The configuration lines of an operator-mode nats-server (plus `extra_config`), its account
+/// key and a full-permission user's JWT and seed.
+pub fn operator_mode_config(extra_config: &str) -> (String, nkeys::KeyPair, (String, String)) {
     use nats_io_jwt::{Account, Operator, OperatorLimits, Token, User};
     let operator = nkeys::KeyPair::new_operator();
     let account = nkeys::KeyPair::new_account();
@@ -58,7 +59,7 @@ pub fn operator_mode_config() -> (String, nkeys::KeyPair, (String, String)) {
         .claims(user_claims)
         .sign(&account);
     let config = format!(
-        "operator: {operator_jwt}\nsystem_account: {system_key}\nresolver: MEMORY\nresolver_preload: {{\n  {}: {account_jwt}\n  {system_key}: {system_jwt}\n}}\n",
+        "operator: {operator_jwt}\nsystem_account: {system_key}\nresolver: MEMORY\nresolver_preload: {{\n  {}: {account_jwt}\n  {system_key}: {system_jwt}\n}}\n{extra_config}\n",
         account.public_key(),
         system_key = system.public_key(),
     );
@@ -69,7 +70,7 @@ pub fn operator_mode_config() -> (String, nkeys::KeyPair, (String, String)) {
 #[tokio::test]
 async fn scoped_credentials_let_a_provider_use_its_own_subjects_only() {
     use crate::support::{unique_lattice, HostOptions};
-    let (nats, account, (jwt, seed)) = operator_mode_nats();
+    let (nats, account, (jwt, seed)) = operator_mode_nats("");
     let mut options = HostOptions::new(&unique_lattice("provscoped"))
         .arg("--rpc-timeout-ms", "1500")
         .arg("--provider-health-interval-ms", HEALTH_INTERVAL_MS)
