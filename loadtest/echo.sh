@@ -22,6 +22,8 @@
 #   HOSTS="a=BIN b=BIN"         compare builds: one host per NAME=BINARY, each on its own lattice
 #                               with its own echo actor, run in alternation with the floor
 #                               (raw, a, b, raw, a, b, …); default: echo=target/release/shardhost
+#   HOST_ARGS_<NAME>="--flag v" extra flags for host NAME, e.g. HOSTS="uring=BIN epoll=BIN"
+#                               HOST_ARGS_uring="--shard-io io-uring" HOST_ARGS_epoll="--shard-io epoll"
 #   SKIP_BUILD=1                use the release binaries already built
 #   A2P=0                       leave out actor-to-provider (it builds the provider in release
 #                               once, a few minutes, with its own Cargo.lock)
@@ -165,6 +167,11 @@ for spec in "${hosts[@]}"; do
   host_cmd=("$binary" up --nats-host 127.0.0.1 --nats-port "$port" --allow-file-load --lattice "${host_lattices[$name]}")
   if [[ -n "${SHARDS:-}" ]]; then
     host_cmd+=(--shards "$SHARDS")
+  fi
+  extra_args_var="HOST_ARGS_$name"
+  if [[ -n "${!extra_args_var:-}" ]]; then
+    read -r -a extra_args <<<"${!extra_args_var}"
+    host_cmd+=("${extra_args[@]}")
   fi
   echo "host $name: ${host_cmd[*]} (log: $results/host-$name.log)" >&2
   "${host_cmd[@]}" >"$results/host-$name.log" 2>&1 &
