@@ -451,6 +451,8 @@ pub struct Config {
     /// Flags and variables given that are accepted for 0.82 compatibility and not acted on;
     /// logged in one warning at start.
     pub not_acted_on: Vec<String>,
+    /// The policy service (`--policy-topic`); `None`: every action is permitted.
+    pub policy: Option<PolicySettings>,
     /// Actor runtime limits (validated here, at start).
     pub runtime_limits: crate::runtime::RuntimeLimits,
     pub cache_dir: Option<std::path::PathBuf>,
@@ -583,6 +585,7 @@ impl Config {
         runtime_limits.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
         let oci_credential = config_compat::oci_credential(&args.compat, env)?;
         let not_acted_on = config_compat::not_acted_on(&args.compat, env);
+        let policy = config_compat::policy_settings(&args.compat)?;
         let (shard_backend, shard_io_warning) = resolve_shard_io(args.shard_io).map_err(anyhow::Error::msg)?;
         let tls = crate::tls::client_config(&crate::tls::TlsFiles {
             ca_file: args.tls_ca_file.clone(),
@@ -621,6 +624,7 @@ impl Config {
             shard_count,
             shard_inflight_max: args.shard_inflight_max as usize,
             not_acted_on,
+            policy,
             runtime_limits,
             cache_dir: args.cache_dir,
             shard_io: args.shard_io,
@@ -701,4 +705,15 @@ pub fn read_creds(path: &str) -> std::result::Result<(String, String), String> {
         (Some(jwt), Some(seed)) => Ok((jwt, seed)),
         _ => Err(format!("{path} holds no user JWT and seed")),
     }
+}
+
+/// Where and how long to ask the policy service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicySettings {
+    /// `--policy-topic`: requests go here.
+    pub topic: String,
+    /// `--policy-changes-topic`: changed decisions are announced here.
+    pub changes_topic: Option<String>,
+    /// `--policy-timeout-ms`: no reply within it denies.
+    pub timeout: Duration,
 }

@@ -61,17 +61,19 @@ pub struct CompatArgs {
     )]
     pub oci_password: Option<String>,
 
-    /// Policy request topic (accepted for compatibility; policy is not evaluated).
+    /// Policy service topic: every actor start, provider start and invocation is asked there
+    /// first, and denied when it does not answer.
     #[arg(long = "policy-topic", env = "WASMCLOUD_POLICY_TOPIC")]
     pub policy_topic: Option<String>,
-    /// Policy changes topic (accepted for compatibility; needs --policy-topic).
+    /// Topic on which the policy service announces changed decisions (needs --policy-topic).
     #[arg(
         long = "policy-changes-topic",
         env = "WASMCLOUD_POLICY_CHANGES_TOPIC",
         requires = "policy_topic"
     )]
     pub policy_changes_topic: Option<String>,
-    /// Policy request timeout in ms (accepted for compatibility; needs --policy-topic).
+    /// How long a policy request may take before the action is denied, ms (default 1000;
+    /// needs --policy-topic).
     #[arg(
         long = "policy-timeout-ms",
         env = "WASMCLOUD_POLICY_TIMEOUT",
@@ -222,22 +224,39 @@ fn setting_name(flag: &str, env_key: &str, value: Option<&str>, env: &[(String, 
     }
 }
 
+/// The policy service settings, when `--policy-topic` is given.
+pub fn policy_settings(compat: &CompatArgs) -> anyhow::Result<Option<crate::config::PolicySettings>> {
+    let Some(topic) = compat.policy_topic.clone().filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    for (flag, subject) in [
+        ("--policy-topic", Some(&topic)),
+        ("--policy-changes-topic", compat.policy_changes_topic.as_ref()),
+    ] {
+        if let Some(subject) = subject {
+            if subject.split('.').any(str::is_empty) || subject.contains(char::is_whitespace) {
+                anyhow::bail!("{flag} `{subject}` is not a NATS subject");
+            }
+        }
+    }
+    let timeout_ms = compat
+        .policy_timeout_ms
+        .unwrap_or(crate::control::policy::POLICY_TIMEOUT_MS_DEFAULT);
+    if timeout_ms == 0 {
+        anyhow::bail!("--policy-timeout-ms must be at least 1");
+    }
+    Ok(Some(crate::config::PolicySettings {
+        topic,
+        changes_topic: compat.policy_changes_topic.clone().filter(|t| !t.is_empty()),
+        timeout: std::time::Duration::from_millis(timeout_ms),
+    }))
+}
+
 /// The flags and variables given that this host accepts for 0.82 compatibility and does not act
-/// on, in a stable order: the policy flags, the `--otel-*` flags, the config-service and IPv6
+/// on, in a stable order: the `--otel-*` flags, the config-service and IPv6
 /// switches, then every other `OTEL_*` variable set (sorted).
 pub fn not_acted_on(compat: &CompatArgs, env: &[(String, String)]) -> Vec<String> {
-    let options: [(&str, &str, Option<String>); 5] = [
-        ("--policy-topic", "WASMCLOUD_POLICY_TOPIC", given(&compat.policy_topic)),
-        (
-            "--policy-changes-topic",
-            "WASMCLOUD_POLICY_CHANGES_TOPIC",
-            given(&compat.policy_changes_topic),
-        ),
-        (
-            "--policy-timeout-ms",
-            "WASMCLOUD_POLICY_TIMEOUT",
-            compat.policy_timeout_ms.map(|ms| ms.to_string()),
-        ),
+    let options: [(&str, &str, Option<String>); 2] = [
         (
             "--otel-traces-exporter",
             "OTEL_TRACES_EXPORTER",

@@ -238,8 +238,6 @@ fn the_warning_names_what_was_given_and_is_not_acted_on() {
     assert_eq!(
         c.not_acted_on,
         [
-            "--policy-topic",
-            "--policy-timeout-ms",
             "--otel-traces-exporter",
             "--config-service-enabled",
             "OTEL_EXPORTER_OTLP_HEADERS",
@@ -276,7 +274,26 @@ fn policy_settings_need_the_policy_topic_as_in_082() {
         assert!(config(&[flag, "1"], &[]).is_err(), "{flag} alone");
     }
     let c = config(&["--policy-topic", "p", "--policy-changes-topic", "c"], &[]).unwrap();
-    assert_eq!(c.not_acted_on, ["--policy-topic", "--policy-changes-topic"]);
+    assert!(c.not_acted_on.is_empty(), "the policy service is acted on");
+    let policy = c.policy.expect("policy settings");
+    assert_eq!(
+        (policy.topic.as_str(), policy.changes_topic.as_deref()),
+        ("p", Some("c"))
+    );
+    assert_eq!(
+        policy.timeout,
+        std::time::Duration::from_millis(1_000),
+        "0.82's default"
+    );
+    let c = config(
+        &["--policy-topic", "wasmcloud.policy", "--policy-timeout-ms", "250"],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.policy.expect("policy").timeout, std::time::Duration::from_millis(250));
+    assert!(config(&["--policy-topic", "a..b"], &[]).is_err(), "not a subject");
+    assert!(config(&["--policy-topic", "p", "--policy-timeout-ms", "0"], &[]).is_err());
+    assert!(config(&[], &[]).unwrap().policy.is_none());
 }
 
 #[test]

@@ -57,8 +57,32 @@ pub enum ShardCommand {
     },
     /// Drop actor `key`'s pool.
     ActorStop { key: String },
+    /// A policy decision for invocations of `pair` (the control plane's answer to a
+    /// [`ShardReport::PolicyQuery`], or a change the policy service announced).
+    Policy { pair: PolicyPair, verdict: PolicyVerdict },
     /// Finish in-flight work and stop.
     Stop,
+}
+
+/// A caller and callee the policy service decides invocations for, as a shard sees them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PolicyPair {
+    /// The invocation origin's public key (an actor's `M…` or a provider's `V…`).
+    pub origin: String,
+    /// The origin's link name when it is a provider; empty for an actor.
+    pub link_name: String,
+    /// The invoked actor's public key.
+    pub target: String,
+}
+
+/// What a shard does with invocations of a [`PolicyPair`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyVerdict {
+    /// `None`: permitted; `Some(error)`: answered with this error ("Policy denied …").
+    pub denial: Option<Arc<str>>,
+    /// Whether shards keep it for later invocations. A denial the host made because the
+    /// service gave no decision (timeout, garbage) is not kept: the next invocation asks again.
+    pub lasting: bool,
 }
 
 /// What every shard needs to serve invocations, fixed for the life of the process.
@@ -89,6 +113,9 @@ pub struct ShardConfig {
     pub warm_release: Option<Duration>,
     /// The executor the shard runs on (`--shard-io`, resolved at start).
     pub backend: ShardBackend,
+    /// A policy service decides invocations (`--policy-topic`): an invocation of a pair the
+    /// shard has no verdict for waits for one.
+    pub policy: bool,
 }
 
 impl ShardConfig {
@@ -106,6 +133,7 @@ impl ShardConfig {
             drain_timeout: Duration::from_millis(crate::config::DRAIN_TIMEOUT_MS_DEFAULT),
             warm_release: None,
             backend: ShardBackend::IoUring,
+            policy: false,
         }
     }
 }
@@ -153,6 +181,10 @@ pub struct ShardStats {
     pub rejected_overload: u64,
     /// Answered "host stopping": accepted, still queued when the drain timeout passed.
     pub rejected_stopping: u64,
+    /// Answered "Policy denied …" (`--policy-topic`).
+    pub rejected_policy: u64,
+    /// Invocations that waited for a policy decision the shard did not have yet.
+    pub policy_held: u64,
     /// Accepted while the shard was at its bound and run later.
     pub queued: u64,
     /// Invocations that reached a guest and failed (trap, deadline, guest error …).
@@ -205,6 +237,8 @@ impl ShardStats {
         "rejected_not_running",
         "rejected_overload",
         "rejected_stopping",
+        "rejected_policy",
+        "policy_held",
         "queued",
         "guest_errors",
         "reply_failures",
@@ -251,6 +285,8 @@ impl ShardStats {
             rejected_not_running,
             rejected_overload,
             rejected_stopping,
+            rejected_policy,
+            policy_held,
             queued,
             guest_errors,
             reply_failures,
@@ -284,6 +320,8 @@ impl ShardStats {
             rejected_not_running,
             rejected_overload,
             rejected_stopping,
+            rejected_policy,
+            policy_held,
             queued,
             guest_errors,
             reply_failures,
@@ -308,14 +346,22 @@ impl ShardStats {
 }
 
 /// Number of [`ShardStats`] fields.
-pub const SHARD_STATS_FIELDS: usize = 31;
+pub const SHARD_STATS_FIELDS: usize = 33;
 
 /// One shard's counters as relaxed atomics on their own cache lines (crossbeam's
 /// `CachePadded`), so shards never share a line. The shard stores its plain [`ShardStats`]
 /// here after every batch and every report tick; readers see a value at most that old.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ShardCounters {
     values: CachePadded<[AtomicU64; SHARD_STATS_FIELDS]>,
+}
+
+impl Default for ShardCounters {
+    fn default() -> ShardCounters {
+        ShardCounters {
+            values: CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0))),
+        }
+    }
 }
 
 impl ShardCounters {
@@ -359,6 +405,8 @@ pub enum ShardReport {
     },
     /// Periodic counters.
     Stats { shard: ShardId, stats: ShardStats },
+    /// The shard holds invocations of `pair` until the policy service decides them.
+    PolicyQuery { shard: ShardId, pair: PolicyPair },
     /// The shard finished; these are its final counters.
     Stopped { shard: ShardId, stats: ShardStats },
 }

@@ -207,8 +207,17 @@ impl ControlPlane {
         let preparer = self.preparer.clone();
         let registries = self.registries.clone();
         let done = self.jobs_tx.clone();
+        let policy = self.policy.as_ref().map(super::policy::plane::PolicyPlane::manager);
         tokio::spawn(async move {
-            let result = preparer.prepare(request.reference(), &registries).await;
+            let mut result = preparer.prepare(request.reference(), &registries).await;
+            if let Ok(prepared) = &result {
+                let target = super::policy::Target::actor(&prepared.claims);
+                if let Err(denial) =
+                    super::policy::plane::gate_start(policy, target, super::policy::Action::StartActor).await
+                {
+                    result = Err(denial);
+                }
+            }
             if done.send(ActorJob { request, result }).await.is_err() {
                 tracing::warn!("actor job finished after the control plane stopped");
             }

@@ -17,6 +17,7 @@ pub mod managed_nats;
 mod memory;
 pub mod metrics;
 pub mod nats;
+pub mod policy;
 pub mod prepare;
 pub mod providers;
 pub mod registries;
@@ -93,6 +94,8 @@ pub struct ControlPlane {
     gauges: Arc<metrics::HostGauges>,
     /// Which shards' NATS connections are up.
     shards_connected: BTreeMap<ShardId, bool>,
+    /// The policy service (`--policy-topic`), if any.
+    policy: Option<policy::plane::PolicyPlane>,
 }
 
 impl ControlPlane {
@@ -177,6 +180,7 @@ impl ControlPlane {
             drain_timeout: config.drain_timeout,
             warm_release: config.warm_release,
             backend: config.shard_backend,
+            policy: config.policy.is_some(),
         };
         let shards = ShardSet::start(
             config.shard_count,
@@ -217,6 +221,12 @@ impl ControlPlane {
                 info.started,
             ));
         }
+        let policy = match &config.policy {
+            Some(settings) => {
+                Some(policy::plane::PolicyPlane::start(&ctl, settings, policy::plane::host_info(&info)).await?)
+            }
+            None => None,
+        };
         let host_data = Arc::new(providers::hostdata::HostDataBase::from_config(&config)?);
         let providers = providers::Providers::new(
             &state,
@@ -255,6 +265,7 @@ impl ControlPlane {
             providers,
             gauges,
             shards_connected: BTreeMap::new(),
+            policy,
         };
         plane.publish_routing();
         Ok(plane)
@@ -296,6 +307,7 @@ impl ControlPlane {
                 Some(done) = self.optimized_rx.recv() => self.on_optimized(done),
                 Some(job) = self.providers.jobs_rx.recv() => self.on_provider_job(job).await,
                 Some(report) = self.providers.reports_rx.recv() => self.providers.on_report(report),
+                Some((pair, verdict)) = policy::plane::next_verdict(&mut self.policy) => self.on_policy_verdict(pair, verdict),
                 _ = sigterm.recv() => break StopReason::Signal("SIGTERM"),
                 _ = sigint.recv() => break StopReason::Signal("SIGINT"),
             }
@@ -564,6 +576,10 @@ impl ControlPlane {
             ShardReport::ActorPoolFailed { shard, key, error } => {
                 tracing::error!(%shard, actor = %key, %error, "shard cannot build the actor's pool");
                 self.on_pool_report(shard, &key);
+            }
+            ShardReport::PolicyQuery { shard, pair } => {
+                tracing::debug!(%shard, ?pair, "shard asks for a policy decision");
+                self.on_policy_query(pair);
             }
         }
     }

@@ -32,6 +32,7 @@ mod inprocess;
 mod instances;
 mod notify;
 mod outbox;
+mod policy;
 pub mod rt;
 mod send;
 mod serve;
@@ -150,6 +151,10 @@ impl Shard {
                     key,
                     warm: 0,
                 });
+                true
+            }
+            ShardCommand::Policy { pair, verdict } => {
+                self.core.on_policy(&pair, &verdict);
                 true
             }
             ShardCommand::Stop => false,
@@ -344,6 +349,7 @@ async fn set_pool(
 /// reader gave them after 1.5 s, when a guest's deadline freed a slot).
 async fn read_loop(core: Rc<ShardCore>, config: ConnConfig, mut reports: mpsc::Sender<ShardReport>) {
     let shard = core.id;
+    let reports_for_queries = reports.clone();
     let link = Rc::clone(&core);
     let mut report = move |connected: bool, detail: String| {
         link.connected.set(connected);
@@ -369,6 +375,7 @@ async fn read_loop(core: Rc<ShardCore>, config: ConnConfig, mut reports: mpsc::S
     // The shard reports itself connected once the server has processed its subscriptions
     // (sent first on every connection): the PONG to a PING sent after them, which this loop
     // itself reads, so it keeps serving meanwhile.
+    let mut queries = reports_for_queries;
     let mut confirming = Some(core.outbox.ping());
     let mut batch = Vec::with_capacity(256);
     let mut jobs = Vec::with_capacity(256);
@@ -380,6 +387,7 @@ async fn read_loop(core: Rc<ShardCore>, config: ConnConfig, mut reports: mpsc::S
                 for job in jobs.drain(..) {
                     core.admit_or_queue(job);
                 }
+                ask_policy(&core, &mut queries);
                 core.publish_counters();
                 if confirming.is_some_and(|ping| core.outbox.answered(ping)) {
                     confirming = None;
@@ -397,6 +405,21 @@ async fn read_loop(core: Rc<ShardCore>, config: ConnConfig, mut reports: mpsc::S
                 core.bump(|s| s.reconnects += 1);
                 confirming = Some(core.outbox.ping());
             }
+        }
+    }
+}
+
+/// Ask the control plane about the pairs the last batch held invocations for; a query that
+/// cannot be sent refuses what waits for it (a shard never waits on a decision unasked).
+fn ask_policy(core: &Rc<ShardCore>, reports: &mut mpsc::Sender<ShardReport>) {
+    for pair in core.take_policy_queries() {
+        let query = ShardReport::PolicyQuery {
+            shard: core.id,
+            pair: pair.clone(),
+        };
+        if reports.try_send(query).is_err() {
+            core.bump(|s| s.reports_dropped += 1);
+            core.policy_unasked(&pair);
         }
     }
 }

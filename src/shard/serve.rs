@@ -18,7 +18,9 @@ use bytes::Bytes;
 
 use crate::auth::antiforgery::{self, check_capability, check_invocation, decode_invocation_token, AuthError};
 use crate::auth::verify_batch::{verify_batch, IssuerKeyCache, VerifyItem, VERIFY_BATCH_ITEMS_MAX};
-use crate::plane::{ChunkOp, ChunkRequest, ShardConfig, ShardId, ShardStats, CHUNK_THRESHOLD_BYTES};
+use crate::plane::{
+    ChunkOp, ChunkRequest, PolicyPair, PolicyVerdict, ShardConfig, ShardId, ShardStats, CHUNK_THRESHOLD_BYTES,
+};
 use crate::routing::RoutingSnapshot;
 use crate::runtime::ActorPool;
 use crate::wire::invocation::{decode_invocation, encode_response, response_len};
@@ -27,6 +29,7 @@ use super::calls::Calls;
 use super::conn::{Inbound, Outbox};
 use super::instances::Lease;
 use super::notify::Notify;
+use super::policy::{Gate, PolicyGate};
 use super::turns::{Turns, GUESTS_RUNNING_MAX, GUEST_TURN_WAIT_MS_MAX};
 
 /// Reply to an invocation for an actor this shard does not run (any more).
@@ -76,6 +79,10 @@ pub(crate) struct ShardCore {
     pub(super) refilling: RefCell<Vec<u64>>,
     /// Guests on the CPU at once, and those waiting for a turn.
     pub turns: Turns,
+    /// Policy verdicts and the invocations waiting for one (`--policy-topic`).
+    policy: RefCell<PolicyGate<Job>>,
+    /// Pairs to ask the control plane about (sent by the reader after each batch).
+    policy_queries: RefCell<Vec<PolicyPair>>,
 }
 
 /// An accepted invocation, owning slices of the frame it came in.
@@ -163,6 +170,7 @@ impl ShardCore {
     pub fn new(id: ShardId, config: ShardConfig, outbox: Rc<Outbox>) -> ShardCore {
         let calls = Calls::new(id);
         let config_inflight_max = config.inflight_max;
+        let policy = RefCell::new(PolicyGate::new(config.policy));
         ShardCore {
             id,
             config,
@@ -181,6 +189,8 @@ impl ShardCore {
             calls,
             refilling: RefCell::new(Vec::new()),
             turns: Turns::new(GUESTS_RUNNING_MAX.min(config_inflight_max)),
+            policy,
+            policy_queries: RefCell::new(Vec::new()),
         }
     }
 
@@ -207,9 +217,9 @@ impl ShardCore {
         self.inflight.get() >= self.config.inflight_max
     }
 
-    /// Invocations accepted and waiting for room.
+    /// Invocations accepted and waiting: for room, or for a policy decision.
     pub fn queued(&self) -> usize {
-        self.queue.borrow().len()
+        self.queue.borrow().len() + self.policy.borrow().held()
     }
 
     /// Whether the waiting room is full too.
@@ -251,7 +261,8 @@ impl ShardCore {
     /// Answer every queued invocation with error `text` (a stopping shard past its drain
     /// timeout); returns how many.
     pub fn refuse_queued(&self, text: &str) -> usize {
-        let queued: Vec<Job> = self.queue.borrow_mut().drain(..).collect();
+        let mut queued: Vec<Job> = self.queue.borrow_mut().drain(..).collect();
+        queued.extend(self.policy.borrow_mut().release_all());
         for job in &queued {
             let dispatch = job.dispatch();
             self.bump(|s| s.rejected_stopping += 1);
@@ -438,6 +449,24 @@ impl ShardCore {
                 self.reject(msg, inv.id, e.message(), |s| s.rejected_capability += 1);
                 continue;
             }
+            let origin_link = if inv.origin.contract_id.is_empty() {
+                ""
+            } else {
+                inv.origin.link_name
+            };
+            let gate = self.policy.borrow().check(inv.origin.public_key, origin_link, &actor);
+            let held = match gate {
+                Gate::Pass => None,
+                Gate::Deny(denial) => {
+                    self.reject(msg, inv.id, &denial, |s| s.rejected_policy += 1);
+                    continue;
+                }
+                Gate::Hold => Some(PolicyPair {
+                    origin: inv.origin.public_key.to_string(),
+                    link_name: origin_link.to_string(),
+                    target: actor.to_string(),
+                }),
+            };
             let payload = &msg.payload;
             let dispatch = Dispatch {
                 arrived,
@@ -457,16 +486,65 @@ impl ShardCore {
                     });
                     continue;
                 };
-                jobs.push(Job::Chunked(Dechunk {
+                let job = Job::Chunked(Dechunk {
                     dispatch,
                     content_length,
                     origin_url: metadata.origin_url,
                     target_url: metadata.target_url,
                     hash: metadata.hash,
-                }));
+                });
+                self.accept(job, held, jobs);
             } else {
-                jobs.push(Job::Serve(dispatch));
+                self.accept(Job::Serve(dispatch), held, jobs);
             }
+        }
+    }
+
+    /// An invocation that passed every check: to run (`jobs`), or held until the policy
+    /// service decides its pair (the first held one of a pair queues a query).
+    fn accept(&self, job: Job, held: Option<PolicyPair>, jobs: &mut Vec<Job>) {
+        let Some(pair) = held else {
+            jobs.push(job);
+            return;
+        };
+        self.bump(|s| s.policy_held += 1);
+        if self.policy.borrow_mut().hold(pair.clone(), job) {
+            self.policy_queries.borrow_mut().push(pair);
+        }
+    }
+
+    /// The pairs to ask the control plane about since the last call.
+    pub fn take_policy_queries(&self) -> Vec<PolicyPair> {
+        std::mem::take(&mut *self.policy_queries.borrow_mut())
+    }
+
+    /// Apply a policy verdict: keep it (if lasting) and run or refuse what waited for it.
+    pub fn on_policy(self: &Rc<Self>, pair: &PolicyPair, verdict: &PolicyVerdict) {
+        let released = self.policy.borrow_mut().decide(pair, verdict);
+        self.release_held(released, verdict.denial.as_deref());
+    }
+
+    /// A query that could not be sent: what waited for it is refused (failing closed).
+    pub fn policy_unasked(self: &Rc<Self>, pair: &PolicyPair) {
+        let released = self.policy.borrow_mut().release(pair);
+        let text =
+            "Policy denied: the shard could not ask the control plane for a decision (its report channel is full)";
+        self.release_held(released, Some(text));
+    }
+
+    fn release_held(self: &Rc<Self>, released: Vec<Job>, denial: Option<&str>) {
+        for job in released {
+            match denial {
+                Some(text) => {
+                    let dispatch = job.dispatch();
+                    self.bump(|s| s.rejected_policy += 1);
+                    self.reply(dispatch.reply(), dispatch.id(), Err(text), 0);
+                }
+                None => self.admit_or_queue(job),
+            }
+        }
+        if self.inflight() == 0 && self.queued() == 0 {
+            self.quiet.notify();
         }
     }
 

@@ -19,6 +19,7 @@ use shardhost::control::fetch::ACTOR_LAYER_MEDIA_TYPE;
 use crate::oci::push;
 use crate::provider_credentials::operator_mode_nats;
 use crate::providers::{file_ref, last_pid, CONTRACT};
+use crate::support::policy::{Answer, PolicyService};
 use crate::support::provider::{make_par, wait_record};
 use crate::support::rpc::{invocation, outcome, reloadable_key, Entity, EVENT_TIMEOUT, REPLY_TIMEOUT, START_TIMEOUT};
 use crate::support::{
@@ -111,6 +112,8 @@ async fn a_complete_082_command_line_and_environment_take_effect() {
         .extend(["--allow-latest", "--allow-file-load"].map(String::from));
     // Started at all: the ctl connection and the lattice bucket (through the JetStream domain)
     // authenticated with the default credentials, the seed read from the misspelt variable.
+    // The policy service the host must ask (0.82 fails closed without one): permits everything.
+    let policy = PolicyService::start(&nats.client().await, "wasmcloud.policy", |_| Answer::Permit).await;
     let host = Host::start(&nats, options).await;
     assert_eq!(host.id, host_key.public_key(), "WASMCLOUD_HOST_SEED");
     let nc = nats.client().await;
@@ -120,12 +123,14 @@ async fn a_complete_082_command_line_and_environment_take_effect() {
     check_ping(&nc, &host, &cluster.public_key(), &issuers, &port).await;
     check_actor_from_the_registry(&nc, &mut events, &host, &reference, &echo.key, &cluster).await;
     check_provider(&nc, &mut events, &host, &par, dir.path(), &jwt, &port).await;
+    let asked: Vec<_> = policy.requests().iter().map(|r| r["action"].clone()).collect();
+    assert!(
+        asked.contains(&serde_json::json!("start_actor")) && asked.contains(&serde_json::json!("start_provider")),
+        "--policy-topic is acted on: {asked:?}"
+    );
     check_log(
         &host,
         &[
-            "--policy-topic",
-            "--policy-changes-topic",
-            "WASMCLOUD_POLICY_TIMEOUT",
             "--otel-traces-exporter",
             "OTEL_EXPORTER_OTLP_ENDPOINT",
             "WASMCLOUD_CONFIG_SERVICE",
@@ -187,7 +192,9 @@ async fn check_actor_from_the_registry(
     assert_accepted(&ack, "la");
     let started = expect_event(events, "actors_started", START_TIMEOUT, "la of the :latest actor").await;
     assert_eq!(started["data"]["public_key"], actor, "{started}");
-    let origin = Entity::actor(&nkeys::KeyPair::new_module().public_key());
+    // An origin whose claims the host knows (the actor itself): with a policy service, 0.82
+    // denies an invocation from an origin whose claims it does not know.
+    let origin = Entity::actor(actor);
     let (id, bytes) = invocation(cluster, origin, Entity::actor(actor), "Echo.Say", b"edge", b"edge");
     let reply = tokio::time::timeout(
         REPLY_TIMEOUT,

@@ -81,8 +81,19 @@ impl ControlPlane {
         let registries = self.registries.clone();
         let cache_root = self.providers.cache_root.clone();
         let done = self.providers.jobs_tx.clone();
+        let policy = self
+            .policy
+            .as_ref()
+            .map(crate::control::policy::plane::PolicyPlane::manager);
         tokio::spawn(async move {
-            let result = prepare(&fetcher, &registries, &request, cache_root).await;
+            let mut result = prepare(&fetcher, &registries, &request, cache_root).await;
+            if let Ok(prepared) = &result {
+                let target = crate::control::policy::Target::provider(&prepared.claims);
+                let action = crate::control::policy::Action::StartProvider;
+                if let Err(denial) = crate::control::policy::plane::gate_start(policy, target, action).await {
+                    result = Err(denial);
+                }
+            }
             if done.send(ProviderJob { request, result }).await.is_err() {
                 tracing::warn!("provider job finished after the control plane stopped");
             }

@@ -288,6 +288,18 @@ impl Lab {
         outcome(&self.send(&self.subject(target), bytes).await, &id)
     }
 
+    /// An invocation of `target` from `origin`, signed with the host's key.
+    pub async fn call_from(
+        &self,
+        origin: Entity,
+        target: &str,
+        operation: &str,
+        msg: &[u8],
+    ) -> Result<Vec<u8>, String> {
+        let (id, bytes) = invocation(&self.cluster, origin, Entity::actor(target), operation, msg, msg);
+        outcome(&self.send(&self.subject(target), bytes).await, &id)
+    }
+
     /// [`Lab::call`] that gives up after `timeout`: the reply's payload, or None when nothing
     /// (or an error) came back — for polling while the host reconnects.
     pub async fn try_call(&self, target: &str, operation: &str, msg: &[u8], timeout: Duration) -> Option<Vec<u8>> {
