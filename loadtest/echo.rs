@@ -25,6 +25,8 @@ pub enum SeedKind {
     Cluster,
     /// `SA…`: signs actor claims (`--issuer-seed`).
     Account,
+    /// `SV…`: a provider's key (the load's origin for `put-claims` and `run --origin-key`).
+    Service,
 }
 
 /// A new seed of `kind` and its public key.
@@ -32,6 +34,7 @@ pub fn gen_seed(kind: SeedKind) -> Result<(String, String), LoadtestError> {
     let key = match kind {
         SeedKind::Cluster => nkeys::KeyPair::new_cluster(),
         SeedKind::Account => nkeys::KeyPair::new_account(),
+        SeedKind::Service => nkeys::KeyPair::new_service(),
     };
     let seed = key.seed().map_err(|e| LoadtestError::Arg {
         flag: "gen-seed",

@@ -24,6 +24,11 @@
 #                               (raw, a, b, raw, a, b, …); default: echo=target/release/shardhost
 #   HOST_ARGS_<NAME>="--flag v" extra flags for host NAME, e.g. HOSTS="uring=BIN epoll=BIN"
 #                               HOST_ARGS_uring="--shard-io io-uring" HOST_ARGS_epoll="--shard-io epoll"
+#   POLICY_TOPIC=SUBJECT        start a policy service that permits everything on SUBJECT and make
+#                               the load's caller known to every host (its claims in the bucket);
+#                               give the hosts under test `--policy-topic SUBJECT` with
+#                               HOST_ARGS_<NAME> (e.g. HOSTS="plain=BIN policy=BIN"
+#                               HOST_ARGS_policy="--policy-topic SUBJECT")
 #   SKIP_BUILD=1                use the release binaries already built
 #   A2P=0                       leave out actor-to-provider (it builds the provider in release
 #                               once, a few minutes, with its own Cargo.lock)
@@ -74,6 +79,7 @@ work="$(mktemp -d)"
 nats_pid=""
 all_host_pids=()
 responder_pid=""
+policy_pid=""
 
 # Stop a process: SIGTERM, wait up to $2 seconds, then SIGKILL.
 stop() {
@@ -96,6 +102,7 @@ cleanup() {
     stop "$pid" "$host_stop_secs"
   done
   stop "$responder_pid" 5
+  stop "$policy_pid" 5
   stop "$nats_pid" 5
   rm -rf "$work"
   if [[ $status -ne 0 ]]; then
@@ -151,6 +158,22 @@ fi
   echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) $(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)"
 } >"$results/commands.txt"
 
+# The policy service and the load's caller it must know (POLICY_TOPIC).
+origin_args=()
+if [[ -n "${POLICY_TOPIC:-}" ]]; then
+  "$loadtest" policy-responder --nats "127.0.0.1:$port" --topic "$POLICY_TOPIC" >"$work/policy.ready" 2>"$results/policy-responder.log" &
+  policy_pid=$!
+  for _ in $(seq 100); do
+    grep -q ready "$work/policy.ready" 2>/dev/null && break
+    kill -0 "$policy_pid" 2>/dev/null || { echo "echo.sh: the policy responder exited" >&2; exit 1; }
+    sleep 0.1
+  done
+  origin_key="$("$loadtest" gen-seed service 2>&1 >/dev/null | sed -n 's/^public key: //p')"
+  origin_args=(--origin-key "$origin_key")
+  echo "policy service on $POLICY_TOPIC (permits all); load origin $origin_key" >&2
+  echo "$loadtest policy-responder --nats 127.0.0.1:$port --topic $POLICY_TOPIC" >>"$results/commands.txt"
+fi
+
 # name=binary for each host under test.
 read -r -a hosts <<<"${HOSTS:-echo=$shardhost}"
 names=()
@@ -186,6 +209,9 @@ for spec in "${hosts[@]}"; do
       exit 1
     fi
   done
+  if [[ -n "${POLICY_TOPIC:-}" ]]; then
+    "$loadtest" put-claims --nats "127.0.0.1:$port" --lattice "${host_lattices[$name]}" --key "$origin_key"
+  fi
   if [[ "$a2p" != 0 ]]; then
     timeout $(( actor_start_secs + 10 )) "$loadtest" start-provider --nats "127.0.0.1:$port" \
       --lattice "${host_lattices[$name]}" --file "$results/kvprovider.par" --wait-secs "$actor_start_secs" >/dev/null
@@ -224,7 +250,8 @@ for round in $(seq "$rounds"); do
         --operation "$operation"
         --origin-contract wasmcloud:httpserver --in-flight "$in_flight" --duration "$duration" --warmup "$warmup"
         --payload-bytes "$payload_bytes" --connections "$connections" --timeout-ms "$timeout_ms"
-        --host-pid "${host_pids[$serving]}" --verify-echo --json "$results/$scenario-inflight$in_flight-r$round.json")
+        --host-pid "${host_pids[$serving]}" --verify-echo --json "$results/$scenario-inflight$in_flight-r$round.json"
+        "${origin_args[@]}")
       if [[ "$scenario" == raw ]]; then
         # The floor: the same invocations to the responder; host CPU should read ~0.
         run_cmd+=(--raw-subject "$raw_subject")

@@ -19,6 +19,7 @@ mod echo;
 mod engine;
 mod error;
 mod plot;
+mod policy;
 mod pool;
 mod procstat;
 mod providers;
@@ -90,6 +91,27 @@ enum Command {
     /// The `raw` floor's trivial responder: answer every request on a subject with its own
     /// bytes (prints "ready" on stdout once subscribed; stops on SIGTERM/SIGINT or --max-secs).
     Responder(ResponderArgs),
+    /// A policy service that permits every request on --topic (prints "ready" once
+    /// subscribed; stops on SIGTERM/SIGINT): the `policy` echo variant's service.
+    PolicyResponder {
+        #[arg(long)]
+        nats: String,
+        #[arg(long)]
+        topic: String,
+    },
+    /// Write claims for a provider origin key into a lattice's bucket, so a host with a policy
+    /// service knows the load's caller.
+    PutClaims {
+        #[arg(long)]
+        nats: String,
+        #[arg(long)]
+        lattice: String,
+        /// The origin's public key (V…), as given to `run --origin-key`.
+        #[arg(long)]
+        key: String,
+        #[arg(long, default_value = "wasmcloud:httpserver")]
+        contract: String,
+    },
     /// Print the suite's table (medians per scenario and pacing, against the raw floor) from
     /// the JSON reports in a results directory.
     Summarize {
@@ -206,6 +228,10 @@ struct RunArgs {
     /// Link name of the provider origin.
     #[arg(long = "origin-link", default_value = "default")]
     origin_link: String,
+    /// The origin's public key (default: a new one per run), e.g. one whose claims
+    /// `put-claims` wrote.
+    #[arg(long = "origin-key")]
+    origin_key: Option<String>,
     #[arg(long, default_value = "HttpServer.HandleRequest")]
     operation: String,
     #[arg(long = "payload-bytes", default_value_t = 64)]
@@ -351,10 +377,13 @@ impl RunArgs {
                 })
             }
         };
-        let origin = match &self.origin_contract {
+        let mut origin = match &self.origin_contract {
             Some(contract_id) => Origin::new_provider(contract_id, &self.origin_link),
             None => Origin::new_actor(),
         };
+        if let Some(key) = &self.origin_key {
+            origin.public_key = key.clone();
+        }
         Ok(RunConfig {
             nats_url: self.nats.clone(),
             lattice: self.lattice.clone(),
@@ -539,6 +568,17 @@ fn execute(command: Command) -> Result<(), LoadtestError> {
                 println!("{}", path.display());
             }
         }
+        Command::PolicyResponder { nats, topic } => {
+            let answered =
+                runtime()?.block_on(policy::permit_all(&nats, &topic, || println!("ready"), stop_signal()))?;
+            eprintln!("policy responder on {topic}: {answered} requests permitted");
+        }
+        Command::PutClaims {
+            nats,
+            lattice,
+            key,
+            contract,
+        } => runtime()?.block_on(policy::put_claims(&nats, &lattice, &key, &contract))?,
         Command::Responder(args) => {
             if args.max_secs == 0 || args.max_secs > raw::RESPONDER_SECS_MAX {
                 return Err(LoadtestError::Arg {
@@ -547,20 +587,7 @@ fn execute(command: Command) -> Result<(), LoadtestError> {
                 });
             }
             let served = runtime()?.block_on(async {
-                let stop = async {
-                    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
-                    match term {
-                        Ok(mut term) => {
-                            tokio::select! {
-                                _ = term.recv() => {}
-                                _ = tokio::signal::ctrl_c() => {}
-                            }
-                        }
-                        Err(_) => {
-                            let _ = tokio::signal::ctrl_c().await;
-                        }
-                    }
-                };
+                let stop = stop_signal();
                 let ready = || println!("ready");
                 raw::respond(
                     &args.nats,
@@ -587,6 +614,21 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("shardhost-loadtest: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn stop_signal() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }
