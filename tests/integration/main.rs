@@ -20,6 +20,7 @@ mod metrics;
 mod nats_tls;
 mod oci;
 mod overload;
+mod probes;
 mod provider_credentials;
 mod provider_supervision;
 mod providers;
