@@ -348,18 +348,41 @@ impl ShardStats {
 /// Number of [`ShardStats`] fields.
 pub const SHARD_STATS_FIELDS: usize = 33;
 
+/// A shard's liveness stamp once it has stopped on purpose (its command loop ended): the
+/// health probe tells "stopped" apart from "stalled".
+pub const SHARD_TICK_STOPPED: u64 = u64::MAX;
+
+/// Milliseconds on one monotonic clock the planes share for liveness stamps, counted from the
+/// first call in the process; never 0, so a stamp of 0 means "never stamped".
+pub fn monotonic_ms() -> u64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let elapsed = EPOCH.get_or_init(std::time::Instant::now).elapsed();
+    u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX - 1).max(1)
+}
+
 /// One shard's counters as relaxed atomics on their own cache lines (crossbeam's
 /// `CachePadded`), so shards never share a line. The shard stores its plain [`ShardStats`]
 /// here after every batch and every report tick; readers see a value at most that old.
 #[derive(Debug)]
 pub struct ShardCounters {
-    values: CachePadded<[AtomicU64; SHARD_STATS_FIELDS]>,
+    values: CachePadded<ShardCells>,
+}
+
+#[derive(Debug)]
+struct ShardCells {
+    stats: [AtomicU64; SHARD_STATS_FIELDS],
+    /// [`monotonic_ms`] at the shard's last report tick (its executor ran a timer task then);
+    /// 0 before the first, [`SHARD_TICK_STOPPED`] after the shard stopped.
+    tick_ms: AtomicU64,
 }
 
 impl Default for ShardCounters {
     fn default() -> ShardCounters {
         ShardCounters {
-            values: CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0))),
+            values: CachePadded::new(ShardCells {
+                stats: std::array::from_fn(|_| AtomicU64::new(0)),
+                tick_ms: AtomicU64::new(0),
+            }),
         }
     }
 }
@@ -367,7 +390,7 @@ impl Default for ShardCounters {
 impl ShardCounters {
     /// Publish `stats` (the owning shard only).
     pub fn store(&self, stats: &ShardStats) {
-        for (slot, value) in self.values.iter().zip(stats.values()) {
+        for (slot, value) in self.values.stats.iter().zip(stats.values()) {
             slot.store(value, Ordering::Relaxed);
         }
     }
@@ -375,10 +398,21 @@ impl ShardCounters {
     /// The values last published, in the order of [`ShardStats::FIELD_NAMES`].
     pub fn load(&self) -> [u64; SHARD_STATS_FIELDS] {
         let mut out = [0u64; SHARD_STATS_FIELDS];
-        for (slot, value) in out.iter_mut().zip(self.values.iter()) {
+        for (slot, value) in out.iter_mut().zip(self.values.stats.iter()) {
             *slot = value.load(Ordering::Relaxed);
         }
         out
+    }
+
+    /// Stamp the liveness tick with `tick_ms` (the owning shard only): [`monotonic_ms`] now, or
+    /// [`SHARD_TICK_STOPPED`] as the shard's last act.
+    pub fn stamp_tick(&self, tick_ms: u64) {
+        self.values.tick_ms.store(tick_ms, Ordering::Relaxed);
+    }
+
+    /// The last liveness stamp (see [`ShardCounters::stamp_tick`]).
+    pub fn tick_ms(&self) -> u64 {
+        self.values.tick_ms.load(Ordering::Relaxed)
     }
 }
 

@@ -4,7 +4,9 @@
 //! event it handles. Also the heartbeat-time log line of each shard's counters.
 //!
 //! Control plane (tokio). [`render`] is pure and unit-tested; [`serve`] is a minimal HTTP/1.1
-//! responder for `GET /metrics` (anything else: 404), bounded in request size and time.
+//! responder for `GET /metrics` and the health probes `/livez` and `/readyz` ([`probes`],
+//! whose states also show here as gauges); anything else: 404. Bounded in request size and
+//! time.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,7 +14,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::plane::{ShardCounters, ShardId, ShardStats, SHARD_STATS_FIELDS};
+use super::probes::{self, Observation, ProbeState};
+use crate::plane::{monotonic_ms, ShardCounters, ShardId, ShardStats, SHARD_STATS_FIELDS};
 
 /// Largest request head read before answering.
 pub const METRICS_REQUEST_BYTES_MAX: usize = 8 << 10;
@@ -169,14 +172,87 @@ pub fn log_shard_counters(shard_stats: &std::collections::BTreeMap<ShardId, Shar
     }
 }
 
-/// Serve `GET /metrics` on `listener` until the task is dropped.
+/// The gauges of the probes' verdicts, appended after [`render`]'s exposition (so its lines
+/// stay as they were): `…_live` and `…_ready` are 1 exactly when `/livez` and `/readyz` would
+/// answer 200.
+pub fn render_probe_gauges(observation: &Observation) -> String {
+    let gauges = [
+        (
+            "live",
+            "1 when /livez answers 200: every shard's executor and the control loop ticked in time.",
+            probes::liveness(observation).is_empty(),
+        ),
+        (
+            "ready",
+            "1 when /readyz answers 200: live, every shard connected and subscribed, lattice KV loaded, not draining.",
+            probes::readiness(observation).is_empty(),
+        ),
+        (
+            "draining",
+            "1 once the host has begun to stop (it turned not ready then).",
+            observation.draining,
+        ),
+    ];
+    let mut out = String::new();
+    for (name, help, value) in gauges {
+        out.push_str(&format!(
+            "# HELP {METRICS_PREFIX}_{name} {help}\n# TYPE {METRICS_PREFIX}_{name} gauge\n{METRICS_PREFIX}_{name} {}\n",
+            u8::from(value)
+        ));
+    }
+    out
+}
+
+/// What the endpoint reads to answer a request.
+struct Endpoint {
+    shards: Arc<Vec<ShardCounters>>,
+    host: Arc<HostGauges>,
+    probes: Arc<ProbeState>,
+    ctl: async_nats::Client,
+    started: std::time::Instant,
+}
+
+impl Endpoint {
+    /// The whole response to one request head.
+    fn answer(&self, head: &[u8]) -> String {
+        let observe = || self.probes.observe(&self.shards, monotonic_ms());
+        if head.starts_with(b"GET /metrics ") || head.starts_with(b"GET /metrics?") {
+            let values: Vec<[u64; SHARD_STATS_FIELDS]> = self.shards.iter().map(ShardCounters::load).collect();
+            let mut body = render(&Scrape {
+                shards: &values,
+                host: &self.host,
+                ctl_connected: self.ctl.connection_state() == async_nats::connection::State::Connected,
+                uptime_seconds: self.started.elapsed().as_secs(),
+            });
+            body.push_str(&render_probe_gauges(&observe()));
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+        } else if let Some(response) = probes::respond(head, observe) {
+            response
+        } else {
+            "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
+        }
+    }
+}
+
+/// Serve `GET /metrics`, `/livez` and `/readyz` on `listener` until the task is dropped.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     shards: Arc<Vec<ShardCounters>>,
     host: Arc<HostGauges>,
+    probes: Arc<ProbeState>,
     ctl: async_nats::Client,
     started: std::time::Instant,
 ) {
+    let endpoint = Arc::new(Endpoint {
+        shards,
+        host,
+        probes,
+        ctl,
+        started,
+    });
     loop {
         let (mut stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -186,28 +262,14 @@ pub async fn serve(
                 continue;
             }
         };
-        let (shards, host, ctl) = (Arc::clone(&shards), Arc::clone(&host), ctl.clone());
+        let endpoint = Arc::clone(&endpoint);
         tokio::spawn(async move {
             let limit = Duration::from_millis(METRICS_REQUEST_TIMEOUT_MS);
             let head = match tokio::time::timeout(limit, read_head(&mut stream)).await {
                 Ok(Ok(head)) => head,
                 _ => return,
             };
-            let response = if head.starts_with(b"GET /metrics ") || head.starts_with(b"GET /metrics?") {
-                let values: Vec<[u64; SHARD_STATS_FIELDS]> = shards.iter().map(ShardCounters::load).collect();
-                let body = render(&Scrape {
-                    shards: &values,
-                    host: &host,
-                    ctl_connected: ctl.connection_state() == async_nats::connection::State::Connected,
-                    uptime_seconds: started.elapsed().as_secs(),
-                });
-                format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                )
-            } else {
-                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
-            };
+            let response = endpoint.answer(&head);
             if let Err(e) = stream.write_all(response.as_bytes()).await {
                 tracing::debug!(%peer, error = %e, "metrics endpoint: write failed");
             }
@@ -271,5 +333,33 @@ mod tests {
         for field in ShardStats::FIELD_NAMES {
             assert!(text.contains(&format!("shardhost_shard_{field}")), "{field} missing");
         }
+    }
+
+    #[test]
+    fn the_probe_gauges_follow_the_verdicts_and_parse_as_gauges() {
+        let counters = [ShardCounters::default()];
+        let state = ProbeState::new(1);
+        let now = monotonic_ms();
+        counters[0].stamp_tick(now);
+        state.record_control_tick(&std::collections::BTreeMap::from([(ShardId(0), true)]));
+        state.set_lattice_loaded();
+        let text = render_probe_gauges(&state.observe(&counters, now));
+        assert!(
+            text.contains("# TYPE shardhost_live gauge\nshardhost_live 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE shardhost_ready gauge\nshardhost_ready 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE shardhost_draining gauge\nshardhost_draining 0\n"),
+            "{text}"
+        );
+        state.set_draining();
+        let text = render_probe_gauges(&state.observe(&counters, now));
+        assert!(text.contains("shardhost_live 1\n"), "{text}");
+        assert!(text.contains("shardhost_ready 0\n"), "{text}");
+        assert!(text.contains("shardhost_draining 1\n"), "{text}");
     }
 }

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod nats;
 pub mod policy;
 pub mod prepare;
+pub mod probes;
 pub mod providers;
 pub mod registries;
 pub mod shards;
@@ -96,6 +97,8 @@ pub struct ControlPlane {
     shards_connected: BTreeMap<ShardId, bool>,
     /// The policy service (`--policy-topic`), if any.
     policy: Option<policy::plane::PolicyPlane>,
+    /// What `/livez` and `/readyz` judge: the loop's own tick, connections, KV, draining.
+    probes: Arc<probes::ProbeState>,
 }
 
 impl ControlPlane {
@@ -208,15 +211,17 @@ impl ControlPlane {
         };
         let events = Events::new(Arc::new(NatsEventSink::new(ctl.clone(), &config.lattice)), host_id);
         let gauges = Arc::new(metrics::HostGauges::default());
+        let probes = Arc::new(probes::ProbeState::new(config.shard_count));
         if let Some(addr) = config.metrics_addr {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot listen on --metrics-addr {addr}"))?;
-            tracing::info!(%addr, "metrics endpoint listening (GET /metrics)");
+            tracing::info!(%addr, "metrics endpoint listening (GET /metrics, /livez, /readyz)");
             tokio::spawn(metrics::serve(
                 listener,
                 counters,
                 Arc::clone(&gauges),
+                Arc::clone(&probes),
                 ctl.clone(),
                 info.started,
             ));
@@ -266,6 +271,7 @@ impl ControlPlane {
             gauges,
             shards_connected: BTreeMap::new(),
             policy,
+            probes,
         };
         plane.publish_routing();
         Ok(plane)
@@ -275,6 +281,9 @@ impl ControlPlane {
     pub async fn run(mut self) -> Result<StopReason> {
         let mut ctl_messages = self.subscribe_ctl().await?;
         let mut watch = LatticeWatch::open(&self.lattice_store, Arc::clone(&self.gauges)).await?;
+        self.probes.set_lattice_loaded();
+        // Without events the loop still turns over: /livez sees a wedged loop by its stale tick.
+        let mut tick = tokio::time::interval(Duration::from_millis(probes::CONTROL_TICK_INTERVAL_MS));
         let mut heartbeat = tokio::time::interval_at(
             tokio::time::Instant::now() + self.config.heartbeat_interval,
             self.config.heartbeat_interval,
@@ -310,14 +319,17 @@ impl ControlPlane {
                 Some((pair, verdict)) = policy::plane::next_verdict(&mut self.policy) => self.on_policy_verdict(pair, verdict),
                 _ = sigterm.recv() => break StopReason::Signal("SIGTERM"),
                 _ = sigint.recv() => break StopReason::Signal("SIGINT"),
+                _ = tick.tick() => {}
             }
             self.store_gauges();
         };
+        // Not ready from now on, before providers stop and the shards drain.
+        self.probes.set_draining();
         self.shutdown(&reason).await;
         Ok(reason)
     }
 
-    /// Host levels for the metrics endpoint (a handful of relaxed stores per handled event).
+    /// Host levels for the metrics endpoint and the probes (relaxed stores per handled event).
     fn store_gauges(&self) {
         use std::sync::atomic::Ordering::Relaxed;
         let g = &self.gauges;
@@ -337,6 +349,7 @@ impl ControlPlane {
         let budget = self.preparer.runtime.memory_budget();
         g.linear_memory.store(budget.used_bytes() as u64, Relaxed);
         g.memory_budget.store(budget.limit_bytes().unwrap_or(0) as u64, Relaxed);
+        self.probes.record_control_tick(&self.shards_connected);
     }
 
     async fn subscribe_ctl(&self) -> Result<futures::stream::SelectAll<async_nats::Subscriber>> {

@@ -23,7 +23,7 @@ use futures::channel::mpsc;
 use futures::StreamExt;
 
 use crate::config::SHARD_IO_MEMORY_BYTES;
-use crate::plane::{ShardCommand, ShardConfig, ShardId, ShardReport, ShardStats};
+use crate::plane::{monotonic_ms, ShardCommand, ShardConfig, ShardId, ShardReport, ShardStats, SHARD_TICK_STOPPED};
 use crate::runtime::{ActorPool, CompiledActor, Parker, Runtime};
 
 pub mod calls;
@@ -254,6 +254,7 @@ impl Shard {
         }
         self.drain(reader).await;
         ticker.cancel().await;
+        stamp_liveness(&core, SHARD_TICK_STOPPED);
         calls::install(None);
         let stats = core.stats.get();
         self.report(ShardReport::Stopped { shard: core.id, stats });
@@ -424,12 +425,21 @@ fn ask_policy(core: &Rc<ShardCore>, reports: &mut mpsc::Sender<ShardReport>) {
     }
 }
 
+/// Publish the shard's liveness stamp (read by the health probe, `control::probes`).
+fn stamp_liveness(core: &ShardCore, tick_ms: u64) {
+    if let Some(counters) = core.config.counters.get(usize::from(core.id.0)) {
+        counters.stamp_tick(tick_ms);
+    }
+}
+
 /// Send the counters every [`STATS_REPORT_INTERVAL_MS`] when they changed, and release idle
-/// warm instances once per `--warm-release-secs`.
+/// warm instances once per `--warm-release-secs`. Each tick stamps the shard's liveness: a
+/// timer task that ran proves the executor turns over.
 async fn report_stats(core: Rc<ShardCore>, mut reports: mpsc::Sender<ShardReport>) {
     let mut last = ShardStats::default();
     let mut last_release = Instant::now();
     loop {
+        stamp_liveness(&core, monotonic_ms());
         rt::sleep(Duration::from_millis(STATS_REPORT_INTERVAL_MS)).await;
         if core
             .config

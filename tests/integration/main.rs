@@ -21,6 +21,7 @@ mod nats_tls;
 mod oci;
 mod overload;
 mod policy;
+mod probes;
 mod provider_credentials;
 mod provider_supervision;
 mod providers;
