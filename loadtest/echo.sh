@@ -158,16 +158,21 @@ fi
   echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) $(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)"
 } >"$results/commands.txt"
 
+# Wait (10 s at most) until process $2 wrote "ready" into file $1; $3 names it if it exits.
+wait_ready() {
+  for _ in $(seq 100); do
+    grep -q ready "$1" 2>/dev/null && return 0
+    kill -0 "$2" 2>/dev/null || { echo "echo.sh: $3 exited" >&2; exit 1; }
+    sleep 0.1
+  done
+}
+
 # The policy service and the load's caller it must know (POLICY_TOPIC).
 origin_args=()
 if [[ -n "${POLICY_TOPIC:-}" ]]; then
   "$loadtest" policy-responder --nats "127.0.0.1:$port" --topic "$POLICY_TOPIC" >"$work/policy.ready" 2>"$results/policy-responder.log" &
   policy_pid=$!
-  for _ in $(seq 100); do
-    grep -q ready "$work/policy.ready" 2>/dev/null && break
-    kill -0 "$policy_pid" 2>/dev/null || { echo "echo.sh: the policy responder exited" >&2; exit 1; }
-    sleep 0.1
-  done
+  wait_ready "$work/policy.ready" "$policy_pid" "the policy responder"
   origin_key="$("$loadtest" gen-seed service 2>&1 >/dev/null | sed -n 's/^public key: //p')"
   origin_args=(--origin-key "$origin_key")
   echo "policy service on $POLICY_TOPIC (permits all); load origin $origin_key" >&2
@@ -223,11 +228,7 @@ done
 raw_subject="shardhost.loadtest.raw.$lattice"
 "$loadtest" responder --nats "127.0.0.1:$port" --subject "$raw_subject" >"$work/responder.ready" 2>"$results/responder.log" &
 responder_pid=$!
-for _ in $(seq 100); do
-  grep -q ready "$work/responder.ready" 2>/dev/null && break
-  kill -0 "$responder_pid" 2>/dev/null || { echo "echo.sh: the raw responder exited" >&2; exit 1; }
-  sleep 0.1
-done
+wait_ready "$work/responder.ready" "$responder_pid" "the raw responder"
 echo "$loadtest responder --nats 127.0.0.1:$port --subject $raw_subject" >>"$results/commands.txt"
 for round in $(seq "$rounds"); do
   for in_flight in 1 64; do
