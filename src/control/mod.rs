@@ -22,11 +22,13 @@ pub mod prepare;
 pub mod probes;
 pub mod providers;
 pub mod registries;
+mod shard_reports;
 pub mod shards;
+mod startup;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
@@ -35,14 +37,13 @@ use serde_json::{json, Value};
 
 use crate::config::{Config, SHARD_STOP_TIMEOUT_MS};
 use crate::lattice::{Change, LatticeState, LinkDefinition};
-use crate::plane::{ConnConfig, ShardCommand, ShardConfig, ShardCounters, ShardId, ShardReport, ShardStats};
+use crate::plane::{ShardCommand, ShardCounters, ShardId, ShardStats};
 use crate::routing::RoutingSnapshot;
-use crate::runtime::{CompileCache, CompiledActor, Runtime};
+use crate::runtime::{CompiledActor, Runtime};
 use crate::wire::ctl::{self, ack_err, ack_ok, CtlBody, CtlRequest};
 use actor_ops::{ActorJob, ACTOR_JOBS_CHANNEL_CAPACITY};
 use actors::ActorTable;
 use events::{Events, NatsEventSink};
-use fetch::{FetchPolicy, Fetcher};
 use heartbeat::HostInfo;
 use kv::LatticeStore;
 use kv_watch::LatticeWatch;
@@ -105,52 +106,11 @@ impl ControlPlane {
     /// Connect, open and load the lattice bucket, and start the shards.
     pub async fn start(config: Config) -> Result<ControlPlane> {
         let host_id = config.identity.host_id();
-        let ctl = nats::connect_with_retry(
-            &config.ctl,
-            &format!("shardhost ctl {host_id}"),
-            config.nats_connect_timeout,
-            &config.tls,
-        )
-        .await?;
-        let prov_rpc = if config.prov_rpc == config.ctl {
-            ctl.clone()
-        } else {
-            let name = format!("shardhost prov-rpc {host_id}");
-            nats::connect_with_retry(&config.prov_rpc, &name, config.nats_connect_timeout, &config.tls).await?
-        };
-        let mut lattice_store = LatticeStore::open(
-            ctl.clone(),
-            &config.lattice,
-            config.js_domain.as_deref(),
-            config.kv_replicas,
-        )
-        .await?;
-        let mut state = LatticeState::default();
-        let skipped = lattice_store.load(&mut state).await?;
-        tracing::info!(
-            bucket = %lattice_store.bucket,
-            links = state.links.len(),
-            claims = state.claims.len(),
-            refmaps = state.refmaps.len(),
-            skipped,
-            "lattice state loaded"
-        );
+        let (ctl, prov_rpc) = startup::connect(&config, &host_id).await?;
+        let (lattice_store, state) = startup::load_lattice(&ctl, &config).await?;
         let runtime = Runtime::new(&config.runtime_limits).context("cannot start the actor runtime")?;
         tracing::info!(limits = %config.runtime_limits, "actor runtime ready");
-        let module_cache_dir = config.cache_dir.as_ref().map(|d| d.join("modules"));
-        let compile_cache = CompileCache::new(&runtime, module_cache_dir.as_deref()).context("compile cache")?;
-        let mut fetcher = Fetcher::new(FetchPolicy::from_config(&config));
-        if let Some(dir) = &config.cache_dir {
-            fetcher = fetcher.with_cache_dir(dir.join("oci"));
-        }
-        let (optimized_tx, optimized_rx) = tokio::sync::mpsc::unbounded_channel();
-        let preparer = Preparer {
-            fetcher: Arc::new(tokio::sync::Mutex::new(fetcher)),
-            compile_cache: Arc::new(std::sync::Mutex::new(compile_cache)),
-            runtime: runtime.clone(),
-            optimized_tx,
-            optimizing: Arc::default(),
-        };
+        let (preparer, optimized_rx) = startup::preparer(&config, &runtime)?;
         let (chunks_tx, chunks_rx) = futures::channel::mpsc::channel(chunks::CHUNK_CHANNEL_CAPACITY);
         tokio::spawn(chunks::serve(
             ctl.clone(),
@@ -158,33 +118,9 @@ impl ControlPlane {
             config.js_domain.clone(),
             chunks_rx,
         ));
-        let rpc_host = if config.rpc.host.contains(':') && !config.rpc.host.starts_with('[') {
-            format!("[{}]", config.rpc.host)
-        } else {
-            config.rpc.host.clone()
-        };
         let counters: Arc<Vec<ShardCounters>> =
             Arc::new((0..config.shard_count).map(|_| ShardCounters::default()).collect());
-        let shard_config = ShardConfig {
-            conn: Some(ConnConfig {
-                servers: vec![format!("{rpc_host}:{}", config.rpc.port)],
-                auth: config.rpc.auth.clone(),
-                name: format!("shardhost rpc {host_id}"),
-                tls: Some(Arc::clone(&config.tls)),
-                require_tls: config.rpc.tls,
-            }),
-            lattice: config.lattice.clone(),
-            host_id: host_id.clone(),
-            cluster_key: Arc::clone(&config.identity.cluster_key),
-            rpc_timeout: config.rpc_timeout,
-            inflight_max: config.shard_inflight_max,
-            chunks: Some(chunks_tx),
-            counters: Arc::clone(&counters),
-            drain_timeout: config.drain_timeout,
-            warm_release: config.warm_release,
-            backend: config.shard_backend,
-            policy: config.policy.is_some(),
-        };
+        let shard_config = startup::shard_config(&config, &host_id, chunks_tx, Arc::clone(&counters));
         let shards = ShardSet::start(
             config.shard_count,
             Duration::from_millis(SHARD_START_TIMEOUT_MS),
@@ -198,17 +134,7 @@ impl ControlPlane {
         if let Some(cred) = &config.oci_credential {
             registries.insert_basic(&cred.registry, &cred.username, &cred.password);
         }
-        let info = HostInfo {
-            identity: config.identity.clone(),
-            labels: config.labels.clone(),
-            friendly_name: config.friendly_name.clone(),
-            lattice: config.lattice.clone(),
-            js_domain: config.js_domain.clone(),
-            ctl_url: config.ctl.url(),
-            rpc_url: config.rpc.url(),
-            prov_rpc_url: config.prov_rpc.url(),
-            started: Instant::now(),
-        };
+        let info = startup::host_info(&config);
         let events = Events::new(Arc::new(NatsEventSink::new(ctl.clone(), &config.lattice)), host_id);
         let gauges = Arc::new(metrics::HostGauges::default());
         let probes = Arc::new(probes::ProbeState::new(config.shard_count));
@@ -217,11 +143,12 @@ impl ControlPlane {
                 .await
                 .with_context(|| format!("cannot listen on --metrics-addr {addr}"))?;
             tracing::info!(%addr, "metrics endpoint listening (GET /metrics, /livez, /readyz)");
+            let (gauges, probes) = (Arc::clone(&gauges), Arc::clone(&probes));
             tokio::spawn(metrics::serve(
                 listener,
                 counters,
-                Arc::clone(&gauges),
-                Arc::clone(&probes),
+                gauges,
+                probes,
                 ctl.clone(),
                 info.started,
             ));
@@ -232,22 +159,7 @@ impl ControlPlane {
             }
             None => None,
         };
-        let host_data = Arc::new(providers::hostdata::HostDataBase::from_config(&config)?);
-        let providers = providers::Providers::new(
-            &state,
-            config.cache_dir.clone().unwrap_or_else(std::env::temp_dir),
-            config.prov_rpc_account.clone(),
-            |reports, links| providers::supervisor::SupervisorContext {
-                nats: prov_rpc.clone(),
-                events: events.clone(),
-                host: host_data,
-                links,
-                health_interval: config.provider_health_interval,
-                rpc_timeout: config.rpc_timeout,
-                shutdown_delay: config.provider_shutdown_delay,
-                reports,
-            },
-        );
+        let providers = startup::providers(&config, &state, &prov_rpc, &events)?;
         let mut plane = ControlPlane {
             config,
             info,
@@ -327,29 +239,6 @@ impl ControlPlane {
         self.probes.set_draining();
         self.shutdown(&reason).await;
         Ok(reason)
-    }
-
-    /// Host levels for the metrics endpoint and the probes (relaxed stores per handled event).
-    fn store_gauges(&self) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let g = &self.gauges;
-        g.actors.store(self.actors.actors.len() as u64, Relaxed);
-        let instances: usize = self
-            .actors
-            .actors
-            .values()
-            .map(actors::RunningActor::reported_count)
-            .sum();
-        g.actor_instances.store(instances as u64, Relaxed);
-        g.providers.store(self.providers.running.len() as u64, Relaxed);
-        let healthy = self.providers.running.values().filter(|p| p.healthy).count();
-        g.providers_healthy.store(healthy as u64, Relaxed);
-        let connected = self.shards_connected.values().filter(|up| **up).count();
-        g.shards_connected.store(connected as u64, Relaxed);
-        let budget = self.preparer.runtime.memory_budget();
-        g.linear_memory.store(budget.used_bytes() as u64, Relaxed);
-        g.memory_budget.store(budget.limit_bytes().unwrap_or(0) as u64, Relaxed);
-        self.probes.record_control_tick(&self.shards_connected);
     }
 
     async fn subscribe_ctl(&self) -> Result<futures::stream::SelectAll<async_nats::Subscriber>> {
@@ -552,48 +441,6 @@ impl ControlPlane {
         let snapshot = RoutingSnapshot::build(self.routing_version, &self.state, &self.info.identity.cluster_issuers);
         if let Err(e) = self.shards.broadcast(&ShardCommand::Routing(Arc::new(snapshot))) {
             tracing::error!(error = %e, version = self.routing_version, "cannot hand routing snapshot to a shard");
-        }
-    }
-
-    fn on_shard_report(&mut self, report: ShardReport) {
-        match report {
-            ShardReport::RoutingApplied { shard, version, stats } => {
-                tracing::debug!(%shard, version, "shard routing applied");
-                self.shard_stats.insert(shard, stats);
-            }
-            ShardReport::Stopped { shard, stats } => {
-                tracing::error!(%shard, ?stats, "shard stopped unexpectedly");
-                self.shard_stats.insert(shard, stats);
-            }
-            ShardReport::Started { shard, .. } => tracing::debug!(%shard, "late shard start report"),
-            ShardReport::Connection {
-                shard,
-                connected: true,
-                detail,
-            } => {
-                tracing::info!(%shard, server = %detail, "shard NATS connection up");
-                self.shards_connected.insert(shard, true);
-            }
-            ShardReport::Connection { shard, detail, .. } => {
-                tracing::warn!(%shard, reason = %detail, "shard NATS connection down");
-                self.shards_connected.insert(shard, false);
-            }
-            ShardReport::Stats { shard, stats } => {
-                tracing::debug!(%shard, ?stats, "shard counters");
-                self.shard_stats.insert(shard, stats);
-            }
-            ShardReport::ActorPoolReady { shard, key, warm } => {
-                tracing::debug!(%shard, actor = %key, warm, "actor pool ready");
-                self.on_pool_report(shard, &key);
-            }
-            ShardReport::ActorPoolFailed { shard, key, error } => {
-                tracing::error!(%shard, actor = %key, %error, "shard cannot build the actor's pool");
-                self.on_pool_report(shard, &key);
-            }
-            ShardReport::PolicyQuery { shard, pair } => {
-                tracing::debug!(%shard, ?pair, "shard asks for a policy decision");
-                self.on_policy_query(pair);
-            }
         }
     }
 
