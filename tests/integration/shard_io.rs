@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use crate::support::rpc::{lab_with, Lab};
-use crate::support::seccomp::BLOCK_IO_URING_ENV;
+use crate::support::seccomp::{BLOCK_IO_URING_ENV, MEMLOCK_KIB_ENV};
 use crate::support::{host_binary, unique_lattice, HostOptions, Nats};
 
 #[tokio::test]
@@ -28,6 +28,35 @@ async fn auto_falls_back_to_epoll_where_io_uring_is_blocked_and_says_why() {
         "epoll backend",
         "io_uring_register",
         "kernel.io_uring_disabled=0",
+    ] {
+        assert!(
+            warnings[0].contains(words),
+            "the warning says `{words}`: {}",
+            warnings[0]
+        );
+    }
+    assert!(!log.contains("panicked"), "{log}");
+    lab.serves_echo_on_every_shard().await;
+}
+
+#[tokio::test]
+async fn too_little_locked_memory_for_io_uring_falls_back_to_epoll_and_says_how_to_raise_it() {
+    // Docker's default `--ulimit memlock` in many setups; glommio needs 512 KiB.
+    let options = HostOptions::new(&unique_lattice("iomemlock"))
+        .arg("--heartbeat-interval-ms", "500")
+        .env(MEMLOCK_KIB_ENV, "64");
+    let mut lab = Lab::start_on(Nats::start(), options, tempfile::tempdir().expect("tempdir")).await;
+    let log = lab.host.stderr();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("io_uring is not available"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "one warning line:\n{log}");
+    for words in [
+        "RLIMIT_MEMLOCK is 64 KiB",
+        "512 KiB",
+        "--ulimit memlock",
+        "epoll backend",
     ] {
         assert!(
             warnings[0].contains(words),

@@ -80,10 +80,6 @@ impl std::str::FromStr for ShardIo {
     }
 }
 
-/// How to let io_uring through, for the messages that say it is blocked.
-pub const IO_URING_HINT: &str = "allow the io_uring_setup, io_uring_enter and io_uring_register system calls \
-     (e.g. a seccomp profile that permits them) and set kernel.io_uring_disabled=0";
-
 /// The backend chosen for `--shard-io`, and a warning to log when `auto` fell back to epoll.
 /// `io-uring` asked for and unavailable is an error (one line, for the operator).
 pub fn resolve(asked: ShardIo) -> Result<(Backend, Option<String>), String> {
@@ -92,7 +88,7 @@ pub fn resolve(asked: ShardIo) -> Result<(Backend, Option<String>), String> {
         ShardIo::IoUring => match probe_io_uring() {
             Ok(()) => Ok((Backend::IoUring, None)),
             Err(why) => Err(format!(
-                "--shard-io io-uring: io_uring is not available ({why}); {IO_URING_HINT}, or start with --shard-io epoll"
+                "--shard-io io-uring: io_uring is not available: {why}; or start with --shard-io epoll"
             )),
         },
         ShardIo::Auto => match probe_io_uring() {
@@ -100,7 +96,7 @@ pub fn resolve(asked: ShardIo) -> Result<(Backend, Option<String>), String> {
             Err(why) => Ok((
                 Backend::Epoll,
                 Some(format!(
-                    "io_uring is not available ({why}): the shards run on the epoll backend; to use io_uring, {IO_URING_HINT}"
+                    "io_uring is not available, the shards run on the epoll backend: {why}"
                 )),
             )),
         },

@@ -12,6 +12,12 @@ const IORING_REGISTER_PROBE: libc::c_uint = 8;
 const PROBE_OPS: usize = 256;
 /// Where the kernel says whether unprivileged processes may create rings.
 const IO_URING_DISABLED_SYSCTL: &str = "/proc/sys/kernel/io_uring_disabled";
+/// Locked memory glommio's reactor insists on (its `MIN_MEMLOCK_LIMIT`): below it every shard
+/// fails to start. Docker's default `--ulimit memlock` is 64 KiB in many setups.
+pub const IO_URING_MEMLOCK_BYTES_MIN: u64 = 512 << 10;
+/// How to let io_uring through, for the messages that say it is blocked.
+const IO_URING_HINT: &str = "to use io_uring, allow the io_uring_setup, io_uring_enter and io_uring_register \
+     system calls (e.g. a seccomp profile that permits them) and set kernel.io_uring_disabled=0";
 
 /// Closes a file descriptor when dropped.
 struct Fd(libc::c_int);
@@ -25,8 +31,45 @@ impl Drop for Fd {
 
 /// Set up a ring, register a probe on it and enter it once — the three system calls the
 /// io_uring backend depends on, each of which a seccomp filter or `kernel.io_uring_disabled`
-/// may refuse. `Err` says which failed and why.
+/// may refuse — and check the locked-memory limit glommio needs. `Err` says what failed, why,
+/// and how to allow it.
 pub fn probe_io_uring() -> Result<(), String> {
+    probe_rings()?;
+    check_memlock(memlock_limit()?)
+}
+
+/// The soft `RLIMIT_MEMLOCK`, bytes (`u64::MAX` when unlimited).
+fn memlock_limit() -> Result<u64, String> {
+    // SAFETY: rlimit is plain data; getrlimit writes one into it.
+    let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid resource and a valid pointer to an rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) } != 0 {
+        return Err(format!(
+            "getrlimit(RLIMIT_MEMLOCK) failed: {}",
+            io::Error::last_os_error()
+        ));
+    }
+    Ok(if limit.rlim_cur == libc::RLIM_INFINITY {
+        u64::MAX
+    } else {
+        limit.rlim_cur
+    })
+}
+
+/// Whether `limit` bytes of locked memory are enough for glommio.
+fn check_memlock(limit: u64) -> Result<(), String> {
+    if limit >= IO_URING_MEMLOCK_BYTES_MIN {
+        return Ok(());
+    }
+    Err(format!(
+        "RLIMIT_MEMLOCK is {} KiB and the io_uring backend needs at least {} KiB: raise it \
+         (docker run --ulimit memlock=-1, LimitMEMLOCK=infinity in a systemd unit, ulimit -l)",
+        limit >> 10,
+        IO_URING_MEMLOCK_BYTES_MIN >> 10
+    ))
+}
+
+fn probe_rings() -> Result<(), String> {
     // `struct io_uring_params` is 120 bytes; zeroed asks for defaults.
     let mut params = [0u64; 15];
     // SAFETY: io_uring_setup writes at most sizeof(io_uring_params) (120 bytes) into `params`.
@@ -80,7 +123,7 @@ fn explain(call: &str, error: io::Error) -> String {
         Some(libc::ENOMEM) => "not enough locked memory for a ring (raise RLIMIT_MEMLOCK)".to_string(),
         _ => "unexpected error".to_string(),
     };
-    format!("{call} failed: {error}: {cause}")
+    format!("{call} failed: {error}: {cause}; {IO_URING_HINT}")
 }
 
 /// The CPUs this process may run on (its affinity mask: a container's cpuset, `taskset`), in
@@ -128,6 +171,17 @@ mod tests {
         let cpus = allowed_cpus().unwrap_or_default();
         assert!(!cpus.is_empty());
         assert!(cpus.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn too_little_locked_memory_is_refused_with_the_fix() {
+        assert!(check_memlock(u64::MAX).is_ok());
+        assert!(check_memlock(IO_URING_MEMLOCK_BYTES_MIN).is_ok());
+        let text = check_memlock(64 << 10).unwrap_err();
+        assert!(
+            text.starts_with("RLIMIT_MEMLOCK is 64 KiB") && text.contains("--ulimit memlock"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -336,6 +336,9 @@ pub fn spawn_host_process(
     if seccomp::wanted(envs) {
         seccomp::block_io_uring(&mut command);
     }
+    if let Some(kib) = seccomp::memlock_kib(envs) {
+        seccomp::limit_memlock(&mut command, kib);
+    }
     let child = command.spawn().expect("spawn shardhost");
     (child, stderr_file)
 }

@@ -11,6 +11,8 @@ use std::process::Command;
 
 /// The variable that asks for io_uring to be blocked.
 pub const BLOCK_IO_URING_ENV: &str = "SHARDHOST_TEST_BLOCK_IO_URING";
+/// A test's own env entry of this name (KiB) starts its host with that `RLIMIT_MEMLOCK`.
+pub const MEMLOCK_KIB_ENV: &str = "SHARDHOST_TEST_MEMLOCK_KIB";
 
 /// x86_64 system call numbers (the same on every x86_64 kernel).
 const SYS_IO_URING_SETUP: u32 = 425;
@@ -34,6 +36,32 @@ pub fn wanted(envs: &[(String, String)]) -> bool {
     let on = |v: &str| !v.is_empty() && v != "0";
     envs.iter().any(|(k, v)| k == BLOCK_IO_URING_ENV && on(v))
         || std::env::var(BLOCK_IO_URING_ENV).is_ok_and(|v| on(&v))
+}
+
+/// The `RLIMIT_MEMLOCK` (KiB) a test's env entry asks its host to start with, if any.
+pub fn memlock_kib(envs: &[(String, String)]) -> Option<u64> {
+    envs.iter()
+        .find(|(k, _)| k == MEMLOCK_KIB_ENV)
+        .and_then(|(_, v)| v.parse().ok())
+}
+
+/// Make `command`'s process start with a locked-memory limit of `kib` KiB (soft and hard), as
+/// a container started with `--ulimit memlock=…` does.
+pub fn limit_memlock(command: &mut Command, kib: u64) {
+    let limit = libc::rlimit {
+        rlim_cur: kib << 10,
+        rlim_max: kib << 10,
+    };
+    // SAFETY: runs in the child between fork and exec and only calls setrlimit
+    // (async-signal-safe) with a value moved into the closure.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 fn op(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
