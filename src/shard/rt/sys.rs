@@ -163,6 +163,7 @@ pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 
