@@ -1,6 +1,7 @@
 //! [`ShardCore`]: the state every task of one shard shares through an `Rc` — its routing
 //! snapshot, its actors' pools and subscriptions, its counters, the in-flight bound and the
-//! waiting room, its pending outbound calls and its guests' turns.
+//! waiting room, its pending outbound calls, its guests' turns and the buffers its batch
+//! stages reuse.
 //!
 //! Data plane. The fields are private: the other shard files reach them through the methods
 //! below (small ones `#[inline]`, so the hot path pays no call for them), and a `RefCell` one
@@ -20,7 +21,7 @@ use crate::plane::{ChunkOp, ChunkRequest, ShardConfig, ShardId, ShardStats};
 use crate::routing::RoutingSnapshot;
 use crate::runtime::{ActorPool, Tier};
 
-use super::batch::Job;
+use super::batch::{BatchBuffers, Job};
 use super::inbox::Calls;
 use super::notify::Notify;
 use super::outbox::Outbox;
@@ -69,6 +70,9 @@ pub(crate) struct ShardCore {
     refilling: RefCell<Vec<u64>>,
     /// Guests on the CPU at once, and those waiting for a turn.
     turns: Turns,
+    /// The batch stages' buffers, taken by each batch and put back: after the first batches
+    /// no batch allocates for its own bookkeeping.
+    batch: RefCell<BatchBuffers>,
 }
 
 impl ShardCore {
@@ -93,6 +97,7 @@ impl ShardCore {
             calls,
             refilling: RefCell::new(Vec::new()),
             turns: Turns::new(GUESTS_RUNNING_MAX.min(config_inflight_max)),
+            batch: RefCell::new(BatchBuffers::default()),
         }
     }
 
@@ -167,6 +172,12 @@ impl ShardCore {
     #[inline]
     pub fn turns(&self) -> &Turns {
         &self.turns
+    }
+
+    /// The batch stages' buffers; a batch takes them and puts them back.
+    #[inline]
+    pub fn batch_buffers(&self) -> &RefCell<BatchBuffers> {
+        &self.batch
     }
 
     /// Woken when nothing runs and nothing waits.

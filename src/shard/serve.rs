@@ -17,11 +17,11 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 
 use crate::auth::antiforgery::{self, check_capability, check_invocation, decode_invocation_token, AuthError};
-use crate::auth::verify_batch::{verify_batch, VerifyItem, VERIFY_BATCH_ITEMS_MAX};
 use crate::plane::{ShardStats, CHUNK_THRESHOLD_BYTES};
+use crate::routing::RoutingSnapshot;
 use crate::wire::invocation::{decode_invocation, encode_response, response_len};
 
-use super::batch::{Dechunk, Dispatch, Job};
+use super::batch::{recycle, verify_candidates, Candidate, Dechunk, Dispatch, Job};
 use super::conn::Inbound;
 use super::core::ShardCore;
 use super::instances::Lease;
@@ -145,23 +145,43 @@ impl ShardCore {
     // -----------------------------------------------------------------------------------------
 
     /// Handle everything one read delivered: replies to our outbound calls go to their
-    /// callers; invocations are decoded, verified as one batch and checked; the refused ones
-    /// are answered at once and the accepted ones appended to `jobs`, to be started with
-    /// [`ShardCore::start`] as room allows.
+    /// callers; invocations are screened and decoded, verified as one batch and checked; the
+    /// refused ones are answered at once and the accepted ones appended to `jobs`, to be
+    /// started with [`ShardCore::start`] as room allows. The stages' buffers are the core's,
+    /// taken for the batch and put back.
     pub fn on_batch(&self, batch: &[Inbound], jobs: &mut Vec<Job>) {
         let arrived = Instant::now();
-        let inbox_sid = self.calls().inbox_sid();
         let now = now_secs();
         let routing = Arc::clone(&self.routing());
-        let subjects = self.subjects().borrow();
-
-        struct Candidate<'a> {
-            msg: &'a Inbound,
-            actor: Rc<str>,
-            inv: crate::wire::invocation::InvocationRef<'a>,
-            token: antiforgery::DecodedInvocationToken<'a>,
+        let mut buffers = self.batch_buffers().take();
+        let mut candidates = recycle(std::mem::take(&mut buffers.candidates));
+        self.screen(batch, &routing, &mut candidates);
+        if !candidates.is_empty() {
+            self.bump(|s| {
+                s.batches += 1;
+                s.batched_invocations += candidates.len() as u64;
+                s.batch_max = s.batch_max.max(candidates.len() as u64);
+            });
+            // One batch equation per read (in slices of the batch limit).
+            let started = Instant::now();
+            let (verify, verified) = (&mut buffers.verify, &mut buffers.verified);
+            verify_candidates(&mut self.keys().borrow_mut(), &candidates, verify, verified);
+            let verify_ns = started.elapsed().as_nanos() as u64;
+            self.bump(|s| s.verify_ns += verify_ns);
+            self.check(&mut candidates, &buffers.verified, &routing, now, arrived, jobs);
         }
-        let mut candidates = Vec::with_capacity(batch.len());
+        buffers.candidates = recycle(candidates);
+        self.batch_buffers().replace(buffers);
+    }
+
+    /// Stage 1, screen and decode: a reply to one of our outbound calls goes to its caller; an
+    /// invocation is refused here, before its signature costs anything, when its actor does
+    /// not run here, it does not decode, the shard has no room left, or its token does not
+    /// decode or names an untrusted issuer. The rest become `candidates`, in batch order.
+    fn screen<'a>(&self, batch: &'a [Inbound], routing: &RoutingSnapshot, candidates: &mut Vec<Candidate<'a>>) {
+        let inbox_sid = self.calls().inbox_sid();
+        let subjects = self.subjects().borrow();
+        candidates.reserve(batch.len());
         // Past this many, invocations are refused before their signature is checked: shedding
         // load must cost far less than serving it (an "overloaded" reply tells a forger nothing).
         let mut room = self.room();
@@ -208,51 +228,22 @@ impl ShardCore {
                 token,
             });
         }
-        drop(subjects);
-        if candidates.is_empty() {
-            return;
-        }
-        self.bump(|s| {
-            s.batches += 1;
-            s.batched_invocations += candidates.len() as u64;
-            s.batch_max = s.batch_max.max(candidates.len() as u64);
-        });
+    }
 
-        // One batch equation per read (in slices of the batch limit).
-        let started = Instant::now();
-        let mut verified = vec![false; candidates.len()];
-        {
-            let mut keys = self.keys().borrow_mut();
-            for candidate in &candidates {
-                // A bad key leaves the item out of the batch; it fails below.
-                let _ = keys.insert(&candidate.token.issuer);
-            }
-            let mut items = Vec::with_capacity(candidates.len().min(VERIFY_BATCH_ITEMS_MAX));
-            let mut indices = Vec::with_capacity(items.capacity());
-            for (start, chunk) in candidates.chunks(VERIFY_BATCH_ITEMS_MAX).enumerate() {
-                items.clear();
-                indices.clear();
-                for (offset, candidate) in chunk.iter().enumerate() {
-                    if let Some(key) = keys.get(&candidate.token.issuer) {
-                        items.push(VerifyItem {
-                            message: candidate.token.signed_part.as_bytes(),
-                            signature: candidate.token.signature,
-                            key,
-                        });
-                        indices.push(start * VERIFY_BATCH_ITEMS_MAX + offset);
-                    }
-                }
-                let mut ok = vec![false; items.len()];
-                verify_batch(&items, &mut ok);
-                for (index, ok) in indices.iter().zip(ok) {
-                    verified[*index] = ok;
-                }
-            }
-        }
-        let verify_ns = started.elapsed().as_nanos() as u64;
-        self.bump(|s| s.verify_ns += verify_ns);
-
-        for (candidate, signature_ok) in candidates.into_iter().zip(verified) {
+    /// Stage 3, checks, in batch order: a candidate whose signature failed (`verified`, one
+    /// entry per candidate), whose token fails §3.3, whose target is not the subject's actor or
+    /// who lacks the capability is refused; the others become `jobs`. Empties `candidates`.
+    fn check(
+        &self,
+        candidates: &mut Vec<Candidate<'_>>,
+        verified: &[bool],
+        routing: &RoutingSnapshot,
+        now: u64,
+        arrived: Instant,
+        jobs: &mut Vec<Job>,
+    ) {
+        assert_eq!(verified.len(), candidates.len(), "one verify result per candidate");
+        for (candidate, signature_ok) in candidates.drain(..).zip(verified.iter().copied()) {
             let Candidate { msg, actor, inv, token } = candidate;
             if !signature_ok {
                 self.reject(msg, inv.id, AuthError::BadSignature.message(), |s| s.rejected_auth += 1);
