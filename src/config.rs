@@ -16,7 +16,9 @@ use clap::{Args as ClapArgs, Parser, Subcommand};
 use crate::config_compat::{self, CompatArgs};
 use crate::identity::{self, Identity};
 use crate::plane::{resolve_shard_io, ShardBackend, ShardIo};
-use crate::runtime::limits::{instance_slots_for_memory, memory_keep_resident_for, INSTANCE_SLOTS_TOTAL_DEFAULT};
+use crate::runtime::limits::{
+    instance_slots_for_memory, memory_keep_resident_for, EXECUTION_DEADLINE_MS_DEFAULT, INSTANCE_SLOTS_TOTAL_DEFAULT,
+};
 
 /// Default NATS port when a host is named but no port.
 pub const NATS_PORT_DEFAULT: u16 = 4222;
@@ -61,8 +63,6 @@ pub const PROVIDER_HEALTH_INTERVAL_MS_DEFAULT: u64 = 30_000;
 pub const PROVIDER_HEALTH_INTERVAL_MS_MIN: u64 = 100;
 /// Default delay between a provider shutdown request and killing its process.
 pub const PROVIDER_SHUTDOWN_DELAY_MS_DEFAULT: u64 = 300;
-/// Default longest run of one actor invocation (0.82 `--max-execution-time`, in ms).
-pub const MAX_EXECUTION_TIME_MS_DEFAULT: u64 = 600_000;
 /// Longest wait for the managed nats-server to accept connections.
 pub const MANAGED_NATS_START_TIMEOUT_MS: u64 = 10_000;
 /// Default seconds before a shard releases the warm instances its recent concurrency did not
@@ -171,7 +171,7 @@ pub struct HostArgs {
     #[arg(long = "allow-file-load", env = "WASMCLOUD_ALLOW_FILE_LOAD")]
     pub allow_file_load: bool,
     /// Longest run of one actor invocation, in ms.
-    #[arg(long = "max-execution-time", alias = "max-time", env = "WASMCLOUD_MAX_EXECUTION_TIME_MS", default_value_t = MAX_EXECUTION_TIME_MS_DEFAULT)]
+    #[arg(long = "max-execution-time", alias = "max-time", env = "WASMCLOUD_MAX_EXECUTION_TIME_MS", default_value_t = EXECUTION_DEADLINE_MS_DEFAULT)]
     pub max_execution_time_ms: u64,
     /// Start actors that are not in the compile cache on code from the baseline compiler
     /// (Winch, ~4× faster to compile) and swap in Cranelift's code when it is ready (ours).

@@ -17,7 +17,6 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -25,7 +24,10 @@ use nkeys::KeyPairType;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-pub use super::jwt::{check_times, decode_jwt, decode_jwt_as, verify_signature, Claims, Jwt, TOKEN_BYTES_MAX};
+pub use super::jwt::{
+    check_times, decode_jwt, decode_jwt_as, verify_signature, Claims, ClaimsError, Jwt, KeyRole, TokenPart,
+    TOKEN_BYTES_MAX,
+};
 use super::jwt::{public_key, SIGNATURE_BYTES};
 use crate::lattice::{hex_upper, StoredClaims};
 
@@ -70,104 +72,6 @@ impl JwtSection {
             None
         }
     }
-}
-
-/// The three parts of a token, for error messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenPart {
-    Header,
-    Payload,
-    Signature,
-}
-
-impl fmt::Display for TokenPart {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            TokenPart::Header => "header",
-            TokenPart::Payload => "payload",
-            TokenPart::Signature => "signature",
-        })
-    }
-}
-
-/// The role a key plays in the claims, for error messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyRole {
-    /// `iss`: must be an account key (`A…`).
-    Issuer,
-    /// `sub` of an actor: must be a module key (`M…`).
-    Subject,
-    /// `sub` of a provider archive: must be a service key (`V…`).
-    ProviderSubject,
-}
-
-impl fmt::Display for KeyRole {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            KeyRole::Issuer => "issuer",
-            KeyRole::Subject | KeyRole::ProviderSubject => "subject",
-        })
-    }
-}
-
-/// Why a module's claims were refused. Module-shape errors carry the byte offset where the walk
-/// stopped; claim errors carry the values that failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ClaimsError {
-    #[error("actor module has no embedded claims")]
-    NoClaims,
-    #[error("not a wasm module: bad magic number")]
-    BadMagic,
-    #[error("unsupported wasm binary version {version:02X?}: only core modules (version 1) can be 0.x actors")]
-    UnsupportedVersion { version: [u8; 4] },
-    #[error("wasm module is truncated at byte offset {offset}")]
-    Truncated { offset: usize },
-    #[error("malformed LEB128 u32 at byte offset {offset}")]
-    BadLeb { offset: usize },
-    #[error("wasm section at byte offset {offset} declares {size_bytes} bytes but only {left_bytes} remain")]
-    SectionOverrun {
-        offset: usize,
-        size_bytes: u32,
-        left_bytes: usize,
-    },
-    #[error("custom section at byte offset {offset} has a malformed name")]
-    BadCustomSectionName { offset: usize },
-    #[error("embedded claims token is not valid UTF-8")]
-    TokenNotUtf8,
-    #[error("claims token is {token_bytes} bytes, more than the limit of {token_bytes_max}")]
-    TokenTooLarge { token_bytes: usize, token_bytes_max: usize },
-    #[error("claims token must have 3 dot-separated parts, found {parts_count}")]
-    TokenParts { parts_count: usize },
-    #[error("claims token {part} is not base64url without padding")]
-    Base64 { part: TokenPart },
-    #[error("claims token {part} is not the expected JSON: {reason}")]
-    Json { part: TokenPart, reason: String },
-    #[error("claims token header has typ {typ:?} and alg {alg:?}; expected \"jwt\" and \"Ed25519\"")]
-    BadHeader { typ: String, alg: String },
-    #[error("claims token signature is {signature_bytes} bytes, expected 64")]
-    SignatureLength { signature_bytes: usize },
-    #[error("claims {role} {key:?} is not a valid public nkey")]
-    BadKey { role: KeyRole, key: String },
-    #[error("claims issuer {key} is not an account key (A…)")]
-    IssuerNotAccount { key: String },
-    #[error("claims subject {key} is not a module key (M…)")]
-    SubjectNotModule { key: String },
-    #[error("claims subject {key} is not a provider (service) key (V…)")]
-    SubjectNotService { key: String },
-    #[error("claims token signature does not verify against issuer {issuer}")]
-    BadSignature { issuer: String },
-    #[error("claims token expired at {exp_secs} (now {now_secs}, seconds since the epoch)")]
-    Expired { exp_secs: u64, now_secs: u64 },
-    #[error("claims token is not valid before {nbf_secs} (now {now_secs}, seconds since the epoch)")]
-    NotYetValid { nbf_secs: u64, now_secs: u64 },
-    #[error("claims token has no wascap actor metadata")]
-    MissingMetadata,
-    #[error("claims token wascap metadata is not actor metadata: {reason}")]
-    BadMetadata { reason: String },
-    #[error("module hash {actual} does not match the signed hash {expected}: the module changed after signing")]
-    HashMismatch { expected: String, actual: String },
-    #[error("cannot sign the actor's claims: {reason}")]
-    CannotSign { reason: String },
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -25,10 +25,6 @@ use crate::wire::ctl::{
     UpdateActorCommand,
 };
 
-/// Warm instances a shard keeps for an actor whose max concurrency is unbounded.
-pub const WARM_INSTANCES_UNBOUNDED_PER_SHARD: u32 = 4;
-/// Most warm instances a shard keeps per actor, whatever the requested concurrency.
-pub const WARM_INSTANCES_PER_SHARD_MAX: u32 = 64;
 /// Capacity of the channel that brings finished fetch/compile jobs back to the control loop.
 pub const ACTOR_JOBS_CHANNEL_CAPACITY: usize = 64;
 

@@ -2,12 +2,18 @@
 //! actor's warm set grows, check that it fits. The runtime enforces the same budget on every
 //! memory it creates or grows ([`crate::runtime::budget`]); this check turns a start or scale
 //! that cannot fit into one clear refusal instead of pools that fail instance by instance.
+//! Owns the size of an actor's warm set per shard ([`warm_per_shard`] and its bounds), which
+//! both this check and the actor operations use.
 
-use super::actor_ops::{WARM_INSTANCES_PER_SHARD_MAX, WARM_INSTANCES_UNBOUNDED_PER_SHARD};
 use super::actors::{ActorTable, RunningActor};
 use super::ControlPlane;
 use crate::runtime::budget::BYTES_PER_MIB;
 use crate::runtime::CompiledActor;
+
+/// Warm instances a shard keeps for an actor whose max concurrency is unbounded.
+pub const WARM_INSTANCES_UNBOUNDED_PER_SHARD: u32 = 4;
+/// Most warm instances a shard keeps per actor, whatever the requested concurrency.
+pub const WARM_INSTANCES_PER_SHARD_MAX: u32 = 64;
 
 impl ControlPlane {
     /// `Err` with the reason when `change` (applied to a copy of the actor table) would give

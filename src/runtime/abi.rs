@@ -15,16 +15,12 @@ use rand::Rng;
 use wasmtime::{Caller, Engine, Extern, FuncType, Linker, Memory, Module, Val, ValType};
 
 use super::budget::{MemoryBudget, MemoryLimit};
-use super::builtins::builtin;
+use super::builtins::{builtin, BuiltinGrants};
 
 /// Return code of `__host_call` on success (PROTOCOL §9.1).
 pub const HOST_CALL_OK: i32 = 1;
 /// Return code of `__host_call` on failure (waPC hosts return 0; guests only test for 1).
 pub const HOST_CALL_FAILED: i32 = 0;
-/// Namespace of the logging builtin.
-pub const BUILTIN_LOGGING: &str = "wasmcloud:builtin:logging";
-/// Namespace of the number generator builtin.
-pub const BUILTIN_NUMBERGEN: &str = "wasmcloud:builtin:numbergen";
 
 /// WASI errno values used by the stubs.
 pub const WASI_ESUCCESS: i32 = 0;
@@ -201,10 +197,8 @@ pub fn can_stub_enosys(ty: &FuncType) -> bool {
 /// What all instances of one actor share.
 pub struct ActorContext {
     pub actor_key: Arc<str>,
-    /// `wasmcloud:builtin:logging` is among the actor's claimed capabilities.
-    pub allow_logging: bool,
-    /// `wasmcloud:builtin:numbergen` is among the actor's claimed capabilities.
-    pub allow_numbergen: bool,
+    /// The builtins among the actor's claimed capabilities.
+    pub builtins: BuiltinGrants,
     pub host_calls: Arc<dyn HostCalls>,
     pub execution_deadline: Duration,
     pub memory_bytes_max: u64,
@@ -484,15 +478,17 @@ async fn host_call(
         utf8(namespace, "namespace"),
         utf8(operation, "operation"),
     ) {
-        (Ok(binding), Ok(namespace), Ok(operation)) => match builtin(&actor, &namespace, &operation, &payload) {
-            Some(result) => result,
-            None => {
-                actor
-                    .host_calls
-                    .call(&actor.actor_key, &binding, &namespace, &operation, payload)
-                    .await
+        (Ok(binding), Ok(namespace), Ok(operation)) => {
+            match builtin(&actor.actor_key, actor.builtins, &namespace, &operation, &payload) {
+                Some(result) => result,
+                None => {
+                    actor
+                        .host_calls
+                        .call(&actor.actor_key, &binding, &namespace, &operation, payload)
+                        .await
+                }
             }
-        },
+        }
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => Err(e),
     };
     let state = caller.data_mut();

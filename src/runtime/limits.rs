@@ -49,8 +49,9 @@ pub const EPOCH_TICK_MS_DEFAULT: u64 = 1;
 pub const EPOCH_TICK_MS_MAX: u64 = 1_000;
 /// Default invocations per instance before it is replaced: never (as the OTP host).
 pub const INSTANCE_MAX_INVOCATIONS_DEFAULT: u64 = 0;
-/// Default deadline of one call: the 0.82 host's `--max-execution-time` default.
-pub const EXECUTION_DEADLINE_MS_DEFAULT: u64 = crate::config::MAX_EXECUTION_TIME_MS_DEFAULT;
+/// Default deadline of one call, also the default of `--max-execution-time`: the 0.82 host's
+/// default (10 minutes).
+pub const EXECUTION_DEADLINE_MS_DEFAULT: u64 = 600_000;
 /// Guard region after each linear memory. Memories are reserved at `memory_bytes_max` (not
 /// wasmtime's 4 GiB), so Cranelift emits bounds checks; the guard lets it fold static offsets
 /// up to this size into one check.

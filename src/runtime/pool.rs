@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::abi::{self, ActorContext, HostCalls};
+use super::builtins::BuiltinGrants;
 use super::engine::{CompiledActor, Runtime};
 pub use super::instance::{InstanceFactory, WarmInstance};
 use super::{InvokeError, Parker, RuntimeError};
@@ -131,8 +132,7 @@ impl ActorPool {
         let limits = runtime.limits();
         let actor = Arc::new(ActorContext {
             actor_key: Arc::from(actor_key),
-            allow_logging: caps.iter().any(|c| c == abi::BUILTIN_LOGGING),
-            allow_numbergen: caps.iter().any(|c| c == abi::BUILTIN_NUMBERGEN),
+            builtins: BuiltinGrants::claimed(caps),
             host_calls,
             execution_deadline: Duration::from_millis(limits.execution_deadline_ms),
             memory_bytes_max: limits.memory_bytes_max,

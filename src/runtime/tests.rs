@@ -310,7 +310,7 @@ async fn init_exports_run_once_per_instance() {
 #[tokio::test]
 async fn builtins_logging_and_numbergen() {
     let bytes = wat::parse_str(BUILTINS).unwrap();
-    let signed = testkit::sign_with_caps(&bytes, &[abi::BUILTIN_LOGGING, abi::BUILTIN_NUMBERGEN]);
+    let signed = testkit::sign_with_caps(&bytes, &[builtins::BUILTIN_LOGGING, builtins::BUILTIN_NUMBERGEN]);
     let claims = validate_actor(&signed.module, testkit::now_secs()).unwrap();
     let runtime = Runtime::new(&limits()).unwrap();
     let compiled = runtime.compile(&signed.module, &claims.hash).unwrap();
@@ -357,7 +357,7 @@ async fn builtins_logging_and_numbergen() {
 #[tokio::test]
 async fn builtins_require_the_claimed_capability() {
     let runtime = Runtime::new(&limits()).unwrap();
-    let caps = vec![abi::BUILTIN_LOGGING.to_string()];
+    let caps = vec![builtins::BUILTIN_LOGGING.to_string()];
     let mut pool = pool_with(&runtime, BUILTINS, &caps, Arc::new(NoHostCalls), 1).await;
     let err = invoke(&mut pool, "NumberGen.Random32", b"").await.unwrap_err();
     assert!(

@@ -13,23 +13,21 @@
 //! that finds its shard in a thread-local: wasmtime requires `Send + Sync` host state, and a
 //! thread-local keeps the shard's `Rc`s out of the stores (TOOLCHAIN.md).
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use futures::channel::oneshot;
 
 use crate::auth::antiforgery::{encode_signed_invocation, Outbound};
-use crate::plane::{ShardId, CHUNK_THRESHOLD_BYTES};
+use crate::plane::CHUNK_THRESHOLD_BYTES;
 use crate::runtime::{HostCallFuture, HostCalls};
 use crate::wire::invocation::{decode_response, EntityRef};
 use crate::wire::nats::parse_headers;
 
 use super::conn::Inbound;
+use super::core::ShardCore;
 use super::send::AssertSend;
-use super::serve::ShardCore;
 
 /// Extra time a chunked call gets (wasmbus-rpc's `CHUNK_RPC_EXTRA_TIME`).
 pub const CHUNK_RPC_EXTRA_MS: u64 = 13_000;
@@ -46,69 +44,6 @@ pub(crate) fn install(core: Option<Rc<ShardCore>>) {
     SHARD.with(|shard| *shard.borrow_mut() = core);
 }
 
-/// Replies awaited by outbound calls of one shard.
-pub(crate) struct Calls {
-    /// `_INBOX.{random}`; replies come on `{prefix}.{n}`.
-    pub inbox_prefix: String,
-    inbox_sid: Cell<Option<u64>>,
-    pending: RefCell<HashMap<u64, oneshot::Sender<Inbound>>>,
-    next: Cell<u64>,
-}
-
-impl Calls {
-    pub fn new(shard: ShardId) -> Calls {
-        Calls {
-            inbox_prefix: format!("_INBOX.{}{}", uuid::Uuid::new_v4().simple(), shard.0),
-            inbox_sid: Cell::new(None),
-            pending: RefCell::new(HashMap::new()),
-            next: Cell::new(1),
-        }
-    }
-
-    pub fn inbox_sid(&self) -> Option<u64> {
-        self.inbox_sid.get()
-    }
-
-    pub fn set_inbox_sid(&self, sid: u64) {
-        self.inbox_sid.set(Some(sid));
-    }
-
-    /// Hand a reply to the call waiting for it; late replies (the call timed out) are dropped.
-    pub fn deliver(&self, msg: &Inbound) {
-        let token = msg.subject().rsplit('.').next().and_then(|t| t.parse::<u64>().ok());
-        let waiter = token.and_then(|token| self.pending.borrow_mut().remove(&token));
-        match waiter {
-            Some(waiter) => {
-                let _ = waiter.send(msg.clone());
-            }
-            None => tracing::debug!(subject = msg.subject(), "late or unknown reply dropped"),
-        }
-    }
-
-    /// Register a call; returns its reply subject, its token and the receiver of its reply.
-    fn register(&self) -> (String, u64, oneshot::Receiver<Inbound>) {
-        let token = self.next.get();
-        self.next.set(token + 1);
-        let (tx, rx) = oneshot::channel();
-        self.pending.borrow_mut().insert(token, tx);
-        (format!("{}.{token}", self.inbox_prefix), token, rx)
-    }
-
-    /// Give up on every call still waiting (a stopping shard past its drain timeout): each
-    /// guest gets an error from its `__host_call` and can finish, so its invocation is
-    /// answered. Returns how many.
-    pub fn cancel_all(&self) -> usize {
-        let mut pending = self.pending.borrow_mut();
-        let cancelled = pending.len();
-        pending.clear();
-        cancelled
-    }
-
-    fn forget(&self, token: u64) {
-        self.pending.borrow_mut().remove(&token);
-    }
-}
-
 /// Where a guest's call goes (§9.4 steps 2–5).
 struct Target {
     public_key: String,
@@ -118,8 +53,8 @@ struct Target {
 }
 
 fn resolve(core: &ShardCore, origin: &str, binding: &str, namespace: &str) -> Result<Target, String> {
-    let routing = core.routing.borrow();
-    let lattice = &core.config.lattice;
+    let routing = core.routing();
+    let lattice = &core.config().lattice;
     if let Some(provider) = routing.provider_for(origin, namespace, binding) {
         if !routing.has_capability(origin, namespace) {
             return Err(format!(
@@ -185,11 +120,11 @@ pub(crate) async fn host_call(
         payload: &payload,
         chunked,
         id: &id,
-        host_id: &core.config.host_id,
+        host_id: &core.config().host_id,
     };
     let wire_bytes = if chunked { 0 } else { payload.len() };
     let mut encoded = Vec::with_capacity(wire_bytes + 1024);
-    encode_signed_invocation(&mut encoded, &core.config.cluster_key, &call, now)
+    encode_signed_invocation(&mut encoded, &core.config().cluster_key, &call, now)
         .map_err(|e| e.message().to_string())?;
     if chunked {
         // Stored before the invocation is published (the receiver fetches it by id).
@@ -197,14 +132,14 @@ pub(crate) async fn host_call(
             .await
             .map_err(|e| format!("cannot store the chunked request: {e}"))?;
     }
-    let (reply_subject, token, reply) = core.calls.register();
-    if let Err(e) = core.outbox.publish(&target.subject, Some(&reply_subject), &encoded) {
-        core.calls.forget(token);
+    let (reply_subject, token, reply) = core.calls().register();
+    if let Err(e) = core.outbox().publish(&target.subject, Some(&reply_subject), &encoded) {
+        core.calls().forget(token);
         core.bump(|s| s.calls_failed += 1);
         return Err(format!("cannot send the call to {}: {e}", target.subject));
     }
     core.bump(|s| s.calls_sent += 1);
-    let mut timeout = core.config.rpc_timeout;
+    let mut timeout = core.config().rpc_timeout;
     if chunked {
         timeout += Duration::from_millis(CHUNK_RPC_EXTRA_MS);
     }
@@ -219,7 +154,7 @@ pub(crate) async fn host_call(
             ));
         }
         futures::future::Either::Right(_) => {
-            core.calls.forget(token);
+            core.calls().forget(token);
             core.bump(|s| s.calls_timed_out += 1);
             return Err(format!(
                 "rpc timeout: no reply from {} for {operation} within {} ms",
@@ -272,7 +207,7 @@ impl<'a> OffTurn<'a> {
     fn new(core: &'a ShardCore) -> OffTurn<'a> {
         OffTurn {
             core,
-            stepped_off: core.turns.step_off(),
+            stepped_off: core.turns().step_off(),
         }
     }
 }
@@ -280,7 +215,7 @@ impl<'a> OffTurn<'a> {
 impl Drop for OffTurn<'_> {
     fn drop(&mut self) {
         if self.stepped_off {
-            self.core.turns.step_on();
+            self.core.turns().step_on();
         }
     }
 }

@@ -15,15 +15,16 @@ use crate::plane::{ShardConfig, ShardId, ShardStats};
 use crate::routing::RoutingSnapshot;
 use crate::runtime::{CompiledActor, Runtime};
 
+use super::batch::Job;
 use super::calls;
 use super::conn::{Inbound, Outbox};
-use super::serve::ShardCore;
+use super::core::ShardCore;
 
 /// A shard pipeline on the current glommio executor, without NATS.
 pub struct InProcessShard {
     core: Rc<ShardCore>,
     runtime: Runtime,
-    jobs: Vec<super::serve::Job>,
+    jobs: Vec<Job>,
 }
 
 impl InProcessShard {
@@ -50,13 +51,13 @@ impl InProcessShard {
         warm_instances: u32,
     ) -> Result<u64, String> {
         super::set_pool(&self.core, &self.runtime, key, compiled, Arc::new(caps), warm_instances).await?;
-        let slot_sid = self.core.actors.borrow().get(key).map(|slot| slot.sid);
+        let slot_sid = self.core.actors().borrow().get(key).map(|slot| slot.sid);
         slot_sid.ok_or_else(|| format!("actor {key} has no subscription"))
     }
 
     /// Swap in routing tables (trusted issuers, claims, links).
     pub fn set_routing(&self, snapshot: RoutingSnapshot) {
-        *self.core.routing.borrow_mut() = Arc::new(snapshot);
+        self.core.set_routing(Arc::new(snapshot));
     }
 
     /// Run one batch as one socket read would deliver it and wait until every invocation in
@@ -67,14 +68,14 @@ impl InProcessShard {
             self.core.admit_or_queue(job);
         }
         while self.core.inflight() > 0 {
-            self.core.quiet.notified().await;
+            self.core.quiet().notified().await;
         }
-        self.core.outbox.take_data()
+        self.core.outbox().take_data()
     }
 
     /// The shard's counters.
     pub fn stats(&self) -> ShardStats {
-        self.core.stats.get()
+        self.core.stats()
     }
 }
 

@@ -10,7 +10,7 @@ use std::rc::Rc;
 
 use crate::runtime::{ActorPool, GiveBack, InstanceFactory, WarmInstance};
 
-use super::serve::ShardCore;
+use super::core::ShardCore;
 
 /// Warm instances a pool keeps through an idle release: one, so the next call after a quiet
 /// spell still finds a warm instance instead of paying an instantiation.
@@ -37,7 +37,7 @@ impl ShardCore {
     /// virtual reservation of their slots) in the counters' gauges. Walks the pools: called
     /// at the report tick, not per batch.
     pub fn note_holdings(&self) {
-        let (actors, draining) = (self.actors.borrow(), self.draining.borrow());
+        let (actors, draining) = (self.actors().borrow(), self.draining().borrow());
         let pools = actors.values().map(|slot| &slot.pool).chain(draining.iter());
         let (instances, bytes, reserved) = pools.fold((0u64, 0u64, 0u64), |(instances, bytes, reserved), pool| {
             let held = (pool.idle_count() + pool.leased_count()) as u64;
@@ -60,11 +60,11 @@ impl ShardCore {
     /// from the report tick, which records the holdings right after.
     pub fn release_idle(&self) {
         let mut released = 0usize;
-        for (actor, slot) in self.actors.borrow_mut().iter_mut() {
+        for (actor, slot) in self.actors().borrow_mut().iter_mut() {
             let n = slot.pool.release_idle(WARM_RELEASE_KEEP_MIN);
             if n > 0 {
                 tracing::info!(
-                    shard = %self.id,
+                    shard = %self.id(),
                     actor = &**actor,
                     released = n,
                     kept = slot.pool.idle_count() + slot.pool.leased_count(),
@@ -85,7 +85,7 @@ impl ShardCore {
     /// set at once: its memory goes back to the system now.
     pub fn retire_pool(&self, pool: ActorPool) {
         if pool.leased_count() > 0 {
-            self.draining.borrow_mut().push(pool);
+            self.draining().borrow_mut().push(pool);
             return;
         }
         drop(pool);
@@ -93,7 +93,7 @@ impl ShardCore {
     }
 
     pub(super) fn lease(&self, actor: &str) -> Lease {
-        let mut actors = self.actors.borrow_mut();
+        let mut actors = self.actors().borrow_mut();
         match actors.get_mut(actor) {
             None => Lease::NotRunning,
             Some(slot) => match slot.pool.try_lease() {
@@ -106,7 +106,7 @@ impl ShardCore {
     /// Count an instance made on demand as leased by its pool (the current one or one being
     /// drained); an orphan (its pool is gone) is still used once and then dropped.
     pub(super) fn adopt_leased(&self, actor: &str, instance: &mut WarmInstance) {
-        let mut actors = self.actors.borrow_mut();
+        let mut actors = self.actors().borrow_mut();
         if actors
             .get_mut(actor)
             .is_some_and(|slot| slot.pool.adopt_leased(instance))
@@ -114,13 +114,13 @@ impl ShardCore {
             return;
         }
         drop(actors);
-        let mut draining = self.draining.borrow_mut();
+        let mut draining = self.draining().borrow_mut();
         let _ = draining.iter_mut().any(|pool| pool.adopt_leased(instance));
     }
 
     /// Return an instance to the pool it came from and refill that pool if it lost one.
     pub(super) fn give_back(self: &Rc<Self>, actor: &str, instance: WarmInstance) {
-        let mut actors = self.actors.borrow_mut();
+        let mut actors = self.actors().borrow_mut();
         let instance = match actors.get_mut(actor) {
             Some(slot) => match slot.pool.give_back(instance) {
                 GiveBack::Foreign(instance) => instance,
@@ -140,7 +140,7 @@ impl ShardCore {
             None => instance,
         };
         drop(actors);
-        let mut draining = self.draining.borrow_mut();
+        let mut draining = self.draining().borrow_mut();
         let mut instance = instance;
         for pool in draining.iter_mut() {
             match pool.give_back(instance) {
@@ -156,15 +156,15 @@ impl ShardCore {
 
     /// Build the instances a pool is missing in a task of its own, off the hot path.
     fn start_refill(self: &Rc<Self>, actor: Rc<str>, pool_id: u64, factory: InstanceFactory) {
-        if self.refilling.borrow().contains(&pool_id) {
+        if self.refilling().borrow().contains(&pool_id) {
             return;
         }
-        self.refilling.borrow_mut().push(pool_id);
+        self.refilling().borrow_mut().push(pool_id);
         let core = Rc::clone(self);
         super::rt::spawn_local(async move {
             loop {
                 let missing = core
-                    .actors
+                    .actors()
                     .borrow()
                     .get(&actor)
                     .filter(|slot| slot.pool.pool_id() == pool_id)
@@ -174,7 +174,7 @@ impl ShardCore {
                 }
                 match factory.instantiate().await {
                     Ok(instance) => {
-                        let mut actors = core.actors.borrow_mut();
+                        let mut actors = core.actors().borrow_mut();
                         let adopted = actors
                             .get_mut(&actor)
                             .is_some_and(|slot| slot.pool.adopt_idle(instance).is_none());
@@ -183,15 +183,15 @@ impl ShardCore {
                         }
                     }
                     Err(error) => {
-                        if let Some(slot) = core.actors.borrow_mut().get_mut(&actor) {
+                        if let Some(slot) = core.actors().borrow_mut().get_mut(&actor) {
                             slot.pool.note_instantiate_failure();
                         }
-                        tracing::warn!(shard = %core.id, %actor, %error, "cannot refill the actor pool");
+                        tracing::warn!(shard = %core.id(), %actor, %error, "cannot refill the actor pool");
                         break;
                     }
                 }
             }
-            core.refilling.borrow_mut().retain(|id| *id != pool_id);
+            core.refilling().borrow_mut().retain(|id| *id != pool_id);
         })
         .detach();
     }

@@ -3,7 +3,7 @@
 //!
 //! A shard owns everything it touches while serving: its NATS connection ([`conn`]), its
 //! routing snapshot, its warm instance pools, its pending outbound calls ([`calls`]) and its
-//! counters, all in one [`serve::ShardCore`] shared by the shard's tasks through an `Rc`. It
+//! counters, all in one [`self::core::ShardCore`] shared by the shard's tasks through an `Rc`. It
 //! never takes a lock and never runs tokio. Tasks of a shard: the command loop (this file:
 //! pools, subscriptions, stop), the reader (one socket read = one batch for the pipeline in
 //! [`serve`]), the connection's writer, one task per running invocation, and a stats ticker.
@@ -26,8 +26,11 @@ use crate::config::SHARD_IO_MEMORY_BYTES;
 use crate::plane::{monotonic_ms, ShardCommand, ShardConfig, ShardId, ShardReport, ShardStats, SHARD_TICK_STOPPED};
 use crate::runtime::{ActorPool, CompiledActor, Parker, Runtime};
 
+mod batch;
 pub mod calls;
 pub mod conn;
+mod core;
+mod inbox;
 mod inprocess;
 mod instances;
 mod notify;
@@ -43,10 +46,10 @@ mod turns;
 
 pub use inprocess::{inbound, InProcessShard};
 
+use self::core::{ActorSlot, ShardCore};
 use calls::ShardHostCalls;
 use conn::{Conn, ConnConfig, Outbox};
 use send::AssertSend;
-use serve::{ActorSlot, ShardCore};
 
 pub use rt::GUEST_PARK_US;
 /// How often a shard sends its counters to the control plane (when they changed).
@@ -73,10 +76,10 @@ async fn within(limit: Duration, future: impl std::future::Future<Output = ()>) 
 /// giving up early when the connection is down (that `PONG` would never come).
 async fn unsubscribed(core: &ShardCore, limit: Duration) -> bool {
     let deadline = std::time::Instant::now() + limit;
-    let mut pong = Box::pin(core.outbox.confirmed());
+    let mut pong = Box::pin(core.outbox().confirmed());
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if !core.connected.get() || left.is_zero() {
+        if !core.connected() || left.is_zero() {
             return false;
         }
         let tick = rt::sleep(left.min(Duration::from_millis(CONNECTION_CHECK_MS)));
@@ -96,11 +99,11 @@ struct Shard {
 impl Shard {
     fn stop_actor(&mut self, key: &str) {
         let core = &self.core;
-        let Some(slot) = core.actors.borrow_mut().remove(key) else {
+        let Some(slot) = core.actors().borrow_mut().remove(key) else {
             return;
         };
-        core.outbox.unsubscribe(slot.sid);
-        core.subjects.borrow_mut().remove(&slot.sid);
+        core.outbox().unsubscribe(slot.sid);
+        core.subjects().borrow_mut().remove(&slot.sid);
         core.retire_pool(slot.pool);
     }
 
@@ -117,15 +120,15 @@ impl Shard {
         match command {
             ShardCommand::Routing(snapshot) => {
                 // Snapshots only move forward: a stale one (reordered by a retry) is ignored.
-                let newer = snapshot.version >= self.core.routing.borrow().version;
+                let newer = snapshot.version >= self.core.routing().version;
                 if newer {
-                    *self.core.routing.borrow_mut() = snapshot;
+                    self.core.set_routing(snapshot);
                     self.core.bump(|s| s.routing_swaps += 1);
                 }
                 let report = ShardReport::RoutingApplied {
-                    shard: self.core.id,
-                    version: self.core.routing.borrow().version,
-                    stats: self.core.stats.get(),
+                    shard: self.core.id(),
+                    version: self.core.routing().version,
+                    stats: self.core.stats(),
                 };
                 self.report(report);
                 true
@@ -136,7 +139,7 @@ impl Shard {
                 caps,
                 warm_instances,
             } => {
-                let shard = self.core.id;
+                let shard = self.core.id();
                 let report = match set_pool(&self.core, &self.runtime, &key, compiled, caps, warm_instances).await {
                     Ok(warm) => ShardReport::ActorPoolReady { shard, key, warm },
                     Err(error) => ShardReport::ActorPoolFailed { shard, key, error },
@@ -147,7 +150,7 @@ impl Shard {
             ShardCommand::ActorStop { key } => {
                 self.stop_actor(&key);
                 self.report(ShardReport::ActorPoolReady {
-                    shard: self.core.id,
+                    shard: self.core.id(),
                     key,
                     warm: 0,
                 });
@@ -174,36 +177,36 @@ impl Shard {
     async fn drain(&mut self, reader: Option<rt::Task<()>>) {
         let core = Rc::clone(&self.core);
         let began = std::time::Instant::now();
-        let before = core.stats.get();
-        let sids: Vec<u64> = core.actors.borrow().values().map(|slot| slot.sid).collect();
+        let before = core.stats();
+        let sids: Vec<u64> = core.actors().borrow().values().map(|slot| slot.sid).collect();
         for sid in &sids {
-            core.outbox.unsubscribe(*sid);
+            core.outbox().unsubscribe(*sid);
         }
-        let limit = core.config.drain_timeout;
-        let confirmed = core.config.conn.is_some() && !sids.is_empty() && unsubscribed(&core, limit).await;
+        let limit = core.config().drain_timeout;
+        let confirmed = core.config().conn.is_some() && !sids.is_empty() && unsubscribed(&core, limit).await;
         let left = limit.saturating_sub(began.elapsed());
         let drained = within(left, async {
             while core.inflight() > 0 || core.queued() > 0 {
-                core.quiet.notified().await;
+                core.quiet().notified().await;
             }
         })
         .await;
-        core.stopping.set(true);
+        core.set_stopping();
         let refused = core.refuse_queued(
             "host stopping: the invocation was accepted but the drain timeout passed before it could run",
         );
         let mut cancelled = 0;
         if !drained {
             // Guests waiting on outbound calls get an error and finish; their replies leave.
-            cancelled = core.calls.cancel_all();
+            cancelled = core.calls().cancel_all();
             let finished = within(Duration::from_millis(FLUSH_WAIT_MS), async {
                 while core.inflight() > 0 {
-                    core.quiet.notified().await;
+                    core.quiet().notified().await;
                 }
             })
             .await;
             tracing::warn!(
-                shard = %core.id,
+                shard = %core.id(),
                 refused,
                 calls_cancelled = cancelled,
                 still_running = core.inflight(),
@@ -212,12 +215,13 @@ impl Shard {
                 "the drain timeout passed with invocations running"
             );
         }
-        if core.config.conn.is_some() && !within(Duration::from_millis(FLUSH_WAIT_MS), core.outbox.drained()).await {
-            tracing::warn!(shard = %core.id, bytes = core.outbox.pending_bytes(), "replies not written at stop");
+        if core.config().conn.is_some() && !within(Duration::from_millis(FLUSH_WAIT_MS), core.outbox().drained()).await
+        {
+            tracing::warn!(shard = %core.id(), bytes = core.outbox().pending_bytes(), "replies not written at stop");
         }
-        let after = core.stats.get();
+        let after = core.stats();
         tracing::info!(
-            shard = %core.id,
+            shard = %core.id(),
             subscriptions = sids.len(),
             unsubscribe_confirmed = confirmed,
             received_while_draining = after.received - before.received,
@@ -235,14 +239,14 @@ impl Shard {
     async fn run(mut self, mut commands: mpsc::Receiver<ShardCommand>, cpu: Option<usize>) {
         let core = Rc::clone(&self.core);
         calls::install(Some(Rc::clone(&core)));
-        let inbox = format!("{}.*", core.calls.inbox_prefix);
-        match core.outbox.subscribe(&inbox, None) {
-            Ok(sid) => core.calls.set_inbox_sid(sid),
-            Err(e) => tracing::error!(shard = %core.id, error = %e, "cannot subscribe to the shard inbox"),
+        let inbox = format!("{}.*", core.calls().inbox_prefix);
+        match core.outbox().subscribe(&inbox, None) {
+            Ok(sid) => core.calls().set_inbox_sid(sid),
+            Err(e) => tracing::error!(shard = %core.id(), error = %e, "cannot subscribe to the shard inbox"),
         }
-        self.report(ShardReport::Started { shard: core.id, cpu });
+        self.report(ShardReport::Started { shard: core.id(), cpu });
         let reader = core
-            .config
+            .config()
             .conn
             .clone()
             .map(|config| rt::spawn_local(read_loop(Rc::clone(&core), config, self.reports.clone())));
@@ -256,8 +260,11 @@ impl Shard {
         ticker.cancel().await;
         stamp_liveness(&core, SHARD_TICK_STOPPED);
         calls::install(None);
-        let stats = core.stats.get();
-        self.report(ShardReport::Stopped { shard: core.id, stats });
+        let stats = core.stats();
+        self.report(ShardReport::Stopped {
+            shard: core.id(),
+            stats,
+        });
     }
 }
 
@@ -273,7 +280,7 @@ async fn set_pool(
     caps: Arc<Vec<String>>,
     warm_instances: u32,
 ) -> Result<u32, String> {
-    if let Some(slot) = core.actors.borrow().get(key) {
+    if let Some(slot) = core.actors().borrow().get(key) {
         // Same module, same compiler, same size: nothing to do. A new tier (the optimised code
         // of an actor that started on the baseline compiler) swaps the pool like an update.
         if slot.module_hash == compiled.module_hash()
@@ -287,7 +294,7 @@ async fn set_pool(
     // its warm set); a replaced pool (update, rescale, new tier) starts with as many, or with
     // what the old one had grown to if that is more.
     let warm_now = core
-        .actors
+        .actors()
         .borrow()
         .get(key)
         .map_or(0, |slot| slot.pool.target())
@@ -305,16 +312,16 @@ async fn set_pool(
     .await
     .map_err(|e| e.to_string())?;
     let warm = pool.idle_count() as u32;
-    let existing = core.actors.borrow().get(key).map(|slot| slot.sid);
+    let existing = core.actors().borrow().get(key).map(|slot| slot.sid);
     let sid = match existing {
         Some(sid) => sid,
         None => {
             let subject = core.actor_subject(key);
             let sid = core
-                .outbox
+                .outbox()
                 .subscribe(&subject, Some(&subject))
                 .map_err(|e| format!("cannot subscribe to {subject}: {e}"))?;
-            core.subjects.borrow_mut().insert(sid, Rc::from(key));
+            core.subjects().borrow_mut().insert(sid, Rc::from(key));
             sid
         }
     };
@@ -325,14 +332,14 @@ async fn set_pool(
         pool,
         sid,
     };
-    let old = core.actors.borrow_mut().insert(Rc::from(key), slot);
+    let old = core.actors().borrow_mut().insert(Rc::from(key), slot);
     if let Some(old) = old {
         core.retire_pool(old.pool);
     }
-    if existing.is_none() && core.config.conn.is_some() {
+    if existing.is_none() && core.config().conn.is_some() {
         // The server has the subscription before the control plane announces the actor.
-        if !within(Duration::from_millis(FLUSH_WAIT_MS), core.outbox.confirmed()).await {
-            tracing::warn!(shard = %core.id, actor = key, "subscription not confirmed by NATS yet (down?)");
+        if !within(Duration::from_millis(FLUSH_WAIT_MS), core.outbox().confirmed()).await {
+            tracing::warn!(shard = %core.id(), actor = key, "subscription not confirmed by NATS yet (down?)");
         }
     }
     Ok(warm)
@@ -349,11 +356,11 @@ async fn set_pool(
 /// (`overload::a_shard_full_of_runaway_guests…`: refusals after ~0.3 s where the pausing
 /// reader gave them after 1.5 s, when a guest's deadline freed a slot).
 async fn read_loop(core: Rc<ShardCore>, config: ConnConfig, mut reports: mpsc::Sender<ShardReport>) {
-    let shard = core.id;
+    let shard = core.id();
     let reports_for_queries = reports.clone();
     let link = Rc::clone(&core);
     let mut report = move |connected: bool, detail: String| {
-        link.connected.set(connected);
+        link.set_connected(connected);
         let _ = reports.try_send(ShardReport::Connection {
             shard,
             connected,
@@ -362,7 +369,7 @@ async fn read_loop(core: Rc<ShardCore>, config: ConnConfig, mut reports: mpsc::S
     };
     let mut wait = Duration::from_millis(FIRST_CONNECT_RETRY_MS);
     let mut conn = loop {
-        match Conn::connect_with(config.clone(), Rc::clone(&core.outbox)).await {
+        match Conn::connect_with(config.clone(), Rc::clone(core.outbox())).await {
             Ok(conn) => break conn,
             Err(e) => {
                 tracing::warn!(%shard, error = %e, retry_ms = wait.as_millis() as u64, "shard cannot connect to NATS");
@@ -377,7 +384,7 @@ async fn read_loop(core: Rc<ShardCore>, config: ConnConfig, mut reports: mpsc::S
     // (sent first on every connection): the PONG to a PING sent after them, which this loop
     // itself reads, so it keeps serving meanwhile.
     let mut queries = reports_for_queries;
-    let mut confirming = Some(core.outbox.ping());
+    let mut confirming = Some(core.outbox().ping());
     let mut batch = Vec::with_capacity(256);
     let mut jobs = Vec::with_capacity(256);
     loop {
@@ -390,7 +397,7 @@ async fn read_loop(core: Rc<ShardCore>, config: ConnConfig, mut reports: mpsc::S
                 }
                 ask_policy(&core, &mut queries);
                 core.publish_counters();
-                if confirming.is_some_and(|ping| core.outbox.answered(ping)) {
+                if confirming.is_some_and(|ping| core.outbox().answered(ping)) {
                     confirming = None;
                     tracing::debug!(%shard, "shard subscriptions confirmed by NATS");
                     report(true, conn.server_id().to_string());
@@ -404,7 +411,7 @@ async fn read_loop(core: Rc<ShardCore>, config: ConnConfig, mut reports: mpsc::S
                     return;
                 }
                 core.bump(|s| s.reconnects += 1);
-                confirming = Some(core.outbox.ping());
+                confirming = Some(core.outbox().ping());
             }
         }
     }
@@ -415,7 +422,7 @@ async fn read_loop(core: Rc<ShardCore>, config: ConnConfig, mut reports: mpsc::S
 fn ask_policy(core: &Rc<ShardCore>, reports: &mut mpsc::Sender<ShardReport>) {
     for pair in core.take_policy_queries() {
         let query = ShardReport::PolicyQuery {
-            shard: core.id,
+            shard: core.id(),
             pair: pair.clone(),
         };
         if reports.try_send(query).is_err() {
@@ -427,7 +434,7 @@ fn ask_policy(core: &Rc<ShardCore>, reports: &mut mpsc::Sender<ShardReport>) {
 
 /// Publish the shard's liveness stamp (read by the health probe, `control::probes`).
 fn stamp_liveness(core: &ShardCore, tick_ms: u64) {
-    if let Some(counters) = core.config.counters.get(usize::from(core.id.0)) {
+    if let Some(counters) = core.config().counters.get(usize::from(core.id().0)) {
         counters.stamp_tick(tick_ms);
     }
 }
@@ -442,7 +449,7 @@ async fn report_stats(core: Rc<ShardCore>, mut reports: mpsc::Sender<ShardReport
         stamp_liveness(&core, monotonic_ms());
         rt::sleep(Duration::from_millis(STATS_REPORT_INTERVAL_MS)).await;
         if core
-            .config
+            .config()
             .warm_release
             .is_some_and(|period| last_release.elapsed() >= period)
         {
@@ -451,8 +458,15 @@ async fn report_stats(core: Rc<ShardCore>, mut reports: mpsc::Sender<ShardReport
         }
         core.note_holdings();
         core.publish_counters();
-        let stats = core.stats.get();
-        if stats != last && reports.try_send(ShardReport::Stats { shard: core.id, stats }).is_ok() {
+        let stats = core.stats();
+        if stats != last
+            && reports
+                .try_send(ShardReport::Stats {
+                    shard: core.id(),
+                    stats,
+                })
+                .is_ok()
+        {
             last = stats;
         }
     }

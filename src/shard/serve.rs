@@ -4,12 +4,12 @@
 //! every accepted invocation runs as its own task on a warm instance of the actor's pool, whose
 //! reply is encoded straight into the connection's write buffer.
 //!
-//! Data plane: [`ShardCore`] is the state all tasks of one shard share through an `Rc`; it is
-//! only ever borrowed between awaits, never across one. Every refused invocation that has a
-//! reply subject is answered with an `InvocationResponse` whose `error` says why.
+//! Data plane: the pipeline runs on the shard's [`ShardCore`] (its state, in `core.rs`), which
+//! it only ever borrows between awaits, never across one. This file owns the policy: what is
+//! refused and why, the in-flight bound and its waiting room, and the task that serves one
+//! invocation. Every refused invocation that has a reply subject is answered with an
+//! `InvocationResponse` whose `error` says why.
 
-use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -17,124 +17,21 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 
 use crate::auth::antiforgery::{self, check_capability, check_invocation, decode_invocation_token, AuthError};
-use crate::auth::verify_batch::{verify_batch, IssuerKeyCache, VerifyItem, VERIFY_BATCH_ITEMS_MAX};
-use crate::plane::{
-    ChunkOp, ChunkRequest, PolicyPair, PolicyVerdict, ShardConfig, ShardId, ShardStats, CHUNK_THRESHOLD_BYTES,
-};
+use crate::plane::{PolicyPair, PolicyVerdict, ShardStats, CHUNK_THRESHOLD_BYTES};
 use crate::routing::RoutingSnapshot;
-use crate::runtime::ActorPool;
 use crate::wire::invocation::{decode_invocation, encode_response, response_len};
 
-use super::calls::Calls;
-use super::conn::{Inbound, Outbox};
+use super::batch::{recycle, verify_candidates, Candidate, Dechunk, Dispatch, Job};
+use super::conn::Inbound;
+use super::core::ShardCore;
 use super::instances::Lease;
-use super::notify::Notify;
-use super::policy::{Gate, PolicyGate};
-use super::turns::{Turns, GUESTS_RUNNING_MAX, GUEST_TURN_WAIT_MS_MAX};
+use super::policy::Gate;
+use super::turns::GUEST_TURN_WAIT_MS_MAX;
 
 /// Reply to an invocation for an actor this shard does not run (any more).
 pub const NOT_RUNNING: &str = "Invocation received for an actor that is not running on this host";
 /// Reply when the invocation's target is not the actor whose subject it came on.
 pub const WRONG_TARGET: &str = "Invocation target does not match the actor of the subject it was sent on";
-/// Reply when a chunked payload arrives and the shard has no object store.
-pub const NO_OBJECT_STORE: &str = "Chunked payloads need the lattice object store, which this host cannot reach";
-
-/// One actor's warm instances on this shard.
-pub(crate) struct ActorSlot {
-    pub module_hash: String,
-    pub tier: crate::runtime::Tier,
-    pub warm_instances: u32,
-    pub pool: ActorPool,
-    /// Our subscription to the actor's subject.
-    pub sid: u64,
-}
-
-/// State shared by every task of one shard.
-pub(crate) struct ShardCore {
-    pub id: ShardId,
-    pub config: ShardConfig,
-    pub outbox: Rc<Outbox>,
-    pub routing: RefCell<Arc<RoutingSnapshot>>,
-    /// Actor key → its pool and subscription.
-    pub actors: RefCell<HashMap<Rc<str>, ActorSlot>>,
-    /// Pools replaced (update, rescale) or stopped that still have instances leased; dropped
-    /// once the last one comes back.
-    pub draining: RefCell<Vec<ActorPool>>,
-    /// sid → actor key.
-    pub subjects: RefCell<HashMap<u64, Rc<str>>>,
-    pub keys: RefCell<IssuerKeyCache>,
-    pub stats: Cell<ShardStats>,
-    inflight: Cell<usize>,
-    /// Accepted invocations waiting for room (at most `inflight_max`); started as running
-    /// ones finish.
-    queue: RefCell<VecDeque<Job>>,
-    /// Woken when nothing runs and nothing waits (a stopping shard waits on it).
-    pub quiet: Notify,
-    /// Set at stop: finishing invocations no longer start queued ones.
-    pub stopping: Cell<bool>,
-    /// Whether the shard's NATS connection is up (set by its reader).
-    pub connected: Cell<bool>,
-    pub calls: Calls,
-    /// Pools (by id) with a refill task running.
-    pub(super) refilling: RefCell<Vec<u64>>,
-    /// Guests on the CPU at once, and those waiting for a turn.
-    pub turns: Turns,
-    /// Policy verdicts and the invocations waiting for one (`--policy-topic`).
-    policy: RefCell<PolicyGate<Job>>,
-    /// Pairs to ask the control plane about (sent by the reader after each batch).
-    policy_queries: RefCell<Vec<PolicyPair>>,
-}
-
-/// An accepted invocation, owning slices of the frame it came in.
-pub(crate) struct Dispatch {
-    /// When it was ready to run: the read that carried it was handled, or, for a chunked one,
-    /// its payload was fetched (its wait for a turn counts from here).
-    arrived: Instant,
-    actor: Rc<str>,
-    operation: Bytes,
-    msg: Bytes,
-    id: Bytes,
-    reply: Option<Bytes>,
-}
-
-impl Dispatch {
-    fn operation(&self) -> &str {
-        std::str::from_utf8(&self.operation).unwrap_or_default()
-    }
-
-    fn id(&self) -> &str {
-        std::str::from_utf8(&self.id).unwrap_or_default()
-    }
-
-    fn reply(&self) -> Option<&str> {
-        self.reply.as_deref().and_then(|r| std::str::from_utf8(r).ok())
-    }
-}
-
-/// An invocation that passed every check, waiting for room to run.
-pub(crate) enum Job {
-    Serve(Dispatch),
-    /// Chunked: its payload is fetched (and its hash checked) first.
-    Chunked(Dechunk),
-}
-
-impl Job {
-    fn dispatch(&self) -> &Dispatch {
-        match self {
-            Job::Serve(dispatch) => dispatch,
-            Job::Chunked(dechunk) => &dechunk.dispatch,
-        }
-    }
-}
-
-/// What a chunked invocation still needs checked once its payload is fetched.
-pub(crate) struct Dechunk {
-    dispatch: Dispatch,
-    content_length: u64,
-    origin_url: String,
-    target_url: String,
-    hash: String,
-}
 
 /// Counts one running invocation; dropping it (even by cancellation) frees the slot and
 /// starts the oldest queued invocation in it.
@@ -143,18 +40,16 @@ pub(crate) struct InflightGuard(Rc<ShardCore>);
 impl Drop for InflightGuard {
     fn drop(&mut self) {
         let core = &self.0;
-        let now = core.inflight.get().saturating_sub(1);
-        core.inflight.set(now);
-        core.bump(|s| s.inflight = now as u64);
-        if !core.stopping.get() {
-            let next = core.queue.borrow_mut().pop_front();
+        let now = core.leave();
+        if !core.stopping() {
+            let next = core.pop_queued();
             if let Some(job) = next {
                 core.start(job);
                 return;
             }
         }
         if now == 0 {
-            core.quiet.notify();
+            core.quiet().notify();
         }
     }
 }
@@ -167,66 +62,6 @@ fn now_secs() -> u64 {
 }
 
 impl ShardCore {
-    pub fn new(id: ShardId, config: ShardConfig, outbox: Rc<Outbox>) -> ShardCore {
-        let calls = Calls::new(id);
-        let config_inflight_max = config.inflight_max;
-        let policy = RefCell::new(PolicyGate::new(config.policy));
-        ShardCore {
-            id,
-            config,
-            outbox,
-            routing: RefCell::new(Arc::new(RoutingSnapshot::default())),
-            actors: RefCell::new(HashMap::new()),
-            draining: RefCell::new(Vec::new()),
-            subjects: RefCell::new(HashMap::new()),
-            keys: RefCell::new(IssuerKeyCache::new()),
-            stats: Cell::new(ShardStats::default()),
-            inflight: Cell::new(0),
-            queue: RefCell::new(VecDeque::new()),
-            quiet: Notify::default(),
-            stopping: Cell::new(false),
-            connected: Cell::new(false),
-            calls,
-            refilling: RefCell::new(Vec::new()),
-            turns: Turns::new(GUESTS_RUNNING_MAX.min(config_inflight_max)),
-            policy,
-            policy_queries: RefCell::new(Vec::new()),
-        }
-    }
-
-    /// Publish the counters to this shard's atomics (after each batch and each report tick).
-    pub fn publish_counters(&self) {
-        if let Some(counters) = self.config.counters.get(usize::from(self.id.0)) {
-            counters.store(&self.stats.get());
-        }
-    }
-
-    /// Update the counters.
-    pub fn bump(&self, f: impl FnOnce(&mut ShardStats)) {
-        let mut stats = self.stats.get();
-        f(&mut stats);
-        self.stats.set(stats);
-    }
-
-    pub fn inflight(&self) -> usize {
-        self.inflight.get()
-    }
-
-    /// Whether the shard is at its in-flight bound.
-    pub fn saturated(&self) -> bool {
-        self.inflight.get() >= self.config.inflight_max
-    }
-
-    /// Invocations accepted and waiting: for room, or for a policy decision.
-    pub fn queued(&self) -> usize {
-        self.queue.borrow().len() + self.policy.borrow().held()
-    }
-
-    /// Whether the waiting room is full too.
-    pub fn queue_full(&self) -> bool {
-        self.queued() >= self.config.inflight_max
-    }
-
     /// Run `job` now if there is room, else queue it; when the queue is full as well, answer
     /// it with an overload error at once (the caller may retry; NATS picks a queue member
     /// again, likely a host with room).
@@ -235,7 +70,7 @@ impl ShardCore {
             self.start(job);
         } else if !self.queue_full() {
             self.bump(|s| s.queued += 1);
-            self.queue.borrow_mut().push_back(job);
+            self.push_queued(job);
         } else {
             let dispatch = job.dispatch();
             self.bump(|s| s.rejected_overload += 1);
@@ -247,22 +82,16 @@ impl ShardCore {
     fn overloaded(&self) -> String {
         format!(
             "Host overloaded: {} has {} invocations running and {} waiting; try again later",
-            self.id,
+            self.id(),
             self.inflight(),
             self.queued()
         )
     }
 
-    /// Invocations the shard can still take: free slots plus free places in the waiting room.
-    fn room(&self) -> usize {
-        (2 * self.config.inflight_max).saturating_sub(self.inflight() + self.queued())
-    }
-
     /// Answer every queued invocation with error `text` (a stopping shard past its drain
     /// timeout); returns how many.
     pub fn refuse_queued(&self, text: &str) -> usize {
-        let mut queued: Vec<Job> = self.queue.borrow_mut().drain(..).collect();
-        queued.extend(self.policy.borrow_mut().release_all());
+        let queued: Vec<Job> = self.take_queued();
         for job in &queued {
             let dispatch = job.dispatch();
             self.bump(|s| s.rejected_stopping += 1);
@@ -272,15 +101,8 @@ impl ShardCore {
     }
 
     fn admit(self: &Rc<Self>) -> InflightGuard {
-        let now = self.inflight.get() + 1;
-        self.inflight.set(now);
-        self.bump(|s| s.inflight = now as u64);
+        self.enter();
         InflightGuard(Rc::clone(self))
-    }
-
-    /// The subject a running actor is served on.
-    pub fn actor_subject(&self, actor: &str) -> String {
-        format!("wasmbus.rpc.{}.{actor}", self.config.lattice)
     }
 
     // -----------------------------------------------------------------------------------------
@@ -292,7 +114,7 @@ impl ShardCore {
     fn reply(&self, reply: Option<&str>, invocation_id: &str, result: Result<&[u8], &str>, content_length: u64) {
         let Some(reply) = reply else {
             self.bump(|s| s.no_reply_subject += 1);
-            tracing::debug!(shard = %self.id, invocation_id, "invocation without a reply subject: nobody to answer");
+            tracing::debug!(shard = %self.id(), invocation_id, "invocation without a reply subject: nobody to answer");
             return;
         };
         let (msg, error) = match result {
@@ -300,12 +122,12 @@ impl ShardCore {
             Err(error) => (&[][..], Some(error)),
         };
         let len = response_len(invocation_id, msg.len(), error, content_length);
-        let written = self.outbox.publish_with(reply, None, len, |buf| {
+        let written = self.outbox().publish_with(reply, None, len, |buf| {
             encode_response(buf, invocation_id, msg, error, content_length)
         });
         if let Err(e) = written {
             self.bump(|s| s.reply_failures += 1);
-            tracing::warn!(shard = %self.id, invocation_id, error = %e, "cannot send the reply");
+            tracing::warn!(shard = %self.id(), invocation_id, error = %e, "cannot send the reply");
             if error.is_none() {
                 let text = "Invocation response does not fit in a NATS message";
                 self.reply(Some(reply), invocation_id, Err(text), 0);
@@ -315,7 +137,7 @@ impl ShardCore {
 
     fn reject(&self, msg: &Inbound, invocation_id: &str, error: &str, count: impl FnOnce(&mut ShardStats)) {
         self.bump(count);
-        tracing::debug!(shard = %self.id, invocation_id, error, "invocation refused");
+        tracing::debug!(shard = %self.id(), invocation_id, error, "invocation refused");
         self.reply(msg.reply(), invocation_id, Err(error), 0);
     }
 
@@ -324,29 +146,49 @@ impl ShardCore {
     // -----------------------------------------------------------------------------------------
 
     /// Handle everything one read delivered: replies to our outbound calls go to their
-    /// callers; invocations are decoded, verified as one batch and checked; the refused ones
-    /// are answered at once and the accepted ones appended to `jobs`, to be started with
-    /// [`ShardCore::start`] as room allows.
+    /// callers; invocations are screened and decoded, verified as one batch and checked; the
+    /// refused ones are answered at once and the accepted ones appended to `jobs`, to be
+    /// started with [`ShardCore::start`] as room allows. The stages' buffers are the core's,
+    /// taken for the batch and put back.
     pub fn on_batch(&self, batch: &[Inbound], jobs: &mut Vec<Job>) {
         let arrived = Instant::now();
-        let inbox_sid = self.calls.inbox_sid();
         let now = now_secs();
-        let routing = Arc::clone(&self.routing.borrow());
-        let subjects = self.subjects.borrow();
-
-        struct Candidate<'a> {
-            msg: &'a Inbound,
-            actor: Rc<str>,
-            inv: crate::wire::invocation::InvocationRef<'a>,
-            token: antiforgery::DecodedInvocationToken<'a>,
+        let routing = Arc::clone(&self.routing());
+        let mut buffers = self.batch_buffers().take();
+        let mut candidates = recycle(std::mem::take(&mut buffers.candidates));
+        self.screen(batch, &routing, &mut candidates);
+        if !candidates.is_empty() {
+            self.bump(|s| {
+                s.batches += 1;
+                s.batched_invocations += candidates.len() as u64;
+                s.batch_max = s.batch_max.max(candidates.len() as u64);
+            });
+            // One batch equation per read (in slices of the batch limit).
+            let started = Instant::now();
+            let (verify, verified) = (&mut buffers.verify, &mut buffers.verified);
+            verify_candidates(&mut self.keys().borrow_mut(), &candidates, verify, verified);
+            let verify_ns = started.elapsed().as_nanos() as u64;
+            self.bump(|s| s.verify_ns += verify_ns);
+            self.check(&mut candidates, &buffers.verified, &routing, now, arrived, jobs);
         }
-        let mut candidates = Vec::with_capacity(batch.len());
+        buffers.candidates = recycle(candidates);
+        self.batch_buffers().replace(buffers);
+    }
+
+    /// Stage 1, screen and decode: a reply to one of our outbound calls goes to its caller; an
+    /// invocation is refused here, before its signature costs anything, when its actor does
+    /// not run here, it does not decode, the shard has no room left, or its token does not
+    /// decode or names an untrusted issuer. The rest become `candidates`, in batch order.
+    fn screen<'a>(&self, batch: &'a [Inbound], routing: &RoutingSnapshot, candidates: &mut Vec<Candidate<'a>>) {
+        let inbox_sid = self.calls().inbox_sid();
+        let subjects = self.subjects().borrow();
+        candidates.reserve(batch.len());
         // Past this many, invocations are refused before their signature is checked: shedding
         // load must cost far less than serving it (an "overloaded" reply tells a forger nothing).
         let mut room = self.room();
         for msg in batch {
             if Some(msg.sid) == inbox_sid {
-                self.calls.deliver(msg);
+                self.calls().deliver(msg);
                 continue;
             }
             self.bump(|s| s.received += 1);
@@ -387,51 +229,22 @@ impl ShardCore {
                 token,
             });
         }
-        drop(subjects);
-        if candidates.is_empty() {
-            return;
-        }
-        self.bump(|s| {
-            s.batches += 1;
-            s.batched_invocations += candidates.len() as u64;
-            s.batch_max = s.batch_max.max(candidates.len() as u64);
-        });
+    }
 
-        // One batch equation per read (in slices of the batch limit).
-        let started = Instant::now();
-        let mut verified = vec![false; candidates.len()];
-        {
-            let mut keys = self.keys.borrow_mut();
-            for candidate in &candidates {
-                // A bad key leaves the item out of the batch; it fails below.
-                let _ = keys.insert(&candidate.token.issuer);
-            }
-            let mut items = Vec::with_capacity(candidates.len().min(VERIFY_BATCH_ITEMS_MAX));
-            let mut indices = Vec::with_capacity(items.capacity());
-            for (start, chunk) in candidates.chunks(VERIFY_BATCH_ITEMS_MAX).enumerate() {
-                items.clear();
-                indices.clear();
-                for (offset, candidate) in chunk.iter().enumerate() {
-                    if let Some(key) = keys.get(&candidate.token.issuer) {
-                        items.push(VerifyItem {
-                            message: candidate.token.signed_part.as_bytes(),
-                            signature: candidate.token.signature,
-                            key,
-                        });
-                        indices.push(start * VERIFY_BATCH_ITEMS_MAX + offset);
-                    }
-                }
-                let mut ok = vec![false; items.len()];
-                verify_batch(&items, &mut ok);
-                for (index, ok) in indices.iter().zip(ok) {
-                    verified[*index] = ok;
-                }
-            }
-        }
-        let verify_ns = started.elapsed().as_nanos() as u64;
-        self.bump(|s| s.verify_ns += verify_ns);
-
-        for (candidate, signature_ok) in candidates.into_iter().zip(verified) {
+    /// Stage 3, checks, in batch order: a candidate whose signature failed (`verified`, one
+    /// entry per candidate), whose token fails §3.3, whose target is not the subject's actor or
+    /// who lacks the capability is refused; the others become `jobs`. Empties `candidates`.
+    fn check(
+        &self,
+        candidates: &mut Vec<Candidate<'_>>,
+        verified: &[bool],
+        routing: &RoutingSnapshot,
+        now: u64,
+        arrived: Instant,
+        jobs: &mut Vec<Job>,
+    ) {
+        assert_eq!(verified.len(), candidates.len(), "one verify result per candidate");
+        for (candidate, signature_ok) in candidates.drain(..).zip(verified.iter().copied()) {
             let Candidate { msg, actor, inv, token } = candidate;
             if !signature_ok {
                 self.reject(msg, inv.id, AuthError::BadSignature.message(), |s| s.rejected_auth += 1);
@@ -454,7 +267,7 @@ impl ShardCore {
             } else {
                 inv.origin.link_name
             };
-            let gate = self.policy.borrow().check(inv.origin.public_key, origin_link, &actor);
+            let gate = self.policy().borrow().check(inv.origin.public_key, origin_link, &actor);
             let held = match gate {
                 Gate::Pass => None,
                 Gate::Deny(denial) => {
@@ -508,25 +321,25 @@ impl ShardCore {
             return;
         };
         self.bump(|s| s.policy_held += 1);
-        if self.policy.borrow_mut().hold(pair.clone(), job) {
-            self.policy_queries.borrow_mut().push(pair);
+        if self.policy().borrow_mut().hold(pair.clone(), job) {
+            self.policy_queries().borrow_mut().push(pair);
         }
     }
 
     /// The pairs to ask the control plane about since the last call.
     pub fn take_policy_queries(&self) -> Vec<PolicyPair> {
-        std::mem::take(&mut *self.policy_queries.borrow_mut())
+        std::mem::take(&mut *self.policy_queries().borrow_mut())
     }
 
     /// Apply a policy verdict: keep it (if lasting) and run or refuse what waited for it.
     pub fn on_policy(self: &Rc<Self>, pair: &PolicyPair, verdict: &PolicyVerdict) {
-        let released = self.policy.borrow_mut().decide(pair, verdict);
+        let released = self.policy().borrow_mut().decide(pair, verdict);
         self.release_held(released, verdict.denial.as_deref());
     }
 
     /// A query that could not be sent: what waited for it is refused (failing closed).
     pub fn policy_unasked(self: &Rc<Self>, pair: &PolicyPair) {
-        let released = self.policy.borrow_mut().release(pair);
+        let released = self.policy().borrow_mut().release(pair);
         let text =
             "Policy denied: the shard could not ask the control plane for a decision (its report channel is full)";
         self.release_held(released, Some(text));
@@ -544,7 +357,7 @@ impl ShardCore {
             }
         }
         if self.inflight() == 0 && self.queued() == 0 {
-            self.quiet.notify();
+            self.quiet().notify();
         }
     }
 
@@ -556,46 +369,22 @@ impl ShardCore {
             Job::Chunked(dechunk) => super::rt::spawn_local(serve_chunked(Rc::clone(self), dechunk, guard)).detach(),
         };
     }
-
-    /// Fetch a chunked payload (§2.6) through the control plane's object store worker.
-    pub async fn take_object(&self, key: String) -> Result<Bytes, String> {
-        self.object(ChunkOp::Take(key)).await
-    }
-
-    /// Store a payload as an object before sending it chunked.
-    pub async fn put_object(&self, key: String, bytes: Bytes) -> Result<(), String> {
-        self.object(ChunkOp::Put(key, bytes)).await.map(|_| ())
-    }
-
-    async fn object(&self, op: ChunkOp) -> Result<Bytes, String> {
-        let Some(mut chunks) = self.config.chunks.clone() else {
-            return Err(NO_OBJECT_STORE.to_string());
-        };
-        let (done, result) = futures::channel::oneshot::channel();
-        if chunks.try_send(ChunkRequest { op, done }).is_err() {
-            return Err("the object store worker is busy or gone".to_string());
-        }
-        self.bump(|s| s.chunked += 1);
-        result
-            .await
-            .unwrap_or_else(|_| Err("the object store worker dropped the request".to_string()))
-    }
 }
 
 /// Serve one accepted invocation: wait for a turn on the CPU, lease (or create) an instance,
 /// run the guest, give the instance back, reply. One that waited too long for its turn is
 /// refused as overloaded instead of run for a caller that has likely given up.
 async fn serve(core: Rc<ShardCore>, dispatch: Dispatch, guard: InflightGuard) {
-    let turn = core.turns.take().await;
+    let turn = core.turns().take().await;
     let waited = dispatch.arrived.elapsed();
     if waited.as_millis() > u128::from(GUEST_TURN_WAIT_MS_MAX) {
         core.bump(|s| s.rejected_overload += 1);
         let text = format!(
             "Host overloaded: {} ran out of turns ({} ms waited, {} guests running, {} waiting); try again later",
-            core.id,
+            core.id(),
             waited.as_millis(),
-            core.turns.running(),
-            core.turns.waiting()
+            core.turns().running(),
+            core.turns().waiting()
         );
         core.reply(dispatch.reply(), dispatch.id(), Err(&text), 0);
         return;

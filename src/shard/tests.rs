@@ -15,8 +15,8 @@ use futures::channel::mpsc;
 use futures::StreamExt;
 
 use super::conn::{ConnConfig, Outbox};
+use super::core::ShardCore;
 use super::read_loop;
-use super::serve::ShardCore;
 use crate::config::NatsAuth;
 use crate::plane::{ShardConfig, ShardId, ShardReport};
 
