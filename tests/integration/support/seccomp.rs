@@ -31,11 +31,14 @@ const BPF_LD_W_ABS: u16 = 0x20;
 const BPF_JEQ_K: u16 = 0x15;
 const BPF_RET_K: u16 = 0x06;
 
-/// Whether `envs` (a test's own) or the test run's environment ask for io_uring to be blocked.
+/// Whether io_uring is to be blocked: a test's own entry in `envs` decides (`0` keeps it
+/// allowed even in the blocked CI leg), else the test run's environment.
 pub fn wanted(envs: &[(String, String)]) -> bool {
     let on = |v: &str| !v.is_empty() && v != "0";
-    envs.iter().any(|(k, v)| k == BLOCK_IO_URING_ENV && on(v))
-        || std::env::var(BLOCK_IO_URING_ENV).is_ok_and(|v| on(&v))
+    match envs.iter().find(|(k, _)| k == BLOCK_IO_URING_ENV) {
+        Some((_, v)) => on(v),
+        None => std::env::var(BLOCK_IO_URING_ENV).is_ok_and(|v| on(&v)),
+    }
 }
 
 /// The `RLIMIT_MEMLOCK` (KiB) a test's env entry asks its host to start with, if any.
