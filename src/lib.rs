@@ -21,8 +21,8 @@
 //!   compiled actors, warm instance pools, the wasmbus ABI).
 //! - between the planes: [`plane`] (commands and reports), [`routing`] (immutable snapshots).
 //! - control plane: [`control`] (ctl interface, events, heartbeat, KV, managed NATS).
-//! - shared: [`config`] (flags and limits), [`config_compat`] (the rest of the wasmCloud 0.82
-//!   command line), [`identity`] (keys, labels), [`lattice`] (KV entry types and parsers;
+//! - shared: [`config`] (flags and limits), [`config_nats`] (one NATS connection's flags and
+//!   credentials), [`config_compat`] (the rest of the wasmCloud 0.82 command line), [`identity`] (keys, labels), [`lattice`] (KV entry types and parsers;
 //!   pure), [`tls`] (the NATS connections' TLS settings).
 
 pub mod auth;
@@ -30,6 +30,8 @@ pub mod auth;
 pub mod config;
 #[cfg(feature = "host")]
 pub mod config_compat;
+#[cfg(feature = "host")]
+pub mod config_nats;
 #[cfg(feature = "host")]
 pub mod control;
 #[cfg(feature = "host")]
