@@ -33,6 +33,7 @@ mod core;
 mod inbox;
 mod inprocess;
 mod instances;
+mod link;
 mod notify;
 mod outbox;
 mod policy;

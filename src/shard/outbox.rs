@@ -10,7 +10,7 @@ use std::task::Waker;
 use futures::io::WriteHalf;
 use futures::AsyncWriteExt;
 
-use super::conn::{ConnError, MAX_PAYLOAD_BYTES_DEFAULT, READ_CHUNK_BYTES};
+use super::link::{ConnError, MAX_PAYLOAD_BYTES_DEFAULT, READ_CHUNK_BYTES};
 use super::notify::Notify;
 use super::stream::NatsStream;
 use crate::wire::nats as proto;

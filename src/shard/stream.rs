@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 
 use futures::{AsyncRead, AsyncWrite};
 
-use super::conn::ConnError;
+use super::link::ConnError;
 use super::rt::TcpStream;
 
 /// A connection's stream.
