@@ -87,9 +87,7 @@ impl<J> PolicyGate<J> {
                 .or_default()
                 .insert(Box::from(pair.link_name.as_str()), verdict.denial.clone());
         }
-        let released = self.held.remove(pair).unwrap_or_default();
-        self.held_count -= released.len();
-        released
+        self.release(pair)
     }
 
     /// Hand back every held invocation of `pair` without a verdict (its query could not be

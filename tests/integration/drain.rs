@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 
 use crate::support::harness::{assert_all_ok, LoadRun};
-use crate::support::rpc::{invocation, lab, outcome, Entity, Lab, START_TIMEOUT};
+use crate::support::rpc::{lab, Lab, START_TIMEOUT};
 use crate::support::{signed_echo, unique_lattice, ActorSpec, HostOptions, Nats};
 
 /// Longest a drained host may take to exit.
@@ -68,22 +68,7 @@ async fn past_the_drain_timeout_queued_and_waiting_invocations_are_answered() {
     let mut lab = Lab::start_on(Nats::start(), options, tempfile::tempdir().expect("tempdir")).await;
     let (caller, mut silent) = lab.caller_of_a_silent_provider().await;
     // Calls sent now (spawned: a future not yet polled would be sent only after the stop).
-    let spawn_call = |payload: Vec<u8>| {
-        let nc = lab.nc.clone();
-        let (id, bytes) = invocation(
-            &lab.cluster,
-            Entity::actor(&nkeys::KeyPair::new_module().public_key()),
-            Entity::actor(&caller.key),
-            "Caller.Call",
-            &payload,
-            &payload,
-        );
-        let subject = lab.subject(&caller.key);
-        tokio::spawn(async move {
-            let reply = nc.request(subject, bytes.into()).await.expect("a reply");
-            outcome(&reply.payload, &id)
-        })
-    };
+    let spawn_call = |payload: Vec<u8>| lab.spawn_call(&caller.key, "Caller.Call", payload);
     // The link reaches the shards: a call arrives at the provider (and waits there).
     let deadline = Instant::now() + START_TIMEOUT;
     let probe = loop {

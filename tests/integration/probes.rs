@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::rpc::{invocation, lab_with, outcome, Entity, Lab, START_TIMEOUT};
+use crate::support::rpc::{lab_with, Lab, START_TIMEOUT};
 use crate::support::{eventually, free_port, unique_lattice, HostOptions, Nats};
 
 /// Longest one probe request may take (the endpoint answers from atomics, at once).
@@ -216,22 +216,7 @@ async fn on_sigterm_the_host_turns_not_ready_at_once_and_stays_live_until_it_exi
 /// returns (the provider has seen the first).
 async fn calls_in_flight(lab: &mut Lab) -> Vec<tokio::task::JoinHandle<Result<Vec<u8>, String>>> {
     let (caller, mut silent) = lab.caller_of_a_silent_provider().await;
-    let spawn_call = |payload: Vec<u8>| {
-        let nc = lab.nc.clone();
-        let (id, bytes) = invocation(
-            &lab.cluster,
-            Entity::actor(&nkeys::KeyPair::new_module().public_key()),
-            Entity::actor(&caller.key),
-            "Caller.Call",
-            &payload,
-            &payload,
-        );
-        let subject = lab.subject(&caller.key);
-        tokio::spawn(async move {
-            let reply = nc.request(subject, bytes.into()).await.expect("a reply");
-            outcome(&reply.payload, &id)
-        })
-    };
+    let spawn_call = |payload: Vec<u8>| lab.spawn_call(&caller.key, "Caller.Call", payload);
     // Until the link reaches the shards, a call fails at once; retry until one waits.
     let deadline = Instant::now() + START_TIMEOUT;
     let mut calls = loop {

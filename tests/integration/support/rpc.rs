@@ -300,6 +300,31 @@ impl Lab {
         outcome(&self.send(&self.subject(target), bytes).await, &id)
     }
 
+    /// An invocation of `target` from a wash-like actor origin, sent now in a task of its own
+    /// (a future not yet polled would be sent only when first awaited); its outcome.
+    pub fn spawn_call(
+        &self,
+        target: &str,
+        operation: &str,
+        payload: Vec<u8>,
+    ) -> tokio::task::JoinHandle<Result<Vec<u8>, String>> {
+        let nc = self.nc.clone();
+        let origin = Entity::actor(&nkeys::KeyPair::new_module().public_key());
+        let (id, bytes) = invocation(
+            &self.cluster,
+            origin,
+            Entity::actor(target),
+            operation,
+            &payload,
+            &payload,
+        );
+        let subject = self.subject(target);
+        tokio::spawn(async move {
+            let reply = nc.request(subject, bytes.into()).await.expect("a reply");
+            outcome(&reply.payload, &id)
+        })
+    }
+
     /// [`Lab::call`] that gives up after `timeout`: the reply's payload, or None when nothing
     /// (or an error) came back — for polling while the host reconnects.
     pub async fn try_call(&self, target: &str, operation: &str, msg: &[u8], timeout: Duration) -> Option<Vec<u8>> {
