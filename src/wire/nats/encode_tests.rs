@@ -7,19 +7,9 @@
 use super::*;
 use proptest::prelude::*;
 
+use crate::wire::nats::strategies::{header_pairs, payload};
+
 const MAX: usize = 1 << 20;
-
-fn payload() -> impl Strategy<Value = Vec<u8>> {
-    prop_oneof![
-        proptest::collection::vec(any::<u8>(), 0..200),
-        // Dense in CR and LF, so the payload often holds what looks like a frame end.
-        proptest::collection::vec(prop_oneof![Just(b'\r'), Just(b'\n'), Just(b'M'), any::<u8>()], 0..64),
-    ]
-}
-
-fn header_pairs() -> impl Strategy<Value = Vec<(String, String)>> {
-    proptest::collection::vec(("[A-Za-z][A-Za-z0-9\\-]{0,12}", "([!-~]([ -~]{0,20}[!-~])?)?"), 0..4)
-}
 
 fn split_frame(frame: &[u8]) -> (&str, &[u8]) {
     let line_end = frame.windows(2).position(|w| w == b"\r\n").unwrap();

@@ -38,6 +38,8 @@
 
 mod encode;
 mod parse;
+#[cfg(test)]
+mod strategies;
 
 pub use encode::{
     write_connect, write_hpub, write_ping, write_pong, write_pub, write_pub_with, write_sub, write_unsub,

@@ -7,6 +7,8 @@
 use super::*;
 use proptest::prelude::*;
 
+use crate::wire::nats::strategies::{header_pairs, payload};
+
 const MAX: usize = 1 << 20;
 
 /// An owned server operation: what the test encoder writes and what parsing should give.
@@ -164,18 +166,6 @@ fn encode_all(ops: &[(TestOp, Spelling)]) -> Vec<u8> {
 
 fn subject() -> impl Strategy<Value = String> {
     "[A-Za-z0-9_\\-]{1,10}(\\.[A-Za-z0-9_\\-*>]{1,10}){0,3}"
-}
-
-fn payload() -> impl Strategy<Value = Vec<u8>> {
-    prop_oneof![
-        proptest::collection::vec(any::<u8>(), 0..200),
-        // Dense in CR and LF, so the payload often holds what looks like a frame end.
-        proptest::collection::vec(prop_oneof![Just(b'\r'), Just(b'\n'), Just(b'M'), any::<u8>()], 0..64),
-    ]
-}
-
-fn header_pairs() -> impl Strategy<Value = Vec<(String, String)>> {
-    proptest::collection::vec(("[A-Za-z][A-Za-z0-9\\-]{0,12}", "([!-~]([ -~]{0,20}[!-~])?)?"), 0..4)
 }
 
 fn status() -> impl Strategy<Value = Option<(u16, Option<String>)>> {
