@@ -211,6 +211,7 @@ fn bench_e2e(c: &mut Criterion) {
                 chunked: false,
                 id: &id,
                 host_id: &host_id,
+                trace_context: &[],
             };
             encode_signed_invocation(&mut out, &cluster, &call, now).unwrap();
             (id, out.freeze())

@@ -63,6 +63,7 @@ fn batch(cluster: &nkeys::KeyPair, actor: &str, sid: u64, n: usize) -> Vec<Inbou
                 chunked: false,
                 id: &id,
                 host_id: &host_id,
+                trace_context: &[],
             };
             encode_signed_invocation(&mut out, cluster, &call, now).unwrap();
             inbound(sid, &subject, Some(&format!("_INBOX.bench.{i}")), out.freeze())

@@ -113,6 +113,7 @@ impl InvocationPool {
                 chunked: false,
                 id: &id,
                 host_id: &template.host_id,
+                trace_context: &[],
             };
             encode_signed_invocation(&mut buffer, cluster_key, &call, now_secs)?;
             let bytes = buffer.split().freeze();

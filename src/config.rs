@@ -361,6 +361,10 @@ pub struct Config {
     pub not_acted_on: Vec<String>,
     /// The policy service (`--policy-topic`); `None`: every action is permitted.
     pub policy: Option<PolicySettings>,
+    /// OpenTelemetry export (`--otel-traces-exporter otlp`) and the warnings reading it gave.
+    pub telemetry: crate::telemetry::TelemetryPlan,
+    /// The shards' span pipelines, set by `main` once the exporters are built.
+    pub shard_traces: Option<crate::telemetry::ShardExport>,
     /// Actor runtime limits (validated here, at start).
     pub runtime_limits: crate::runtime::RuntimeLimits,
     pub cache_dir: Option<std::path::PathBuf>,
@@ -468,7 +472,12 @@ impl Config {
         };
         runtime_limits.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
         let oci_credential = config_compat::oci_credential(&args.compat, env)?;
-        let not_acted_on = config_compat::not_acted_on(&args.compat, env);
+        let telemetry = crate::telemetry::plan(
+            args.compat.otel_traces_exporter.as_deref(),
+            args.compat.otel_exporter_otlp_endpoint.as_deref(),
+            env,
+        );
+        let not_acted_on = config_compat::not_acted_on(&args.compat, env, telemetry.settings.is_some());
         let policy = config_compat::policy_settings(&args.compat)?;
         let (shard_backend, shard_io_warning) = resolve_shard_io(args.shard_io).map_err(anyhow::Error::msg)?;
         let tls = crate::tls::client_config(&crate::tls::TlsFiles {
@@ -509,6 +518,8 @@ impl Config {
             shard_inflight_max: args.shard_inflight_max as usize,
             not_acted_on,
             policy,
+            telemetry,
+            shard_traces: None,
             runtime_limits,
             cache_dir: args.cache_dir,
             shard_io: args.shard_io,

@@ -3,8 +3,9 @@
 //!
 //! What lives here:
 //! - the 0.82 flags [`HostArgs`] flattens in from [`CompatArgs`]: the default NATS credentials
-//!   (`--nats-jwt`, `--nats-seed`), one registry's OCI credentials, and the flags accepted for
-//!   compatibility that this host does not act on (policy, config service, IPv6, OpenTelemetry);
+//!   (`--nats-jwt`, `--nats-seed`), one registry's OCI credentials, the policy and
+//!   OpenTelemetry flags (read by `control::policy` and `telemetry`), and those accepted for
+//!   compatibility that this host does not act on (config service, IPv6);
 //! - second environment names clap cannot attach to an argument: 0.82's misspelt
 //!   `WASMCOULD_NATS_SEED`, and the `OCI_REGISTRY*` names this host read before it read 0.82's
 //!   `WASMCLOUD_OCI_REGISTRY*`;
@@ -28,7 +29,8 @@ pub const NATS_SEED_ENV_082: &str = "WASMCOULD_NATS_SEED";
 /// The names this host read the OCI credentials from before it read 0.82's `WASMCLOUD_OCI_*`
 /// (registry, user, password); still read when the 0.82 names are not set.
 pub const OCI_ENV_EARLIER: [&str; 3] = ["OCI_REGISTRY", "OCI_REGISTRY_USER", "OCI_REGISTRY_PASSWORD"];
-/// Prefix of the OpenTelemetry variables; the host exports no telemetry of its own yet.
+/// Prefix of the OpenTelemetry variables (those the exporters do not read are named in the
+/// start-up warning).
 pub const OTEL_ENV_PREFIX: &str = "OTEL_";
 /// Directives after `--log-level` that quiet chatty crates; `RUST_LOG` comes after them, so it
 /// can turn them up again.
@@ -254,8 +256,9 @@ pub fn policy_settings(compat: &CompatArgs) -> anyhow::Result<Option<crate::conf
 
 /// The flags and variables given that this host accepts for 0.82 compatibility and does not act
 /// on, in a stable order: the `--otel-*` flags, the config-service and IPv6
-/// switches, then every other `OTEL_*` variable set (sorted).
-pub fn not_acted_on(compat: &CompatArgs, env: &[(String, String)]) -> Vec<String> {
+/// switches, then every other `OTEL_*` variable set (sorted). With `exporting` (telemetry on)
+/// the `--otel-*` flags and the variables the exporters read act and are not named.
+pub fn not_acted_on(compat: &CompatArgs, env: &[(String, String)], exporting: bool) -> Vec<String> {
     let options: [(&str, &str, Option<String>); 2] = [
         (
             "--otel-traces-exporter",
@@ -278,6 +281,9 @@ pub fn not_acted_on(compat: &CompatArgs, env: &[(String, String)]) -> Vec<String
     ];
     let mut names: Vec<String> = Vec::new();
     for (flag, env_key, value) in &options {
+        if exporting {
+            break;
+        }
         if let Some(value) = value {
             names.push(setting_name(flag, env_key, Some(value), env));
         }
@@ -290,6 +296,7 @@ pub fn not_acted_on(compat: &CompatArgs, env: &[(String, String)]) -> Vec<String
     let mut otel: Vec<&String> = env
         .iter()
         .filter(|(k, v)| k.starts_with(OTEL_ENV_PREFIX) && !v.is_empty() && !names.contains(k))
+        .filter(|(k, _)| !(exporting && crate::telemetry::settings::OTEL_ENV_ACTED_ON.contains(&k.as_str())))
         .map(|(k, _)| k)
         .collect();
     otel.sort();

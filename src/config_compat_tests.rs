@@ -235,13 +235,21 @@ fn the_warning_names_what_was_given_and_is_not_acted_on() {
         ],
     )
     .unwrap();
+    // Exporting: the exporter flag and the variables the exporters read act.
+    assert_eq!(c.not_acted_on, ["--config-service-enabled"]);
+    assert!(c.telemetry.settings.is_some());
+    let c = config(
+        &["--otel-exporter-otlp-endpoint", "http://c:4318"],
+        &[("OTEL_SERVICE_NAME", "edge"), ("OTEL_SOMETHING_ELSE", "x")],
+    )
+    .unwrap();
+    // Not exporting: nothing of it acts.
     assert_eq!(
         c.not_acted_on,
         [
-            "--otel-traces-exporter",
-            "--config-service-enabled",
-            "OTEL_EXPORTER_OTLP_HEADERS",
+            "--otel-exporter-otlp-endpoint",
             "OTEL_SERVICE_NAME",
+            "OTEL_SOMETHING_ELSE"
         ]
     );
 }
@@ -259,7 +267,7 @@ fn a_setting_is_named_by_its_variable_when_it_came_from_there() {
         ..CompatArgs::default()
     };
     assert_eq!(
-        not_acted_on(&compat, &env),
+        not_acted_on(&compat, &env, false),
         [
             "OTEL_TRACES_EXPORTER",
             "--otel-exporter-otlp-endpoint",

@@ -23,7 +23,8 @@
 //! - control plane: [`control`] (ctl interface, events, heartbeat, KV, managed NATS).
 //! - shared: [`config`] (flags and limits), [`config_nats`] (one NATS connection's flags and
 //!   credentials), [`config_compat`] (the rest of the wasmCloud 0.82 command line), [`identity`] (keys, labels), [`lattice`] (KV entry types and parsers;
-//!   pure), [`tls`] (the NATS connections' TLS settings).
+//!   pure), [`tls`] (the NATS connections' TLS settings), [`telemetry`] (OpenTelemetry export: the
+//!   control plane's spans and logs, each shard's own span pipeline).
 
 pub mod auth;
 #[cfg(feature = "host")]
@@ -47,6 +48,8 @@ pub mod routing;
 pub mod runtime;
 #[cfg(feature = "host")]
 pub mod shard;
+#[cfg(feature = "host")]
+pub mod telemetry;
 #[cfg(test)]
 mod tidy;
 #[cfg(feature = "host")]

@@ -11,6 +11,7 @@ use shardhost::config_compat;
 use shardhost::control::managed_nats::{self, ManagedNats};
 use shardhost::control::ControlPlane;
 use shardhost::inspect::SignArgs;
+use shardhost::telemetry::{self, Telemetry};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -63,14 +64,25 @@ fn main() -> ExitCode {
         None => cli.host,
     };
     let env: Vec<(String, String)> = std::env::vars().collect();
-    let config = match Config::from_args(args, &env) {
+    let mut config = match Config::from_args(args, &env) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("shardhost: {e:#}");
             return ExitCode::from(1);
         }
     };
-    init_logging(&config);
+    let telemetry = match config.telemetry.settings.as_ref() {
+        Some(settings) => match Telemetry::start(settings, &config.identity.host_key.public_key()) {
+            Ok(telemetry) => Some(telemetry),
+            Err(e) => {
+                eprintln!("shardhost: cannot export OpenTelemetry: {e:#}");
+                return ExitCode::from(1);
+            }
+        },
+        None => None,
+    };
+    config.shard_traces = telemetry.as_ref().map(Telemetry::shard_export);
+    init_logging(&config, telemetry.as_ref());
     match &config.shard_io_warning {
         Some(warning) => tracing::warn!("{warning}"),
         None => tracing::info!(backend = %config.shard_backend, asked = ?config.shard_io, "shard I/O backend"),
@@ -86,14 +98,18 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(config)) {
+    let code = match runtime.block_on(run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("shardhost: {e:#}");
             ExitCode::from(1)
         }
+    };
+    if let Some(telemetry) = telemetry {
+        telemetry.shutdown();
     }
+    code
 }
 
 fn claims_inspect(file: &std::path::Path) -> ExitCode {
@@ -127,24 +143,46 @@ fn claims_sign(args: &SignArgs) -> ExitCode {
     }
 }
 
-fn init_logging(config: &Config) {
+/// The console log (stderr, plain or JSON) filtered by `--log-level`/`RUST_LOG`, and with
+/// telemetry on, the OpenTelemetry span and log layers.
+fn init_logging(config: &Config, telemetry: Option<&Telemetry>) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::Layer as _;
     let rust_log = std::env::var("RUST_LOG").ok();
     let (filter, rust_log_refused) = config_compat::log_filter(&config.log_level, rust_log.as_deref());
-    use std::io::IsTerminal;
     // Colours only for a person at a terminal: never in files, journald or pipes.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let console = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
+    let mut layers: Vec<telemetry::BoxedLayer> = Vec::new();
     if config.structured_logging {
-        builder.json().init();
+        layers.push(console.json().with_filter(filter).boxed());
     } else {
-        builder.init();
+        layers.push(console.with_filter(filter).boxed());
     }
+    if let Some(telemetry) = telemetry {
+        let (log_filter, _) = config_compat::log_filter(&config.log_level, rust_log.as_deref());
+        layers.extend(telemetry.layers(log_filter));
+    }
+    tracing_subscriber::registry().with(layers).init();
     if let Some(reason) = rust_log_refused {
         tracing::error!("{reason}");
     }
     config_compat::warn_not_acted_on(&config.not_acted_on);
+    for warning in &config.telemetry.warnings {
+        tracing::warn!("OpenTelemetry: {warning}");
+    }
+    if let Some(settings) = &config.telemetry.settings {
+        tracing::info!(
+            traces = %settings.traces_url,
+            logs = settings.logs_url.as_deref().unwrap_or("off"),
+            sampler = ?settings.sampler,
+            service = %settings.service_name,
+            "exporting OpenTelemetry traces and logs over OTLP/HTTP"
+        );
+    }
 }
 
 async fn run(mut config: Config) -> Result<()> {

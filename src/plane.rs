@@ -116,6 +116,9 @@ pub struct ShardConfig {
     /// A policy service decides invocations (`--policy-topic`): an invocation of a pair the
     /// shard has no verdict for waits for one.
     pub policy: bool,
+    /// Where the shard's invocation spans go (`--otel-traces-exporter otlp`); `None`: the
+    /// shard records no spans (it still carries a caller's trace context on).
+    pub traces: Option<crate::telemetry::ShardExport>,
 }
 
 impl ShardConfig {
@@ -134,6 +137,7 @@ impl ShardConfig {
             warm_release: None,
             backend: ShardBackend::IoUring,
             policy: false,
+            traces: None,
         }
     }
 }

@@ -349,6 +349,9 @@ pub struct Outbound<'a> {
     pub id: &'a str,
     /// The sending host's id (`N…`).
     pub host_id: &'a str,
+    /// The invocation's `traceContext` (W3C `traceparent`/`tracestate`); not signed (the
+    /// hash covers the payload only, as in every 0.x host).
+    pub trace_context: &'a [(&'a str, &'a str)],
 }
 
 /// Sign `call` with `cluster_key` ([`sign_invocation`], hash over the whole payload) and append
@@ -377,7 +380,7 @@ pub fn encode_signed_invocation(
         encoded_claims: &claims,
         host_id: call.host_id,
         content_length: call.payload.len() as u64,
-        trace_context: &[],
+        trace_context: call.trace_context,
     };
     encode_invocation(out, &fields);
     Ok(())

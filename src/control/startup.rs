@@ -107,6 +107,7 @@ pub fn shard_config(
         warm_release: config.warm_release,
         backend: config.shard_backend,
         policy: config.policy.is_some(),
+        traces: config.shard_traces.clone(),
     }
 }
 

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rand::Rng;
 use wasmtime::{Caller, Engine, Extern, FuncType, Linker, Memory, Module, Val, ValType};
 
+use crate::wire::trace::CallTrace;
+
 use super::budget::{MemoryBudget, MemoryLimit};
 use super::builtins::{builtin, BuiltinGrants};
 
@@ -48,10 +50,13 @@ pub type HostCallFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<u8>, String
 /// Serves the `__host_call`s that are not builtins: calls to providers and other actors
 /// (PROTOCOL §9.4 steps 2–5). Supplied by the caller of [`super::ActorPool::new`].
 pub trait HostCalls: Send + Sync {
-    /// `origin_actor` is the calling actor's key; the other fields are the guest's, unchanged.
+    /// `origin_actor` is the calling actor's key; `trace` the trace the calling invocation
+    /// runs in (its outbound invocation is parented on it); the other fields are the guest's,
+    /// unchanged.
     fn call<'a>(
         &'a self,
         origin_actor: &'a str,
+        trace: Option<CallTrace>,
         binding: &'a str,
         namespace: &'a str,
         operation: &'a str,
@@ -68,6 +73,7 @@ impl HostCalls for NoHostCalls {
     fn call<'a>(
         &'a self,
         _origin_actor: &'a str,
+        _trace: Option<CallTrace>,
         binding: &'a str,
         namespace: &'a str,
         operation: &'a str,
@@ -238,6 +244,8 @@ pub struct GuestState {
     pub call_started: Option<Instant>,
     pub deadline_exceeded: bool,
     pub memory_limit: MemoryLimit,
+    /// The trace the current call runs in (its caller's, or the host's span for it).
+    pub trace: Option<CallTrace>,
 }
 
 impl GuestState {
@@ -256,11 +264,13 @@ impl GuestState {
             call_started: None,
             deadline_exceeded: false,
             memory_limit,
+            trace: None,
         }
     }
 
     /// Reset the per-call state and start the deadline clock.
-    pub fn begin_call(&mut self, operation: &[u8], payload: &[u8]) {
+    pub fn begin_call(&mut self, operation: &[u8], payload: &[u8], trace: Option<CallTrace>) {
+        self.trace = trace;
         self.operation.clear();
         self.operation.extend_from_slice(operation);
         self.payload.clear();
@@ -473,6 +483,7 @@ async fn host_call(
         state.host_error = None;
     }
     let actor = Arc::clone(&caller.data().actor);
+    let trace = caller.data().trace.clone();
     let result = match (
         utf8(binding, "binding"),
         utf8(namespace, "namespace"),
@@ -484,7 +495,7 @@ async fn host_call(
                 None => {
                     actor
                         .host_calls
-                        .call(&actor.actor_key, &binding, &namespace, &operation, payload)
+                        .call(&actor.actor_key, trace, &binding, &namespace, &operation, payload)
                         .await
                 }
             }

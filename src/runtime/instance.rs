@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use wasmtime::{InstancePre, Store, StoreContextMut, Trap, TypedFunc, UpdateDeadline};
 
+use crate::wire::trace::CallTrace;
+
 use super::abi::{AbiFault, ActorContext, GuestState};
 use super::budget::{Denial, MemoryBudget};
 use super::engine::{EpochState, GuestRun, Runtime, INIT_EXPORTS};
@@ -54,6 +56,16 @@ impl WarmInstance {
 
     /// Run one guest call (PROTOCOL §9.2 steps 2–5).
     pub async fn invoke(&mut self, operation: &str, payload: &[u8]) -> Result<Vec<u8>, InvokeError> {
+        self.invoke_in(operation, payload, None).await
+    }
+
+    /// [`Instance::invoke`] within a trace: the guest's outbound calls are parented on `trace`.
+    pub async fn invoke_in(
+        &mut self,
+        operation: &str,
+        payload: &[u8],
+        trace: Option<CallTrace>,
+    ) -> Result<Vec<u8>, InvokeError> {
         if let Some(error) = &self.retire {
             // A caller bug (reusing a failed instance); answer without touching the guest.
             return Err(error.clone());
@@ -61,7 +73,7 @@ impl WarmInstance {
         let (Ok(op_len), Ok(payload_len)) = (i32::try_from(operation.len()), i32::try_from(payload.len())) else {
             return Err(InvokeError::TooLarge);
         };
-        self.store.data_mut().begin_call(operation.as_bytes(), payload);
+        self.store.data_mut().begin_call(operation.as_bytes(), payload, trace);
         self.store.set_epoch_deadline(1);
         let running = GuestRun::start(&self.epoch);
         let result = self.guest_call.call_async(&mut self.store, (op_len, payload_len)).await;
@@ -177,7 +189,7 @@ impl InstanceFactory {
         let mut store = Store::new(engine, GuestState::new(Arc::clone(&self.actor)));
         store.limiter(|state| &mut state.memory_limit);
         store.epoch_deadline_callback(on_epoch(Arc::clone(&self.park)));
-        store.data_mut().begin_call(&[], &[]);
+        store.data_mut().begin_call(&[], &[], None);
         store.set_epoch_deadline(1);
         let instance = match self.pre.instantiate_async(&mut store).await {
             Ok(instance) => instance,

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::auth::claims::{module_hash, validate_actor};
 use crate::auth::testkit;
+use crate::wire::trace::CallTrace;
 
 pub(super) const ECHO: &str = include_str!("actors/echo.wat");
 const BUILTINS: &str = include_str!("actors/builtins.wat");
@@ -378,17 +379,20 @@ type Recorded = Vec<(String, String, String, String, Vec<u8>)>;
 #[derive(Default)]
 struct Recorder {
     calls: Mutex<Recorded>,
+    traces: Mutex<Vec<Option<CallTrace>>>,
 }
 
 impl HostCalls for Recorder {
     fn call<'a>(
         &'a self,
         origin_actor: &'a str,
+        trace: Option<CallTrace>,
         binding: &'a str,
         namespace: &'a str,
         operation: &'a str,
         payload: Vec<u8>,
     ) -> HostCallFuture<'a> {
+        self.traces.lock().unwrap().push(trace);
         Box::pin(async move {
             tokio::time::sleep(Duration::from_millis(1)).await;
             let mut reply = b"pong:".to_vec();
@@ -422,6 +426,25 @@ async fn actor_calls_another_actor_by_alias_through_host_calls() {
             b"ping".to_vec()
         )]
     );
+}
+
+/// The trace a call runs in reaches its outbound calls, and never outlives the call: the
+/// instance's next untraced call carries none.
+#[tokio::test]
+async fn outbound_calls_get_the_trace_of_the_call_that_makes_them() {
+    let runtime = Runtime::new(&limits()).unwrap();
+    let recorder = Arc::new(Recorder::default());
+    let mut pool = pool_with(&runtime, CALLER, &[], recorder.clone(), 1).await;
+    let trace = crate::wire::trace::extract(
+        [("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")].into_iter(),
+    )
+    .unwrap();
+    let mut instance = pool.try_lease().expect("a warm instance");
+    let out = instance.invoke_in("Caller.Go", b"ping", trace.clone()).await.unwrap();
+    assert_eq!(out, b"pong:ping");
+    instance.invoke("Caller.Go", b"ping").await.unwrap();
+    pool.give_back(instance);
+    assert_eq!(*recorder.traces.lock().unwrap(), [trace, None]);
 }
 
 #[tokio::test]

@@ -18,6 +18,7 @@ use crate::auth::verify_batch::{verify_batch, IssuerKeyCache, VerifyItem, VERIFY
 use crate::wire::invocation::InvocationRef;
 
 use super::conn::Inbound;
+use super::trace::InboundTrace;
 
 /// An invocation that passed the screening, borrowed from the batch: its signature is checked
 /// next, with the others of its batch.
@@ -112,6 +113,8 @@ pub(crate) struct Dispatch {
     pub(super) msg: Bytes,
     pub(super) id: Bytes,
     pub(super) reply: Option<Bytes>,
+    /// The trace it runs in: `None` with telemetry off and no caller trace context.
+    pub(super) trace: Option<Box<InboundTrace>>,
 }
 
 impl Dispatch {

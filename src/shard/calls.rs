@@ -24,10 +24,12 @@ use crate::plane::CHUNK_THRESHOLD_BYTES;
 use crate::runtime::{HostCallFuture, HostCalls};
 use crate::wire::invocation::{decode_response, EntityRef};
 use crate::wire::nats::parse_headers;
+use crate::wire::trace::CallTrace;
 
 use super::conn::Inbound;
 use super::core::ShardCore;
 use super::send::AssertSend;
+use super::trace::ClientCall;
 
 /// Extra time a chunked call gets (wasmbus-rpc's `CHUNK_RPC_EXTRA_TIME`).
 pub const CHUNK_RPC_EXTRA_MS: u64 = 13_000;
@@ -86,16 +88,54 @@ fn resolve(core: &ShardCore, origin: &str, binding: &str, namespace: &str) -> Re
     }
 }
 
-/// One outbound call: resolve, sign, send (chunked if large), await the reply.
+/// One outbound call, in a client span when telemetry is on (parented on `trace`), with the
+/// caller's trace context passed through when it is off.
 pub(crate) async fn host_call(
     core: Rc<ShardCore>,
     origin: &str,
-    binding: &str,
-    namespace: &str,
-    operation: &str,
+    trace: Option<CallTrace>,
+    guest: GuestCall<'_>,
     payload: Vec<u8>,
 ) -> Result<Vec<u8>, String> {
-    let target = resolve(&core, origin, binding, namespace)?;
+    let target = resolve(&core, origin, guest.binding, guest.namespace)?;
+    let Some(trace) = trace else {
+        return send_call(&core, origin, &target, guest.operation, payload, &[]).await;
+    };
+    let Some(tracer) = core.tracer() else {
+        // Not tracing: the callee continues the caller's span (W3C pass-through).
+        let entries = trace.entries_for(trace.parent.span_id);
+        let (pairs, len) = entries.pairs();
+        return send_call(&core, origin, &target, guest.operation, payload, &pairs[..len]).await;
+    };
+    let span = tracer.start_client(&trace);
+    let (pairs, len) = span.entries.pairs();
+    let result = send_call(&core, origin, &target, guest.operation, payload, &pairs[..len]).await;
+    let what = ClientCall {
+        binding: guest.binding,
+        namespace: guest.namespace,
+        operation: guest.operation,
+        target: &target.public_key,
+    };
+    tracer.end_client(&span, &trace, what, result.as_ref().err().map(String::as_str));
+    result
+}
+
+/// The guest's strings of a `__host_call`.
+pub(crate) struct GuestCall<'a> {
+    pub(crate) binding: &'a str,
+    pub(crate) namespace: &'a str,
+    pub(crate) operation: &'a str,
+}
+
+/// Sign, send (chunked if large) and await the reply of one resolved call.
+async fn send_call(
+    core: &Rc<ShardCore>,
+    origin: &str,
+    target: &Target,
+    operation: &str,
+    payload: Vec<u8>,
+    trace_context: &[(&str, &str)],
+) -> Result<Vec<u8>, String> {
     let origin_entity = EntityRef {
         public_key: origin,
         link_name: "",
@@ -121,6 +161,7 @@ pub(crate) async fn host_call(
         chunked,
         id: &id,
         host_id: &core.config().host_id,
+        trace_context,
     };
     let wire_bytes = if chunked { 0 } else { payload.len() };
     let mut encoded = Vec::with_capacity(wire_bytes + 1024);
@@ -163,7 +204,7 @@ pub(crate) async fn host_call(
             ));
         }
     };
-    let result = read_reply(&core, &reply, &id, &target.subject).await;
+    let result = read_reply(core, &reply, &id, &target.subject).await;
     if result.is_err() {
         core.bump(|s| s.calls_failed += 1);
     }
@@ -228,6 +269,7 @@ impl HostCalls for ShardHostCalls {
     fn call<'a>(
         &'a self,
         origin_actor: &'a str,
+        trace: Option<CallTrace>,
         binding: &'a str,
         namespace: &'a str,
         operation: &'a str,
@@ -242,7 +284,12 @@ impl HostCalls for ShardHostCalls {
             };
             // Off the CPU while the call is out (back on when it returns or is dropped).
             let _off = OffTurn::new(&core);
-            host_call(Rc::clone(&core), origin_actor, binding, namespace, operation, payload).await
+            let guest = GuestCall {
+                binding,
+                namespace,
+                operation,
+            };
+            host_call(Rc::clone(&core), origin_actor, trace, guest, payload).await
         }))
     }
 }

@@ -26,6 +26,7 @@ use super::inbox::Calls;
 use super::notify::Notify;
 use super::outbox::Outbox;
 use super::policy::PolicyGate;
+use super::trace::ShardTracer;
 use super::turns::{Turns, GUESTS_RUNNING_MAX};
 
 /// Reply when a chunked payload arrives and the shard has no object store.
@@ -78,6 +79,8 @@ pub(crate) struct ShardCore {
     policy: RefCell<PolicyGate<Job>>,
     /// Pairs to ask the control plane about (sent by the reader after each batch).
     policy_queries: RefCell<Vec<PolicyPair>>,
+    /// Invocation spans (`None`: telemetry off, no tracing work at all).
+    tracer: Option<ShardTracer>,
 }
 
 impl ShardCore {
@@ -85,6 +88,13 @@ impl ShardCore {
         let calls = Calls::new(id);
         let config_inflight_max = config.inflight_max;
         let config_policy = config.policy;
+        let tracer = config.traces.as_ref().and_then(|export| match export.pipeline() {
+            Ok(spans) => Some(ShardTracer::new(spans)),
+            Err(e) => {
+                tracing::error!(shard = %id, error = %format!("{e:#}"), "no span export on this shard");
+                None
+            }
+        });
         ShardCore {
             id,
             config,
@@ -106,12 +116,19 @@ impl ShardCore {
             batch: RefCell::new(BatchBuffers::default()),
             policy: RefCell::new(PolicyGate::new(config_policy)),
             policy_queries: RefCell::new(Vec::new()),
+            tracer,
         }
     }
 
     // -----------------------------------------------------------------------------------------
     // What the other shard files reach
     // -----------------------------------------------------------------------------------------
+
+    /// The shard's span builder, when telemetry is on.
+    #[inline]
+    pub fn tracer(&self) -> Option<&ShardTracer> {
+        self.tracer.as_ref()
+    }
 
     #[inline]
     pub fn id(&self) -> ShardId {

@@ -43,6 +43,7 @@ mod serve;
 mod stream;
 #[cfg(test)]
 mod tests;
+mod trace;
 mod turns;
 
 pub use inprocess::{inbound, InProcessShard};
@@ -261,6 +262,10 @@ impl Shard {
         ticker.cancel().await;
         stamp_liveness(&core, SHARD_TICK_STOPPED);
         calls::install(None);
+        if let Some(tracer) = core.tracer() {
+            // The drained invocations' spans reach the collector before the host exits.
+            tracer.shutdown();
+        }
         let stats = core.stats();
         self.report(ShardReport::Stopped {
             shard: core.id(),

@@ -19,13 +19,15 @@ use bytes::Bytes;
 use crate::auth::antiforgery::{self, check_capability, check_invocation, decode_invocation_token, AuthError};
 use crate::plane::{PolicyPair, PolicyVerdict, ShardStats, CHUNK_THRESHOLD_BYTES};
 use crate::routing::RoutingSnapshot;
-use crate::wire::invocation::{decode_invocation, encode_response, response_len};
+use crate::wire::invocation::{decode_invocation, encode_response_traced, response_len_traced, InvocationRef};
+use crate::wire::trace::TraceEntries;
 
 use super::batch::{recycle, verify_candidates, Candidate, Dechunk, Dispatch, Job};
 use super::conn::Inbound;
 use super::core::ShardCore;
 use super::instances::Lease;
 use super::policy::Gate;
+use super::trace::InboundTrace;
 use super::turns::GUEST_TURN_WAIT_MS_MAX;
 
 /// Reply to an invocation for an actor this shard does not run (any more).
@@ -112,6 +114,34 @@ impl ShardCore {
     /// Queue an `InvocationResponse` on `reply`, encoded straight into the write buffer. A
     /// result that does not fit the server's `max_payload` is answered with an error instead.
     fn reply(&self, reply: Option<&str>, invocation_id: &str, result: Result<&[u8], &str>, content_length: u64) {
+        self.reply_traced(reply, invocation_id, result, content_length, None);
+    }
+
+    /// Answer a dispatched invocation: end its server span (when recorded), then reply with
+    /// the span's trace context (when telemetry is on).
+    fn answer(&self, dispatch: &Dispatch, result: Result<&[u8], &str>, content_length: u64) {
+        let trace = dispatch.trace.as_deref();
+        if let (Some(tracer), Some(trace)) = (self.tracer(), trace) {
+            tracer.end_server(trace, dispatch.operation(), &dispatch.actor, result.err());
+        }
+        let entries = trace.and_then(InboundTrace::reply_entries);
+        self.reply_traced(
+            dispatch.reply(),
+            dispatch.id(),
+            result,
+            content_length,
+            entries.as_ref(),
+        );
+    }
+
+    fn reply_traced(
+        &self,
+        reply: Option<&str>,
+        invocation_id: &str,
+        result: Result<&[u8], &str>,
+        content_length: u64,
+        trace: Option<&TraceEntries>,
+    ) {
         let Some(reply) = reply else {
             self.bump(|s| s.no_reply_subject += 1);
             tracing::debug!(shard = %self.id(), invocation_id, "invocation without a reply subject: nobody to answer");
@@ -121,9 +151,11 @@ impl ShardCore {
             Ok(msg) => (msg, None),
             Err(error) => (&[][..], Some(error)),
         };
-        let len = response_len(invocation_id, msg.len(), error, content_length);
+        let (pairs, traced) = trace.map_or(([("", ""); 2], 0), TraceEntries::pairs);
+        let trace_context = &pairs[..traced];
+        let len = response_len_traced(invocation_id, msg.len(), error, content_length, trace_context);
         let written = self.outbox().publish_with(reply, None, len, |buf| {
-            encode_response(buf, invocation_id, msg, error, content_length)
+            encode_response_traced(buf, invocation_id, msg, error, content_length, trace_context)
         });
         if let Err(e) = written {
             self.bump(|s| s.reply_failures += 1);
@@ -288,6 +320,7 @@ impl ShardCore {
                 msg: payload.slice_ref(inv.msg),
                 id: payload.slice_ref(inv.id.as_bytes()),
                 reply: msg.reply_bytes(),
+                trace: self.trace_of(&inv),
             };
             let content_length = inv.content_length_or_msg();
             if content_length > inv.msg.len() as u64 {
@@ -310,6 +343,17 @@ impl ShardCore {
             } else {
                 self.accept(Job::Serve(dispatch), held, jobs);
             }
+        }
+    }
+
+    /// The trace an accepted invocation runs in: a server span when telemetry is on, the
+    /// caller's context passed through when it is off, nothing (no work) when off and the
+    /// invocation carries no context.
+    fn trace_of(&self, inv: &InvocationRef<'_>) -> Option<Box<InboundTrace>> {
+        match self.tracer() {
+            Some(tracer) => Some(Box::new(tracer.start_server(&inv.trace_context))),
+            None if inv.trace_context.is_empty() => None,
+            None => InboundTrace::passthrough(&inv.trace_context).map(Box::new),
         }
     }
 
@@ -386,7 +430,7 @@ async fn serve(core: Rc<ShardCore>, dispatch: Dispatch, guard: InflightGuard) {
             core.turns().running(),
             core.turns().waiting()
         );
-        core.reply(dispatch.reply(), dispatch.id(), Err(&text), 0);
+        core.answer(&dispatch, Err(&text), 0);
         return;
     }
     let mut instance = match core.lease(&dispatch.actor) {
@@ -399,17 +443,23 @@ async fn serve(core: Rc<ShardCore>, dispatch: Dispatch, guard: InflightGuard) {
             Err(error) => {
                 core.bump(|s| s.guest_errors += 1);
                 let text = format!("actor {} has no free instance on this host: {error}", dispatch.actor);
-                core.reply(dispatch.reply(), dispatch.id(), Err(&text), 0);
+                core.answer(&dispatch, Err(&text), 0);
                 return;
             }
         },
         Lease::NotRunning => {
             core.bump(|s| s.rejected_not_running += 1);
-            core.reply(dispatch.reply(), dispatch.id(), Err(NOT_RUNNING), 0);
+            core.answer(&dispatch, Err(NOT_RUNNING), 0);
             return;
         }
     };
-    let result = turn.run(instance.invoke(dispatch.operation(), &dispatch.msg)).await;
+    let result = turn
+        .run(instance.invoke_in(
+            dispatch.operation(),
+            &dispatch.msg,
+            dispatch.trace.as_ref().map(|t| t.call.clone()),
+        ))
+        .await;
     drop(turn);
     core.give_back(&dispatch.actor, instance);
     match result {
@@ -419,22 +469,22 @@ async fn serve(core: Rc<ShardCore>, dispatch: Dispatch, guard: InflightGuard) {
             match core.put_object(key, Bytes::from(response)).await {
                 Ok(()) => {
                     core.bump(|s| s.served += 1);
-                    core.reply(dispatch.reply(), dispatch.id(), Ok(&[]), content_length);
+                    core.answer(&dispatch, Ok(&[]), content_length);
                 }
                 Err(error) => {
                     core.bump(|s| s.reply_failures += 1);
                     let text = format!("cannot store the chunked response: {error}");
-                    core.reply(dispatch.reply(), dispatch.id(), Err(&text), 0);
+                    core.answer(&dispatch, Err(&text), 0);
                 }
             }
         }
         Ok(response) => {
             core.bump(|s| s.served += 1);
-            core.reply(dispatch.reply(), dispatch.id(), Ok(&response), response.len() as u64);
+            core.answer(&dispatch, Ok(&response), response.len() as u64);
         }
         Err(error) => {
             core.bump(|s| s.guest_errors += 1);
-            core.reply(dispatch.reply(), dispatch.id(), Err(&error.to_string()), 0);
+            core.answer(&dispatch, Err(&error.to_string()), 0);
         }
     }
     drop(guard);
@@ -456,12 +506,12 @@ async fn serve_chunked(core: Rc<ShardCore>, dechunk: Dechunk, guard: InflightGua
                 "chunked payload has {} bytes, content_length says {content_length}",
                 full.len()
             );
-            core.reply(dispatch.reply(), dispatch.id(), Err(&text), 0);
+            core.answer(&dispatch, Err(&text), 0);
             return;
         }
         Err(error) => {
             let text = format!("cannot fetch the chunked payload: {error}");
-            core.reply(dispatch.reply(), dispatch.id(), Err(&text), 0);
+            core.answer(&dispatch, Err(&text), 0);
             return;
         }
     };
@@ -474,7 +524,7 @@ async fn serve_chunked(core: Rc<ShardCore>, dechunk: Dechunk, guard: InflightGua
     if !hash.as_bytes().eq_ignore_ascii_case(&computed) {
         core.bump(|s| s.rejected_auth += 1);
         let text = AuthError::HashMismatch.message();
-        core.reply(dispatch.reply(), dispatch.id(), Err(text), 0);
+        core.answer(&dispatch, Err(text), 0);
         return;
     }
     dispatch.msg = full;

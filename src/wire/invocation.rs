@@ -575,7 +575,21 @@ pub fn encode_response(
     error: Option<&str>,
     content_length: u64,
 ) {
-    write_response_header(out, error.is_some());
+    encode_response_traced(out, invocation_id, msg, error, content_length, &[]);
+}
+
+/// [`encode_response`] with a `traceContext` (written only when non-empty): the span that
+/// served the call, as the 0.82 host answers.
+pub fn encode_response_traced(
+    out: &mut impl BufMut,
+    invocation_id: &str,
+    msg: &[u8],
+    error: Option<&str>,
+    content_length: u64,
+    trace_context: &[(&str, &str)],
+) {
+    let fields = 3 + usize::from(error.is_some()) + usize::from(!trace_context.is_empty());
+    msgpack::write_map_len(out, fields);
     msgpack::write_str(out, "msg");
     msgpack::write_bin(out, msg);
     msgpack::write_str(out, "invocation_id");
@@ -586,23 +600,50 @@ pub fn encode_response(
     }
     msgpack::write_str(out, "content_length");
     msgpack::write_uint(out, content_length);
+    if !trace_context.is_empty() {
+        msgpack::write_str(out, "traceContext");
+        write_trace_context(out, trace_context);
+    }
 }
 
-fn write_response_header(out: &mut impl BufMut, has_error: bool) {
-    msgpack::write_map_len(out, if has_error { 4 } else { 3 });
+fn write_trace_context(out: &mut impl BufMut, trace_context: &[(&str, &str)]) {
+    msgpack::write_map_len(out, trace_context.len());
+    for (key, value) in trace_context {
+        msgpack::write_str(out, key);
+        msgpack::write_str(out, value);
+    }
 }
 
 /// Bytes [`encode_response`] writes for these arguments, so a reply can be framed (`PUB …
 /// <#bytes>`) before it is encoded straight into the write buffer.
 pub fn response_len(invocation_id: &str, msg_len: usize, error: Option<&str>, content_length: u64) -> usize {
+    response_len_traced(invocation_id, msg_len, error, content_length, &[])
+}
+
+/// Bytes [`encode_response_traced`] writes for these arguments.
+pub fn response_len_traced(
+    invocation_id: &str,
+    msg_len: usize,
+    error: Option<&str>,
+    content_length: u64,
+    trace_context: &[(&str, &str)],
+) -> usize {
     let key = |name: &str| msgpack::str_bytes(name.len());
-    let mut len = msgpack::map_header_bytes(if error.is_some() { 4 } else { 3 });
+    let fields = 3 + usize::from(error.is_some()) + usize::from(!trace_context.is_empty());
+    let mut len = msgpack::map_header_bytes(fields);
     len += key("msg") + msgpack::bin_bytes(msg_len);
     len += key("invocation_id") + msgpack::str_bytes(invocation_id.len());
     if let Some(error) = error {
         len += key("error") + msgpack::str_bytes(error.len());
     }
-    len + key("content_length") + msgpack::uint_bytes(content_length)
+    len += key("content_length") + msgpack::uint_bytes(content_length);
+    if !trace_context.is_empty() {
+        len += key("traceContext") + msgpack::map_header_bytes(trace_context.len());
+        for (k, v) in trace_context {
+            len += key(k) + msgpack::str_bytes(v.len());
+        }
+    }
+    len
 }
 
 /// A decoded `InvocationResponse` (PROTOCOL §2.4), borrowing the reply bytes.
@@ -726,11 +767,7 @@ pub fn encode_invocation(out: &mut impl BufMut, fields: &InvocationFields<'_>) {
     msgpack::write_uint(out, fields.content_length);
     if has_trace {
         msgpack::write_str(out, "traceContext");
-        msgpack::write_map_len(out, fields.trace_context.len());
-        for (key, value) in fields.trace_context {
-            msgpack::write_str(out, key);
-            msgpack::write_str(out, value);
-        }
+        write_trace_context(out, fields.trace_context);
     }
 }
 
@@ -1254,6 +1291,25 @@ mod tests {
             rmp_serde::from_slice::<mirror::InvocationResponse>(&out).unwrap().msg,
             b"x"
         );
+    }
+
+    #[test]
+    fn a_traced_response_carries_its_trace_context_and_is_framed_exactly() {
+        let trace = [
+            ("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            ("tracestate", "congo=t61rcWkgMzE"),
+        ];
+        for error in [None, Some("guest trapped")] {
+            let mut out = Vec::new();
+            encode_response_traced(&mut out, "id-9", b"ok", error, 2, &trace);
+            assert_eq!(out.len(), response_len_traced("id-9", 2, error, 2, &trace));
+            let theirs: mirror::InvocationResponse = rmp_serde::from_slice(&out).unwrap();
+            assert_eq!(theirs.trace_context.len(), 2);
+            assert_eq!(theirs.trace_context["tracestate"], "congo=t61rcWkgMzE");
+            assert_eq!(theirs.error.as_deref(), error);
+            // Our own lenient decoder skips it.
+            assert_eq!(decode_response(&out).unwrap().invocation_id, "id-9");
+        }
     }
 
     #[test]

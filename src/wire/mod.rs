@@ -11,3 +11,4 @@ pub mod ctl;
 pub mod invocation;
 pub mod msgpack;
 pub mod nats;
+pub mod trace;
