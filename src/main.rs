@@ -156,11 +156,13 @@ fn init_logging(config: &Config, telemetry: Option<&Telemetry>) {
     let console = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
+    // Events only: the control plane's spans are for OpenTelemetry, not log-line prefixes.
+    let events_only = tracing_subscriber::filter::filter_fn(|meta| meta.is_event());
     let mut layers: Vec<telemetry::BoxedLayer> = Vec::new();
     if config.structured_logging {
-        layers.push(console.json().with_filter(filter).boxed());
+        layers.push(console.json().with_filter(filter).with_filter(events_only).boxed());
     } else {
-        layers.push(console.with_filter(filter).boxed());
+        layers.push(console.with_filter(filter).with_filter(events_only).boxed());
     }
     if let Some(telemetry) = telemetry {
         let (log_filter, _) = config_compat::log_filter(&config.log_level, rust_log.as_deref());

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::{json, Value};
+use tracing::Instrument as _;
 
 use crate::auth::claims::{self, ActorClaims};
 use crate::lattice::RefMap;
@@ -49,6 +50,15 @@ pub enum ActorRequest {
 }
 
 impl ActorRequest {
+    /// The span name of the job (`actor start`, `actor scale`, `actor update`).
+    fn span_name(&self) -> &'static str {
+        match self {
+            ActorRequest::Start { .. } => "actor start",
+            ActorRequest::Scale { .. } => "actor scale",
+            ActorRequest::Update { .. } => "actor update",
+        }
+    }
+
     fn reference(&self) -> &str {
         match self {
             ActorRequest::Start { reference, .. }
@@ -70,6 +80,8 @@ impl ActorRequest {
 pub struct ActorJob {
     pub request: ActorRequest,
     pub result: Result<Prepared, String>,
+    /// The span of the start, scale or update: it ends when the last of its work does.
+    pub span: tracing::Span,
 }
 
 impl ControlPlane {
@@ -149,6 +161,8 @@ impl ControlPlane {
     /// `sa`: stop matching instances now.
     pub(super) fn actor_stop(&mut self, cmd: StopActorCommand) -> Value {
         let key = self.resolve_key(&cmd.actor_ref);
+        let span = tracing::info_span!("actor_stop", otel.name = "actor stop", actor = %key);
+        let _in_span = span.enter();
         let annotations = cmd.annotations.unwrap_or_default();
         let image_ref = self.actors.actors.get(&key).map(|a| a.image_ref.clone());
         match self.actors.stop(&key, &annotations, cmd.count.filter(|c| *c > 0)) {
@@ -204,7 +218,9 @@ impl ControlPlane {
         let registries = self.registries.clone();
         let done = self.jobs_tx.clone();
         let policy = self.policy.as_ref().map(super::policy::plane::PolicyPlane::manager);
-        tokio::spawn(async move {
+        let span = tracing::info_span!("actor_job", otel.name = request.span_name(), actor_ref = %request.reference());
+        let job_span = span.clone();
+        let job = async move {
             let mut result = preparer.prepare(request.reference(), &registries).await;
             if let Ok(prepared) = &result {
                 let target = super::policy::Target::actor(&prepared.claims);
@@ -214,16 +230,22 @@ impl ControlPlane {
                     result = Err(denial);
                 }
             }
-            if done.send(ActorJob { request, result }).await.is_err() {
+            let job = ActorJob {
+                request,
+                result,
+                span: job_span,
+            };
+            if done.send(job).await.is_err() {
                 tracing::warn!("actor job finished after the control plane stopped");
             }
-        });
+        };
+        tokio::spawn(job.instrument(span));
         Ok(())
     }
 
     /// Apply a finished job in the control loop.
     pub(super) async fn on_actor_job(&mut self, job: ActorJob) {
-        let ActorJob { request, result } = job;
+        let ActorJob { request, result, .. } = job;
         let prepared = match result {
             Ok(p) => p,
             Err(error) => return self.job_failed(&request, None, &error).await,
@@ -271,11 +293,13 @@ impl ControlPlane {
                 let ready = self.sync_shard_pools(&actor.claims.subject);
                 let events = self.events.clone();
                 let host_id = self.info.identity.host_id();
-                tokio::spawn(async move {
+                // The job's span ends once `actor_started` is out.
+                let announce = async move {
                     // Announce once every shard serves it (bounded: a stuck shard delays, never blocks).
                     wait_ready(ready).await;
                     emit_started_with(&events, &host_id, &actor, &annotations, &ids, ids.len()).await;
-                });
+                };
+                tokio::spawn(announce.in_current_span());
             }
             ActorRequest::Scale {
                 target, annotations, ..
@@ -306,12 +330,13 @@ impl ControlPlane {
         if let (Some(actor), true) = (actor, change.started_count > 0) {
             let host_id = self.info.identity.host_id();
             let (started, count) = (change.started, change.started_count);
-            tokio::spawn(async move {
+            let announce = async move {
                 if let Some(ready) = ready {
                     wait_ready(ready).await;
                 }
                 emit_started_with(&events, &host_id, &actor, &annotations, &started, count).await
-            });
+            };
+            tokio::spawn(announce.in_current_span());
         }
     }
 
@@ -394,7 +419,7 @@ impl ControlPlane {
         let events = self.events.clone();
         let host_id = self.info.identity.host_id();
         let (key, annotations) = (key.to_string(), annotations.clone());
-        tokio::spawn(async move {
+        let announce = async move {
             let stop = Stopped {
                 key: &key,
                 image_ref: &image_ref,
@@ -404,7 +429,8 @@ impl ControlPlane {
                 remaining,
             };
             emit_stopped(&events, &host_id, stop).await;
-        });
+        };
+        tokio::spawn(announce.in_current_span());
     }
 
     /// At host stop: every actor's instances stop, with their events (as the OTP host does).

@@ -280,6 +280,7 @@ impl Fetcher {
         }
     }
 
+    #[tracing::instrument(name = "oci_pull", skip_all, fields(otel.name = "oci pull", reference = %reference, kind = ?kind))]
     async fn fetch_oci(
         &mut self,
         reference: &str,

@@ -34,6 +34,7 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::{json, Value};
+use tracing::Instrument as _;
 
 use crate::config::{Config, SHARD_STOP_TIMEOUT_MS};
 use crate::lattice::{Change, LatticeState, LinkDefinition};
@@ -214,7 +215,8 @@ impl ControlPlane {
         let reason = loop {
             tokio::select! {
                 Some(msg) = ctl_messages.next() => {
-                    if let Some(reason) = self.handle_ctl(msg).await {
+                    let span = self.ctl_span(&msg);
+                    if let Some(reason) = self.handle_ctl(msg).instrument(span).await {
                         break reason;
                     }
                 }
@@ -224,9 +226,15 @@ impl ControlPlane {
                     self.on_change(change).await;
                 }
                 Some(report) = self.shards.reports.next() => self.on_shard_report(report),
-                Some(job) = self.jobs_rx.recv() => self.on_actor_job(job).await,
+                Some(job) = self.jobs_rx.recv() => {
+                    let span = job.span.clone();
+                    self.on_actor_job(job).instrument(span).await;
+                }
                 Some(done) = self.optimized_rx.recv() => self.on_optimized(done),
-                Some(job) = self.providers.jobs_rx.recv() => self.on_provider_job(job).await,
+                Some(job) = self.providers.jobs_rx.recv() => {
+                    let span = job.span.clone();
+                    self.on_provider_job(job).instrument(span).await;
+                }
                 Some(report) = self.providers.reports_rx.recv() => self.providers.on_report(report),
                 Some((pair, verdict)) = policy::plane::next_verdict(&mut self.policy) => self.on_policy_verdict(pair, verdict),
                 _ = sigterm.recv() => break StopReason::Signal("SIGTERM"),
@@ -270,6 +278,26 @@ impl ControlPlane {
     }
 
     /// Answer one control request. Returns a reason when the host must stop.
+    /// The span a control request is served in (an OpenTelemetry server span when telemetry
+    /// is on), parented on the caller's trace headers.
+    fn ctl_span(&self, msg: &async_nats::Message) -> tracing::Span {
+        let host_id = self.info.identity.host_id();
+        let request = ctl::route(
+            &self.config.ctl_topic_prefix,
+            &self.config.lattice,
+            &host_id,
+            &msg.subject,
+        );
+        let span = tracing::info_span!(
+            "ctl",
+            otel.name = request.span_name(),
+            otel.kind = "server",
+            messaging.destination.name = %msg.subject,
+        );
+        crate::telemetry::parent_on_headers(&span, msg.headers.as_ref());
+        span
+    }
+
     async fn handle_ctl(&mut self, msg: async_nats::Message) -> Option<StopReason> {
         let host_id = self.info.identity.host_id();
         let request = ctl::route(

@@ -91,6 +91,7 @@ impl Preparer {
     /// baseline compiler, Winch's (Cranelift then compiles in the background and reports on
     /// `optimized_tx`); else Cranelift's, compiled now. A module Winch cannot compile is
     /// compiled by Cranelift now.
+    #[tracing::instrument(name = "compile", skip_all, fields(otel.name = "actor compile", module_hash = %hash, bytes = bytes.len()))]
     async fn compile(&self, bytes: Bytes, hash: String) -> Result<(CompiledActor, &'static str), String> {
         let cache = self.compile_cache.clone();
         let lookup = hash.clone();

@@ -80,6 +80,9 @@ impl Telemetry {
     /// Build the control plane's tracer and logger and the shards' pipeline factory. Nothing
     /// connects yet: an unreachable collector shows as failed exports, not a failed start.
     pub fn start(settings: &TelemetrySettings, host_id: &str) -> Result<Telemetry> {
+        // reqwest is built without a default rustls provider (no aws-lc-rs): an `https://`
+        // collector uses ring. An error only means one is installed already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let resource = resource(settings, host_id);
         let processor = BatchSpanProcessor::builder(span_exporter(&settings.traces_url)?).build();
         let tracer = SdkTracerProvider::builder()
@@ -212,4 +215,35 @@ impl ShardSpans {
             tracing::warn!(error = %e, "a shard's last spans were not exported");
         }
     }
+}
+
+/// Parent `span` on a remote caller's span: the `traceparent`/`tracestate` NATS headers that
+/// wash, wadm and the control-interface client put on control requests (PROTOCOL §1.5). A
+/// missing or malformed `traceparent` leaves the span a root.
+pub fn parent_on_headers(span: &tracing::Span, headers: Option<&async_nats::HeaderMap>) {
+    use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState};
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let Some(headers) = headers else { return };
+    let value = |key: &str| headers.get(key).map(|v| v.as_str());
+    let entries = [
+        (crate::wire::trace::TRACEPARENT, value(crate::wire::trace::TRACEPARENT)),
+        (crate::wire::trace::TRACESTATE, value(crate::wire::trace::TRACESTATE)),
+    ];
+    let present = entries.iter().filter_map(|(k, v)| v.map(|v| (*k, v)));
+    let Ok(Some(caller)) = crate::wire::trace::extract(present) else {
+        return;
+    };
+    let state = caller
+        .state
+        .as_deref()
+        .and_then(|s| s.parse::<TraceState>().ok())
+        .unwrap_or_default();
+    let remote = SpanContext::new(
+        TraceId::from_bytes(caller.parent.trace_id),
+        SpanId::from_bytes(caller.parent.span_id),
+        TraceFlags::new(caller.parent.flags),
+        true,
+        state,
+    );
+    let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
 }

@@ -94,6 +94,34 @@ pub enum CtlRequest {
     Unknown,
 }
 
+impl CtlRequest {
+    /// The name of the span that serves it (low cardinality: no host or lattice in it).
+    pub fn span_name(&self) -> &'static str {
+        match self {
+            CtlRequest::PingHosts => "ctl ping.hosts",
+            CtlRequest::RegistriesPut => "ctl registries.put",
+            CtlRequest::LinkdefsPut => "ctl linkdefs.put",
+            CtlRequest::LinkdefsDel => "ctl linkdefs.del",
+            CtlRequest::GetLinks => "ctl get.links",
+            CtlRequest::GetClaims => "ctl get.claims",
+            CtlRequest::Inventory => "ctl get.inv",
+            CtlRequest::AuctionActor => "ctl auction.actor",
+            CtlRequest::AuctionProvider => "ctl auction.provider",
+            CtlRequest::Command(HostCommand::LaunchActor) => "ctl cmd.la",
+            CtlRequest::Command(HostCommand::ScaleActor) => "ctl cmd.scale",
+            CtlRequest::Command(HostCommand::StopActor) => "ctl cmd.sa",
+            CtlRequest::Command(HostCommand::UpdateActor) => "ctl cmd.upd",
+            CtlRequest::Command(HostCommand::LaunchProvider) => "ctl cmd.lp",
+            CtlRequest::Command(HostCommand::StopProvider) => "ctl cmd.sp",
+            CtlRequest::Command(HostCommand::StopHost) => "ctl cmd.stop",
+            CtlRequest::LabelPut => "ctl labels.put",
+            CtlRequest::LabelDel => "ctl labels.del",
+            CtlRequest::Config => "ctl config",
+            CtlRequest::Unknown => "ctl unknown",
+        }
+    }
+}
+
 /// Route `subject` (already known to start with our subscriptions) to a request.
 pub fn route(prefix: &str, lattice: &str, host_id: &str, subject: &str) -> CtlRequest {
     let Some(rest) = subject.strip_prefix(prefix).and_then(|r| r.strip_prefix('.')) else {

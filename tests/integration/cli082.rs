@@ -75,7 +75,9 @@ async fn a_complete_082_command_line_and_environment_take_effect() {
         nkeys::KeyPair::new_cluster().public_key(),
         nkeys::KeyPair::new_cluster().public_key(),
     ];
-    let otlp_endpoint = "http://127.0.0.1:4318";
+    // 0.82's OpenTelemetry flag and variable act: spans reach this collector.
+    let collector = crate::support::otlp::OtlpReceiver::start().await;
+    let otlp_endpoint = collector.url.as_str();
     let lattice = unique_lattice("cli082");
     // The harness adds --nats-host, --nats-port, --lattice, --log-level debug (and --shards).
     let mut options = HostOptions::new(&lattice)
@@ -128,14 +130,18 @@ async fn a_complete_082_command_line_and_environment_take_effect() {
         asked.contains(&serde_json::json!("start_actor")) && asked.contains(&serde_json::json!("start_provider")),
         "--policy-topic is acted on: {asked:?}"
     );
-    check_log(
-        &host,
-        &[
-            "--otel-traces-exporter",
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-            "WASMCLOUD_CONFIG_SERVICE",
-        ],
-    );
+    check_log(&host, &["WASMCLOUD_CONFIG_SERVICE"]);
+    collector
+        .wait_spans(
+            "spans exported by 0.82's OTEL settings",
+            Duration::from_secs(20),
+            |spans| {
+                spans
+                    .iter()
+                    .any(|s| s.name == "ctl cmd.la" && s.service == "wasmcloud-host")
+            },
+        )
+        .await;
 }
 
 /// Identity, issuers, labels (case kept, the flag winning), JetStream domain, connection URLs, and

@@ -29,6 +29,7 @@ mod shard_conn;
 mod shard_io;
 mod soak;
 mod support;
+mod telemetry;
 mod tiering;
 mod wadm;
 mod warm_release;

@@ -41,6 +41,8 @@ pub struct Prepared {
 pub struct ProviderJob {
     pub request: ProviderRequest,
     pub result: Result<Prepared, String>,
+    /// The span of the start (fetch, checks, policy, launch).
+    pub span: tracing::Span,
 }
 
 fn unix_now_secs() -> u64 {
@@ -85,7 +87,14 @@ impl ControlPlane {
             .policy
             .as_ref()
             .map(crate::control::policy::plane::PolicyPlane::manager);
-        tokio::spawn(async move {
+        let span = tracing::info_span!(
+            "provider_job",
+            otel.name = "provider start",
+            provider_ref = %request.reference,
+            link_name = %request.link_name,
+        );
+        let job_span = span.clone();
+        let job = async move {
             let mut result = prepare(&fetcher, &registries, &request, cache_root).await;
             if let Ok(prepared) = &result {
                 let target = crate::control::policy::Target::provider(&prepared.claims);
@@ -94,15 +103,28 @@ impl ControlPlane {
                     result = Err(denial);
                 }
             }
-            if done.send(ProviderJob { request, result }).await.is_err() {
+            let job = ProviderJob {
+                request,
+                result,
+                span: job_span,
+            };
+            if done.send(job).await.is_err() {
                 tracing::warn!("provider job finished after the control plane stopped");
             }
-        });
+        };
+        tokio::spawn(tracing::Instrument::instrument(job, span));
         ack_ok()
     }
 
     /// `sp`: the supervisor stops the process and emits `provider_stopped`.
     pub(crate) fn provider_stop(&mut self, cmd: StopProviderCommand) -> Value {
+        let span = tracing::info_span!(
+            "provider_stop",
+            otel.name = "provider stop",
+            provider_ref = %cmd.provider_ref,
+            link_name = %cmd.link_name,
+        );
+        let _in_span = span.enter();
         let link_name = cmd.link_name.as_str();
         let found = self.providers.running.iter().find(|(_, p)| {
             p.spec.link_name == link_name
@@ -150,7 +172,7 @@ impl ControlPlane {
 
     /// Apply a finished job in the control loop.
     pub(crate) async fn on_provider_job(&mut self, job: ProviderJob) {
-        let ProviderJob { request, result } = job;
+        let ProviderJob { request, result, .. } = job;
         self.providers
             .pending
             .remove(&(request.reference.clone(), request.link_name.clone()));

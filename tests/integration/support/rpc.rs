@@ -90,6 +90,9 @@ pub struct Invocation<'a> {
     pub encoded_claims: String,
     pub host_id: String,
     pub content_length: u64,
+    /// W3C trace context (`traceparent`, `tracestate`), omitted when `None` as wasmbus-rpc does.
+    #[serde(rename = "traceContext", skip_serializing_if = "Option::is_none")]
+    pub trace_context: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// Sign and encode an invocation the way wasmbus-rpc does, with wascap's invocation claims.
@@ -114,6 +117,33 @@ pub fn invocation_with(
     msg: &[u8],
     hash_msg: &[u8],
     tamper: impl FnOnce(&mut String),
+) -> (String, Vec<u8>) {
+    signed_invocation(signer, origin, target, (operation, msg, hash_msg), tamper, None)
+}
+
+/// [`invocation`] carrying a `traceContext` (e.g. a caller's `traceparent`).
+pub fn traced_invocation(
+    signer: &wascap::prelude::KeyPair,
+    origin: Entity,
+    target: Entity,
+    operation: &str,
+    msg: &[u8],
+    trace_context: &[(&str, &str)],
+) -> (String, Vec<u8>) {
+    let trace = trace_context
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    signed_invocation(signer, origin, target, (operation, msg, msg), |_| {}, Some(trace))
+}
+
+fn signed_invocation(
+    signer: &wascap::prelude::KeyPair,
+    origin: Entity,
+    target: Entity,
+    (operation, msg, hash_msg): (&str, &[u8], &[u8]),
+    tamper: impl FnOnce(&mut String),
+    trace_context: Option<std::collections::BTreeMap<String, String>>,
 ) -> (String, Vec<u8>) {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let target_url = format!("{}/{operation}", target.url());
@@ -142,6 +172,7 @@ pub fn invocation_with(
         encoded_claims,
         host_id: nkeys::KeyPair::new_server().public_key(),
         content_length: hash_msg.len() as u64,
+        trace_context,
     };
     let bytes = rmp_serde::to_vec_named(&inv).expect("encode invocation");
     super::capture_message(&format!("wasmbus.rpc.capture.{}", inv.target.public_key), &bytes);
