@@ -29,6 +29,14 @@
 #                               give the hosts under test `--policy-topic SUBJECT` with
 #                               HOST_ARGS_<NAME> (e.g. HOSTS="plain=BIN policy=BIN"
 #                               HOST_ARGS_policy="--policy-topic SUBJECT")
+#   HOST_ENV_<NAME>="K=V …"     extra environment for host NAME, e.g. the tracing variants:
+#                               HOSTS="off=BIN t100=BIN t1=BIN" OTLP_SINK=1
+#                               HOST_ARGS_t100="--otel-traces-exporter otlp"
+#                               HOST_ENV_t100="OTEL_TRACES_SAMPLER=traceidratio OTEL_TRACES_SAMPLER_ARG=1"
+#                               (and _t1 with ARG=0.01)
+#   OTLP_SINK=1                 start `shardhost-loadtest otlp-sink` (an OTLP/HTTP collector that
+#                               counts what each host exports) and point every host's
+#                               OTEL_EXPORTER_OTLP_ENDPOINT at it; its counts go to otlp-sink.json
 #   SKIP_BUILD=1                use the release binaries already built
 #   A2P=0                       leave out actor-to-provider (it builds the provider in release
 #                               once, a few minutes, with its own Cargo.lock)
@@ -80,6 +88,7 @@ nats_pid=""
 all_host_pids=()
 responder_pid=""
 policy_pid=""
+sink_pid=""
 
 # Stop a process: SIGTERM, wait up to $2 seconds, then SIGKILL.
 stop() {
@@ -101,6 +110,8 @@ cleanup() {
   for pid in "${all_host_pids[@]}"; do
     stop "$pid" "$host_stop_secs"
   done
+  # After the hosts: their last spans are flushed at stop.
+  stop "$sink_pid" 5
   stop "$responder_pid" 5
   stop "$policy_pid" 5
   stop "$nats_pid" 5
@@ -167,6 +178,17 @@ wait_ready() {
   done
 }
 
+# The tracing variants' collector (OTLP_SINK).
+if [[ "${OTLP_SINK:-0}" != 0 ]]; then
+  "$loadtest" otlp-sink --json "$results/otlp-sink.json" >"$work/otlp.ready" 2>"$results/otlp-sink.log" &
+  sink_pid=$!
+  wait_ready "$work/otlp.ready" "$sink_pid" "the OTLP sink"
+  OTEL_EXPORTER_OTLP_ENDPOINT="$(sed -n 's/^ready //p' "$work/otlp.ready")"
+  export OTEL_EXPORTER_OTLP_ENDPOINT
+  echo "OTLP sink at $OTEL_EXPORTER_OTLP_ENDPOINT (counts: $results/otlp-sink.json)" >&2
+  echo "$loadtest otlp-sink --json $results/otlp-sink.json" >>"$results/commands.txt"
+fi
+
 # The policy service and the load's caller it must know (POLICY_TOPIC).
 origin_args=()
 if [[ -n "${POLICY_TOPIC:-}" ]]; then
@@ -201,11 +223,16 @@ for spec in "${hosts[@]}"; do
     read -r -a extra_args <<<"${!extra_args_var}"
     host_cmd+=("${extra_args[@]}")
   fi
-  echo "host $name: ${host_cmd[*]} (log: $results/host-$name.log)" >&2
-  "${host_cmd[@]}" >"$results/host-$name.log" 2>&1 &
+  host_env=()
+  extra_env_var="HOST_ENV_$name"
+  if [[ -n "${!extra_env_var:-}" ]]; then
+    read -r -a host_env <<<"${!extra_env_var}"
+  fi
+  echo "host $name: ${host_env[*]} ${host_cmd[*]} (log: $results/host-$name.log)" >&2
+  env "${host_env[@]}" "${host_cmd[@]}" >"$results/host-$name.log" 2>&1 &
   host_pids[$name]=$!
   all_host_pids+=("${host_pids[$name]}")
-  echo "${host_cmd[*]}" >>"$results/commands.txt"
+  echo "${host_env[*]} ${host_cmd[*]}" >>"$results/commands.txt"
   for module in echo caller; do
     if ! timeout $(( actor_start_secs + 10 )) "$loadtest" start-actor --nats "127.0.0.1:$port" \
         --lattice "${host_lattices[$name]}" --file "$results/$module.wasm" --wait-secs "$actor_start_secs" >/dev/null; then

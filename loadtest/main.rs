@@ -18,6 +18,7 @@ mod e2e;
 mod echo;
 mod engine;
 mod error;
+mod otlp_sink;
 mod plot;
 mod policy;
 mod pool;
@@ -98,6 +99,15 @@ enum Command {
         nats: String,
         #[arg(long)]
         topic: String,
+    },
+    /// An OTLP/HTTP collector that accepts every export and counts spans and log records per
+    /// host (prints "ready <url>" once listening; on SIGTERM/SIGINT writes the counts as JSON
+    /// to --json or stdout): the tracing variants' collector.
+    OtlpSink {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
     /// Write claims for a provider origin key into a lattice's bucket, so a host with a policy
     /// service knows the load's caller.
@@ -572,6 +582,14 @@ fn execute(command: Command) -> Result<(), LoadtestError> {
             let answered =
                 runtime()?.block_on(policy::permit_all(&nats, &topic, || println!("ready"), stop_signal()))?;
             eprintln!("policy responder on {topic}: {answered} requests permitted");
+        }
+        Command::OtlpSink { listen, json } => {
+            let counts = runtime()?.block_on(otlp_sink::run(listen, |url| println!("ready {url}"), stop_signal()))?;
+            let text = serde_json::to_string_pretty(&counts).unwrap_or_default();
+            match json {
+                Some(path) => std::fs::write(&path, text).map_err(|source| LoadtestError::Io { path, source })?,
+                None => println!("{text}"),
+            }
         }
         Command::PutClaims {
             nats,

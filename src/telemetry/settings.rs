@@ -63,6 +63,10 @@ pub struct TelemetrySettings {
 pub struct TelemetryPlan {
     pub settings: Option<TelemetrySettings>,
     pub warnings: Vec<String>,
+    /// The exporter and endpoint as given (flag, else variable): what providers get in
+    /// HostData's `otel_config`, as 0.82 hands its own settings on.
+    pub given_exporter: Option<String>,
+    pub given_endpoint: Option<String>,
 }
 
 fn env_value<'a>(env: &'a [(String, String)], key: &str) -> Option<&'a str> {
@@ -80,6 +84,15 @@ fn signal_url(base: &str, path: &str) -> String {
 /// Read the settings. `exporter` and `endpoint` are the flag values (clap already falls back
 /// to `OTEL_TRACES_EXPORTER`/`OTEL_EXPORTER_OTLP_ENDPOINT`); the rest comes from `env`.
 pub fn plan(exporter: Option<&str>, endpoint: Option<&str>, env: &[(String, String)]) -> TelemetryPlan {
+    let given = |v: Option<&str>| v.map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
+    TelemetryPlan {
+        given_exporter: given(exporter),
+        given_endpoint: given(endpoint),
+        ..read(exporter, endpoint, env)
+    }
+}
+
+fn read(exporter: Option<&str>, endpoint: Option<&str>, env: &[(String, String)]) -> TelemetryPlan {
     let mut warnings = Vec::new();
     let exporter = exporter.map(str::trim).filter(|e| !e.is_empty());
     match exporter.map(str::to_ascii_lowercase).as_deref() {
@@ -90,8 +103,8 @@ pub fn plan(exporter: Option<&str>, endpoint: Option<&str>, env: &[(String, Stri
                 "traces exporter {other:?} is not supported (only \"otlp\"): no traces or logs are exported"
             ));
             return TelemetryPlan {
-                settings: None,
                 warnings,
+                ..TelemetryPlan::default()
             };
         }
     }
@@ -140,6 +153,7 @@ pub fn plan(exporter: Option<&str>, endpoint: Option<&str>, env: &[(String, Stri
             service_name,
         }),
         warnings,
+        ..TelemetryPlan::default()
     }
 }
 
@@ -154,8 +168,12 @@ mod tests {
 
     #[test]
     fn off_unless_the_exporter_is_otlp() {
-        assert_eq!(plan(None, Some("http://c:4318"), &[]), TelemetryPlan::default());
-        assert_eq!(plan(Some("none"), None, &[]), TelemetryPlan::default());
+        let off = plan(None, Some("http://c:4318"), &[]);
+        assert_eq!(
+            (off.settings, off.given_endpoint.as_deref()),
+            (None, Some("http://c:4318"))
+        );
+        assert_eq!(plan(Some("none"), None, &[]).settings, None);
         let jaeger = plan(Some("jaeger"), None, &[]);
         assert_eq!(jaeger.settings, None);
         assert!(jaeger.warnings[0].contains("\"jaeger\" is not supported"), "{jaeger:?}");

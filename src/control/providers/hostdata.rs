@@ -31,6 +31,8 @@ pub struct HostDataBase {
     pub structured_logging: bool,
     pub log_level: Option<String>,
     pub js_domain: Option<String>,
+    /// `--otel-traces-exporter` and `--otel-exporter-otlp-endpoint` (or their variables).
+    pub otel_config: OtelConfig,
 }
 
 /// The JSON object on the wire, field names as wasmbus-rpc 0.15 and wasmcloud-core read them.
@@ -114,12 +116,15 @@ impl HostDataBase {
             structured_logging: config.structured_logging,
             log_level: None,
             js_domain: config.js_domain.clone(),
+            otel_config: OtelConfig {
+                traces_exporter: config.telemetry.given_exporter.clone(),
+                exporter_otlp_endpoint: config.telemetry.given_endpoint.clone(),
+            },
         })
     }
 
     /// The HostData object for one instance.
     pub fn for_instance<'a>(&'a self, instance: InstanceData<'a>) -> HostData<'a> {
-        let otel_env = |key: &str| std::env::var(key).ok().filter(|v| !v.is_empty());
         HostData {
             host_id: &self.host_id,
             lattice_rpc_prefix: &self.lattice_rpc_prefix,
@@ -138,10 +143,7 @@ impl HostDataBase {
             default_rpc_timeout_ms: self.default_rpc_timeout_ms,
             structured_logging: self.structured_logging,
             log_level: self.log_level.as_deref(),
-            otel_config: OtelConfig {
-                traces_exporter: otel_env("OTEL_TRACES_EXPORTER"),
-                exporter_otlp_endpoint: otel_env("OTEL_EXPORTER_OTLP_ENDPOINT"),
-            },
+            otel_config: self.otel_config.clone(),
             js_domain: self.js_domain.as_deref(),
         }
     }
@@ -169,6 +171,10 @@ mod tests {
             invocation_seed: "SCSEED".into(),
             cluster_issuers: vec!["CKEY".into()],
             default_rpc_timeout_ms: 2000,
+            otel_config: OtelConfig {
+                traces_exporter: Some("otlp".into()),
+                exporter_otlp_endpoint: Some("http://collector:4318".into()),
+            },
             ..HostDataBase::default()
         };
         let link = LinkDefinition {
@@ -215,6 +221,8 @@ mod tests {
         assert_eq!(json["link_definitions"][0]["values"]["k"], "v");
         assert_eq!(json["cluster_issuers"][0], "CKEY");
         assert_eq!(json["invocation_seed"], "SCSEED");
+        assert_eq!(json["otel_config"]["traces_exporter"], "otlp");
+        assert_eq!(json["otel_config"]["exporter_otlp_endpoint"], "http://collector:4318");
     }
 
     #[test]
