@@ -20,7 +20,7 @@ use crate::auth::antiforgery::{self, check_capability, check_invocation, decode_
 use crate::plane::{PolicyPair, PolicyVerdict, ShardStats, CHUNK_THRESHOLD_BYTES};
 use crate::routing::RoutingSnapshot;
 use crate::wire::invocation::{decode_invocation, encode_response_traced, response_len_traced, InvocationRef};
-use crate::wire::trace::TraceEntries;
+use crate::wire::trace::TRACEPARENT_CHARS;
 
 use super::batch::{recycle, verify_candidates, Candidate, Dechunk, Dispatch, Job};
 use super::conn::Inbound;
@@ -114,7 +114,7 @@ impl ShardCore {
     /// Queue an `InvocationResponse` on `reply`, encoded straight into the write buffer. A
     /// result that does not fit the server's `max_payload` is answered with an error instead.
     fn reply(&self, reply: Option<&str>, invocation_id: &str, result: Result<&[u8], &str>, content_length: u64) {
-        self.reply_traced(reply, invocation_id, result, content_length, None);
+        self.reply_traced(reply, invocation_id, result, content_length, &[]);
     }
 
     /// Answer a dispatched invocation: end its server span (when recorded), then reply with
@@ -124,13 +124,14 @@ impl ShardCore {
         if let (Some(tracer), Some(trace)) = (self.tracer(), trace) {
             tracer.end_server(trace, dispatch.operation(), &dispatch.actor, result.err());
         }
-        let entries = trace.and_then(InboundTrace::reply_entries);
+        let mut traceparent = [0u8; TRACEPARENT_CHARS];
+        let (pairs, traced) = trace.map_or(([("", ""); 2], 0), |t| t.reply_context(&mut traceparent));
         self.reply_traced(
             dispatch.reply(),
             dispatch.id(),
             result,
             content_length,
-            entries.as_ref(),
+            &pairs[..traced],
         );
     }
 
@@ -140,7 +141,7 @@ impl ShardCore {
         invocation_id: &str,
         result: Result<&[u8], &str>,
         content_length: u64,
-        trace: Option<&TraceEntries>,
+        trace_context: &[(&str, &str)],
     ) {
         let Some(reply) = reply else {
             self.bump(|s| s.no_reply_subject += 1);
@@ -151,8 +152,6 @@ impl ShardCore {
             Ok(msg) => (msg, None),
             Err(error) => (&[][..], Some(error)),
         };
-        let (pairs, traced) = trace.map_or(([("", ""); 2], 0), TraceEntries::pairs);
-        let trace_context = &pairs[..traced];
         let len = response_len_traced(invocation_id, msg.len(), error, content_length, trace_context);
         let written = self.outbox().publish_with(reply, None, len, |buf| {
             encode_response_traced(buf, invocation_id, msg, error, content_length, trace_context)

@@ -20,7 +20,9 @@ use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 
 use crate::telemetry::ShardSpans;
 use crate::wire::invocation::TraceContextRef;
-use crate::wire::trace::{extract, CallTrace, TraceEntries, TraceParent, FLAG_SAMPLED};
+use crate::wire::trace::{
+    extract, CallTrace, TraceEntries, TraceParent, FLAG_SAMPLED, TRACEPARENT, TRACEPARENT_CHARS, TRACESTATE,
+};
 
 /// The trace an invocation runs in, from its arrival to its reply.
 #[derive(Debug, Clone)]
@@ -56,10 +58,19 @@ impl InboundTrace {
         })
     }
 
-    /// The `traceContext` of the reply (telemetry on): the span that served the call, as the
-    /// 0.82 host answers.
-    pub(crate) fn reply_entries(&self) -> Option<TraceEntries> {
-        self.traced.then(|| self.call.entries_for(self.call.parent.span_id))
+    /// The `traceContext` of the reply (telemetry on: the span that served the call, as the
+    /// 0.82 host answers; empty otherwise), written into `buf` without allocating.
+    pub(crate) fn reply_context<'b>(
+        &'b self,
+        buf: &'b mut [u8; TRACEPARENT_CHARS],
+    ) -> ([(&'b str, &'b str); 2], usize) {
+        if !self.traced {
+            return ([("", ""); 2], 0);
+        }
+        let traceparent = self.call.parent.write_header(buf);
+        let state = self.call.state.as_deref();
+        let pairs = [(TRACEPARENT, traceparent), (TRACESTATE, state.unwrap_or(""))];
+        (pairs, if state.is_some() { 2 } else { 1 })
     }
 }
 

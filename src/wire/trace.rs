@@ -6,7 +6,6 @@
 //! `traceparent` is an error value, which callers treat as "no parent" (W3C §3.2.2: a vendor
 //! that cannot parse it starts a new trace).
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 /// The `traceContext` key of the parent (W3C `traceparent` header).
@@ -92,13 +91,38 @@ impl TraceParent {
 
     /// The version-00 `traceparent` value (55 characters).
     pub fn header(&self) -> String {
-        let mut out = String::with_capacity(TRACEPARENT_CHARS);
-        out.push_str("00-");
-        push_hex(&mut out, &self.trace_id);
-        out.push('-');
-        push_hex(&mut out, &self.span_id);
-        let _ = write!(out, "-{:02x}", self.flags);
-        out
+        let mut buf = [0u8; TRACEPARENT_CHARS];
+        self.write_header(&mut buf).to_string()
+    }
+
+    /// [`TraceParent::header`] written into `buf`, without allocating (the reply path).
+    pub fn write_header<'b>(&self, buf: &'b mut [u8; TRACEPARENT_CHARS]) -> &'b str {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut at = 0;
+        let mut put = |byte: u8| {
+            if let Some(slot) = buf.get_mut(at) {
+                *slot = byte;
+            }
+            at += 1;
+        };
+        put(b'0');
+        put(b'0');
+        put(b'-');
+        for (i, byte) in self
+            .trace_id
+            .iter()
+            .chain(&self.span_id)
+            .chain([&self.flags])
+            .enumerate()
+        {
+            if i == 16 || i == 24 {
+                put(b'-');
+            }
+            put(DIGITS[usize::from(byte >> 4)]);
+            put(DIGITS[usize::from(byte & 0x0f)]);
+        }
+        // Only ASCII hex digits and dashes were written.
+        std::str::from_utf8(buf).unwrap_or_default()
     }
 }
 
@@ -211,6 +235,8 @@ mod tests {
         assert_eq!(hex(&parent.span_id), "00f067aa0ba902b7");
         assert!(parent.sampled());
         assert_eq!(parent.header(), EXAMPLE);
+        let mut buf = [0u8; TRACEPARENT_CHARS];
+        assert_eq!(parent.write_header(&mut buf), EXAMPLE);
         let child = parent.with_span([1, 2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(
             child.header(),
