@@ -9,7 +9,9 @@
 #   no REV: the working tree only; each REV (a commit) is built in a temporary git worktree
 #   with this checkout's benches/pipeline.rs (its counted mode), in its own target directory,
 #   and measured beside the working tree: a before/after table.
-# Environment: LOW=4 HIGH=24 (batches of 64).
+# Environment: LOW=4 HIGH=24 (batches of 64); OWN_BENCH=1 builds each REV with its own
+# benches/pipeline.rs (when this checkout's no longer compiles against it, and the REV's
+# already has the counted mode).
 # Writes perf/out/callgrind-<time>/ (the callgrind files, the top functions of each build)
 # and prints a markdown table.
 #
@@ -59,7 +61,9 @@ for rev in "$@"; do
   tree="$root/target/callgrind-src-$short"
   git -C "$root" worktree remove --force "$tree" 2>/dev/null || rm -rf "$tree"
   git -C "$root" worktree add --detach -q "$tree" "$rev"
-  cp "$root/benches/pipeline.rs" "$tree/benches/pipeline.rs"
+  if [[ "${OWN_BENCH:-0}" == 0 ]]; then
+    cp "$root/benches/pipeline.rs" "$tree/benches/pipeline.rs"
+  fi
   echo "building $short (its own target dir; the first build takes minutes)" >&2
   binaries+=("$(bench_binary "$tree" "$root/target/callgrind-$short")")
   labels+=("$short")
