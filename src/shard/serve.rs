@@ -27,7 +27,7 @@ use super::conn::Inbound;
 use super::core::ShardCore;
 use super::instances::Lease;
 use super::policy::Gate;
-use super::trace::InboundTrace;
+use super::trace::{caller_trace, InboundTrace};
 use super::turns::GUEST_TURN_WAIT_MS_MAX;
 
 /// Reply to an invocation for an actor this shard does not run (any more).
@@ -319,7 +319,7 @@ impl ShardCore {
                 msg: payload.slice_ref(inv.msg),
                 id: payload.slice_ref(inv.id.as_bytes()),
                 reply: msg.reply_bytes(),
-                trace: self.trace_of(&inv),
+                trace: self.trace_of(msg, &inv),
             };
             let content_length = inv.content_length_or_msg();
             if content_length > inv.msg.len() as u64 {
@@ -348,11 +348,12 @@ impl ShardCore {
     /// The trace an accepted invocation runs in: a server span when telemetry is on, the
     /// caller's context passed through when it is off, nothing (no work) when off and the
     /// invocation carries no context.
-    fn trace_of(&self, inv: &InvocationRef<'_>) -> Option<Box<InboundTrace>> {
+    fn trace_of(&self, msg: &Inbound, inv: &InvocationRef<'_>) -> Option<Box<InboundTrace>> {
+        let headers = msg.headers.as_deref();
         match self.tracer() {
-            Some(tracer) => Some(Box::new(tracer.start_server(&inv.trace_context))),
-            None if inv.trace_context.is_empty() => None,
-            None => InboundTrace::passthrough(&inv.trace_context).map(Box::new),
+            Some(tracer) => Some(Box::new(tracer.start_server(caller_trace(&inv.trace_context, headers)))),
+            None if inv.trace_context.is_empty() && headers.is_none() => None,
+            None => caller_trace(&inv.trace_context, headers).map(|c| Box::new(InboundTrace::passthrough(c))),
         }
     }
 

@@ -20,6 +20,7 @@ use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 
 use crate::telemetry::ShardSpans;
 use crate::wire::invocation::TraceContextRef;
+use crate::wire::nats::parse_headers;
 use crate::wire::trace::{
     extract, CallTrace, TraceEntries, TraceParent, FLAG_SAMPLED, TRACEPARENT, TRACEPARENT_CHARS, TRACESTATE,
 };
@@ -44,18 +45,13 @@ struct Recording {
 }
 
 impl InboundTrace {
-    /// The caller's trace, passed through unchanged (telemetry off): `None` when the
-    /// invocation carries no valid `traceparent`.
-    pub(crate) fn passthrough(context: &TraceContextRef<'_>) -> Option<InboundTrace> {
-        if context.is_empty() {
-            return None;
-        }
-        let call = extract(context.iter()).ok().flatten()?;
-        Some(InboundTrace {
+    /// The caller's trace, passed through unchanged (telemetry off).
+    pub(crate) fn passthrough(call: CallTrace) -> InboundTrace {
+        InboundTrace {
             call,
             recording: None,
             traced: false,
-        })
+        }
     }
 
     /// The `traceContext` of the reply (telemetry on: the span that served the call, as the
@@ -72,6 +68,17 @@ impl InboundTrace {
         let pairs = [(TRACEPARENT, traceparent), (TRACESTATE, state.unwrap_or(""))];
         (pairs, if state.is_some() { 2 } else { 1 })
     }
+}
+
+/// The caller's trace: the invocation's `traceContext`, or else (as 0.82 falls back for
+/// providers built on older SDKs) the `traceparent`/`tracestate` NATS headers of its message.
+/// `None` when neither has a valid `traceparent`.
+pub(crate) fn caller_trace(context: &TraceContextRef<'_>, headers: Option<&[u8]>) -> Option<CallTrace> {
+    if !context.is_empty() {
+        return extract(context.iter()).ok().flatten();
+    }
+    let headers = parse_headers(headers?).ok()?;
+    extract(headers.iter()).ok().flatten()
 }
 
 /// An outbound call's span.
@@ -121,12 +128,7 @@ impl ShardTracer {
     /// Start the server span of an inbound invocation: a child of the caller's span when its
     /// `traceContext` has a valid `traceparent`, a new trace otherwise; sampled as the
     /// sampler says.
-    pub(crate) fn start_server(&self, context: &TraceContextRef<'_>) -> InboundTrace {
-        let caller = if context.is_empty() {
-            None
-        } else {
-            extract(context.iter()).ok().flatten()
-        };
+    pub(crate) fn start_server(&self, caller: Option<CallTrace>) -> InboundTrace {
         let parent = caller.as_ref().map(|c| c.parent);
         let trace_id = parent.map_or_else(|| self.trace_id(), |p| p.trace_id);
         let sampled = self.spans.sampler().sample(parent.as_ref(), &trace_id);

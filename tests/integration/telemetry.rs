@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::support::otlp::{OtlpReceiver, Span};
-use crate::support::rpc::{outcome, traced_invocation, Entity, Lab};
+use crate::support::rpc::{invocation, outcome, traced_invocation, Entity, Lab};
 use crate::support::{
     assert_accepted, request_json, signed_caller, signed_echo, unique_lattice, ActorSpec, HostOptions, Nats,
 };
@@ -20,6 +20,7 @@ use crate::support::{
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(15);
 const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
+const HEADER_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 /// OTLP span kinds.
 const SERVER: i32 = 2;
 const CLIENT: i32 = 3;
@@ -268,4 +269,26 @@ async fn without_telemetry_the_callers_context_passes_through() {
         seen.trace_context.get("tracestate").map(String::as_str),
         Some("vendor=abc")
     );
+
+    // No `traceContext` in the invocation: the NATS headers are read instead (0.82's fallback).
+    let from_headers = format!("00-{HEADER_TRACE}-{CALLER_SPAN}-01");
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("traceparent", from_headers.as_str());
+    let origin = Entity::actor(&nkeys::KeyPair::new_module().public_key());
+    let (id, bytes) = invocation(
+        &lab.cluster,
+        origin,
+        Entity::actor(&caller.key),
+        "Caller.Go",
+        b"hi",
+        b"hi",
+    );
+    let reply = lab
+        .nc
+        .request_with_headers(lab.subject(&caller.key), headers, bytes.into())
+        .await
+        .expect("reply");
+    outcome(&reply.payload, &id).expect("served");
+    let seen = provider.recv().await.expect("the provider was called");
+    assert_eq!(seen.trace_context.get("traceparent"), Some(&from_headers));
 }
