@@ -210,6 +210,11 @@ pub struct HostArgs {
     /// NATS hands the work to other subscribers (other shards and hosts) or queues it.
     #[arg(long = "shard-inflight-max", env = "SHARDHOST_SHARD_INFLIGHT_MAX", default_value_t = SHARD_INFLIGHT_MAX_DEFAULT, value_parser = clap::value_parser!(u64).range(1..=SHARD_INFLIGHT_MAX_LIMIT))]
     pub shard_inflight_max: u64,
+    /// Serve a guest's call to an actor running on this host on the calling shard, with the
+    /// lattice's checks (call alias, policy) and no signing, socket or verification; `false`
+    /// sends every call through NATS (as 0.82 does).
+    #[arg(long = "local-calls", env = "SHARDHOST_LOCAL_CALLS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub local_calls: bool,
     /// Account seed (`SA…`) that signs a scoped NATS user JWT for each provider instance (its
     /// own subjects, actor RPC subjects and `_INBOX.>` only), handed over in HostData instead of
     /// the `--prov-rpc-*` credentials.
@@ -356,6 +361,8 @@ pub struct Config {
     pub heartbeat_interval: Duration,
     pub shard_count: usize,
     pub shard_inflight_max: usize,
+    /// `--local-calls`.
+    pub local_calls: bool,
     /// Flags and variables given that are accepted for 0.82 compatibility and not acted on;
     /// logged in one warning at start.
     pub not_acted_on: Vec<String>,
@@ -516,6 +523,7 @@ impl Config {
             heartbeat_interval: Duration::from_millis(args.heartbeat_interval_ms),
             shard_count,
             shard_inflight_max: args.shard_inflight_max as usize,
+            local_calls: args.local_calls,
             not_acted_on,
             policy,
             telemetry,

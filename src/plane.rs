@@ -119,6 +119,9 @@ pub struct ShardConfig {
     /// Where the shard's invocation spans go (`--otel-traces-exporter otlp`); `None`: the
     /// shard records no spans (it still carries a caller's trace context on).
     pub traces: Option<crate::telemetry::ShardExport>,
+    /// Serve a guest's call to an actor of this host on the calling shard (`--local-calls`);
+    /// `false` sends every call through the lattice.
+    pub local_calls: bool,
 }
 
 impl ShardConfig {
@@ -138,6 +141,7 @@ impl ShardConfig {
             backend: ShardBackend::IoUring,
             policy: false,
             traces: None,
+            local_calls: true,
         }
     }
 }
@@ -209,6 +213,8 @@ pub struct ShardStats {
     pub calls_sent: u64,
     pub calls_failed: u64,
     pub calls_timed_out: u64,
+    /// Outbound calls to actors of this host served on the calling shard (no NATS).
+    pub calls_local: u64,
     /// Payloads moved through the object store (in and out).
     pub chunked: u64,
     /// Reconnects of the shard's NATS connection.
@@ -255,6 +261,7 @@ impl ShardStats {
         "calls_sent",
         "calls_failed",
         "calls_timed_out",
+        "calls_local",
         "chunked",
         "reconnects",
         "instances",
@@ -303,6 +310,7 @@ impl ShardStats {
             calls_sent,
             calls_failed,
             calls_timed_out,
+            calls_local,
             chunked,
             reconnects,
             instances,
@@ -338,6 +346,7 @@ impl ShardStats {
             calls_sent,
             calls_failed,
             calls_timed_out,
+            calls_local,
             chunked,
             reconnects,
             instances,
@@ -350,7 +359,7 @@ impl ShardStats {
 }
 
 /// Number of [`ShardStats`] fields.
-pub const SHARD_STATS_FIELDS: usize = 33;
+pub const SHARD_STATS_FIELDS: usize = 34;
 
 /// A shard's liveness stamp once it has stopped on purpose (its command loop ended): the
 /// health probe tells "stopped" apart from "stalled".

@@ -165,6 +165,7 @@ pub fn log_shard_counters(shard_stats: &std::collections::BTreeMap<ShardId, Shar
             calls_sent = s.calls_sent,
             calls_failed = s.calls_failed,
             calls_timed_out = s.calls_timed_out,
+            calls_local = s.calls_local,
             chunked = s.chunked,
             reconnects = s.reconnects,
             "shard counters"

@@ -108,6 +108,7 @@ pub fn shard_config(
         backend: config.shard_backend,
         policy: config.policy.is_some(),
         traces: config.shard_traces.clone(),
+        local_calls: config.local_calls,
     }
 }
 

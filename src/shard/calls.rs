@@ -24,10 +24,11 @@ use crate::plane::CHUNK_THRESHOLD_BYTES;
 use crate::runtime::{HostCallFuture, HostCalls};
 use crate::wire::invocation::{decode_response, EntityRef};
 use crate::wire::nats::parse_headers;
-use crate::wire::trace::CallTrace;
+use crate::wire::trace::{CallTrace, TRACEPARENT_CHARS};
 
 use super::conn::Inbound;
 use super::core::ShardCore;
+use super::local::{Local, LocalCall};
 use super::send::AssertSend;
 use super::trace::ClientCall;
 
@@ -98,26 +99,47 @@ pub(crate) async fn host_call(
     payload: Vec<u8>,
 ) -> Result<Vec<u8>, String> {
     let target = resolve(&core, origin, guest.binding, guest.namespace)?;
-    let Some(trace) = trace else {
-        return send_call(&core, origin, &target, guest.operation, payload, &[]).await;
+    let (Some(trace), Some(tracer)) = (trace.as_ref(), core.tracer()) else {
+        // Not tracing: the callee continues the caller's span (W3C pass-through), if any.
+        return call(&core, origin, &target, guest.operation, payload, trace.as_ref()).await;
     };
-    let Some(tracer) = core.tracer() else {
-        // Not tracing: the callee continues the caller's span (W3C pass-through).
-        let entries = trace.entries_for(trace.parent.span_id);
-        let (pairs, len) = entries.pairs();
-        return send_call(&core, origin, &target, guest.operation, payload, &pairs[..len]).await;
-    };
-    let span = tracer.start_client(&trace);
-    let (pairs, len) = span.entries.pairs();
-    let result = send_call(&core, origin, &target, guest.operation, payload, &pairs[..len]).await;
+    let span = tracer.start_client(trace);
+    let result = call(&core, origin, &target, guest.operation, payload, Some(&span.callee)).await;
     let what = ClientCall {
         binding: guest.binding,
         namespace: guest.namespace,
         operation: guest.operation,
         target: &target.public_key,
     };
-    tracer.end_client(&span, &trace, what, result.as_ref().err().map(String::as_str));
+    tracer.end_client(&span, trace, what, result.as_ref().err().map(String::as_str));
     result
+}
+
+/// A resolved call: served on this shard when the target is an actor of this host
+/// (`super::local`), else signed and sent through the lattice; `callee` is the trace context
+/// the callee continues.
+async fn call(
+    core: &Rc<ShardCore>,
+    origin: &str,
+    target: &Target,
+    operation: &str,
+    payload: Vec<u8>,
+    callee: Option<&CallTrace>,
+) -> Result<Vec<u8>, String> {
+    let here = LocalCall {
+        origin,
+        actor: &target.public_key,
+        link_name: &target.link_name,
+        contract_id: &target.contract_id,
+        operation,
+    };
+    let payload = match super::local::serve(core, here, payload, callee).await {
+        Local::Served(result) => return result,
+        Local::NotHere(payload) => payload,
+    };
+    let mut traceparent = [0u8; TRACEPARENT_CHARS];
+    let (pairs, len) = callee.map_or(([("", ""); 2], 0), |c| c.pairs(&mut traceparent));
+    send_call(core, origin, target, operation, payload, &pairs[..len]).await
 }
 
 /// The guest's strings of a `__host_call`.

@@ -34,6 +34,7 @@ mod inbox;
 mod inprocess;
 mod instances;
 mod link;
+mod local;
 mod notify;
 mod outbox;
 mod policy;

@@ -21,9 +21,7 @@ use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use crate::telemetry::ShardSpans;
 use crate::wire::invocation::TraceContextRef;
 use crate::wire::nats::parse_headers;
-use crate::wire::trace::{
-    extract, CallTrace, TraceEntries, TraceParent, FLAG_SAMPLED, TRACEPARENT, TRACEPARENT_CHARS, TRACESTATE,
-};
+use crate::wire::trace::{extract, CallTrace, TraceParent, FLAG_SAMPLED, TRACEPARENT_CHARS};
 
 /// The trace an invocation runs in, from its arrival to its reply.
 #[derive(Debug, Clone)]
@@ -63,10 +61,7 @@ impl InboundTrace {
         if !self.traced {
             return ([("", ""); 2], 0);
         }
-        let traceparent = self.call.parent.write_header(buf);
-        let state = self.call.state.as_deref();
-        let pairs = [(TRACEPARENT, traceparent), (TRACESTATE, state.unwrap_or(""))];
-        (pairs, if state.is_some() { 2 } else { 1 })
+        self.call.pairs(buf)
     }
 }
 
@@ -83,8 +78,8 @@ pub(crate) fn caller_trace(context: &TraceContextRef<'_>, headers: Option<&[u8]>
 
 /// An outbound call's span.
 pub(crate) struct ClientSpan {
-    /// The outbound invocation's `traceContext`.
-    pub(crate) entries: TraceEntries,
+    /// What the callee continues: this span, in the caller's trace.
+    pub(crate) callee: CallTrace,
     recording: Option<(TraceParent, [u8; 8], SystemTime)>,
 }
 
@@ -175,9 +170,9 @@ impl ShardTracer {
     /// Start the client span of an outbound call made while serving `call`.
     pub(crate) fn start_client(&self, call: &CallTrace) -> ClientSpan {
         let span_id = self.span_id();
-        let entries = call.entries_for(span_id);
+        let callee = call.child(span_id);
         let recording = call.parent.sampled().then(|| (call.parent, span_id, SystemTime::now()));
-        ClientSpan { entries, recording }
+        ClientSpan { callee, recording }
     }
 
     /// End a client span (a no-op when it is not sampled).

@@ -172,28 +172,21 @@ pub struct CallTrace {
 }
 
 impl CallTrace {
-    /// The `traceContext` entries of a call parented on `span_id` in this trace.
-    pub fn entries_for(&self, span_id: [u8; 8]) -> TraceEntries {
-        TraceEntries {
-            traceparent: self.parent.with_span(span_id).header(),
-            tracestate: self.state.clone(),
+    /// The same trace and state, parented on `span_id` (a child span of ours).
+    pub fn child(&self, span_id: [u8; 8]) -> CallTrace {
+        CallTrace {
+            parent: self.parent.with_span(span_id),
+            state: self.state.clone(),
         }
     }
-}
 
-/// Owned `traceContext` entries, for an encoder that wants `(&str, &str)` pairs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TraceEntries {
-    pub traceparent: String,
-    pub tracestate: Option<Arc<str>>,
-}
-
-impl TraceEntries {
-    /// The pairs in the order written: `traceparent`, then `tracestate` when there is one.
-    pub fn pairs(&self) -> ([(&str, &str); 2], usize) {
-        let state = self.tracestate.as_deref().unwrap_or("");
-        let pairs = [(TRACEPARENT, self.traceparent.as_str()), (TRACESTATE, state)];
-        (pairs, if self.tracestate.is_some() { 2 } else { 1 })
+    /// The `traceContext` pairs of a call made in this context, written into `buf` without
+    /// allocating: `traceparent`, then `tracestate` when there is one (`len` pairs).
+    pub fn pairs<'b>(&'b self, buf: &'b mut [u8; TRACEPARENT_CHARS]) -> ([(&'b str, &'b str); 2], usize) {
+        let traceparent = self.parent.write_header(buf);
+        let state = self.state.as_deref();
+        let pairs = [(TRACEPARENT, traceparent), (TRACESTATE, state.unwrap_or(""))];
+        (pairs, if state.is_some() { 2 } else { 1 })
     }
 }
 
@@ -292,8 +285,9 @@ mod tests {
         let trace = extract(entries.into_iter()).unwrap().unwrap();
         assert_eq!(trace.parent.header(), EXAMPLE);
         assert_eq!(trace.state.as_deref(), Some("congo=t61rcWkgMzE"));
-        let out = trace.entries_for([9; 8]);
-        let (pairs, len) = out.pairs();
+        let child = trace.child([9; 8]);
+        let mut buf = [0u8; TRACEPARENT_CHARS];
+        let (pairs, len) = child.pairs(&mut buf);
         assert_eq!(len, 2);
         assert_eq!(pairs[0].1, "00-4bf92f3577b34da6a3ce929d0e0e4736-0909090909090909-01");
         assert_eq!(pairs[1], (TRACESTATE, "congo=t61rcWkgMzE"));

@@ -15,6 +15,7 @@ mod harness;
 mod host;
 mod interop;
 mod lattice;
+mod local_calls;
 mod memory_budget;
 mod metrics;
 mod nats_tls;

@@ -18,7 +18,7 @@ const TOPIC: &str = "test.policy";
 const CHANGES: &str = "test.policy.changes";
 
 /// A host asking `TOPIC` (timeout `timeout_ms`), with the responder started first.
-async fn policy_lab(
+pub(crate) async fn policy_lab(
     tag: &str,
     timeout_ms: &str,
     decide: impl Fn(&Value) -> Answer + Send + 'static,
