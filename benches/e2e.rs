@@ -23,7 +23,8 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use futures::stream::{FuturesUnordered, StreamExt};
 use shardhost::auth::antiforgery::{encode_signed_invocation, Outbound};
 use shardhost::auth::claims::{sign_actor_module, validate_actor, ActorSpec};
-use shardhost::wire::invocation::{decode_response, EntityRef};
+use shardhost::wire::invocation::EntityRef;
+use shardhost::wire::response::decode_response;
 
 const ECHO: &str = include_str!("../src/runtime/actors/echo.wat");
 const PAYLOAD: &[u8] = b"{\"method\":\"GET\",\"path\":\"/echo\",\"body\":\"hello, lattice\"}";

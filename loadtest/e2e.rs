@@ -19,7 +19,8 @@ use futures::StreamExt as _;
 use serde_json::json;
 
 use shardhost::auth::antiforgery::{check_invocation, decode_invocation_token, AuthError};
-use shardhost::wire::invocation::{decode_invocation, encode_response};
+use shardhost::wire::invocation::decode_invocation;
+use shardhost::wire::response::encode_response;
 
 use crate::ctl::{start_actor, HostTarget, StartActor};
 use crate::engine::{run, RunConfig};

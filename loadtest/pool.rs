@@ -182,7 +182,8 @@ mod tests {
     use std::collections::HashSet;
 
     use shardhost::auth::antiforgery::{check_capability, check_invocation, decode_invocation_token};
-    use shardhost::wire::invocation::{decode_invocation, encode_response};
+    use shardhost::wire::invocation::decode_invocation;
+    use shardhost::wire::response::encode_response;
 
     use super::*;
 

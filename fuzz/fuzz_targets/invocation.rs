@@ -8,7 +8,8 @@ use std::collections::HashSet;
 
 use libfuzzer_sys::fuzz_target;
 use shardhost::auth::antiforgery::{check_capability, check_invocation, decode_invocation_token};
-use shardhost::wire::invocation::{decode_invocation, decode_response, encode_invocation, InvocationFields};
+use shardhost::wire::invocation::{decode_invocation, encode_invocation, InvocationFields};
+use shardhost::wire::response::decode_response;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(response) = decode_response(data) {

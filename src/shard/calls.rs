@@ -22,8 +22,9 @@ use bytes::Bytes;
 use crate::auth::antiforgery::{encode_signed_invocation, Outbound};
 use crate::plane::CHUNK_THRESHOLD_BYTES;
 use crate::runtime::{HostCallFuture, HostCalls};
-use crate::wire::invocation::{decode_response, EntityRef};
+use crate::wire::invocation::EntityRef;
 use crate::wire::nats::parse_headers;
+use crate::wire::response::decode_response;
 use crate::wire::trace::{CallTrace, TRACEPARENT_CHARS};
 
 use super::conn::Inbound;

@@ -19,7 +19,8 @@ use bytes::Bytes;
 use crate::auth::antiforgery::{self, check_capability, check_invocation, decode_invocation_token, AuthError};
 use crate::plane::{PolicyPair, PolicyVerdict, ShardStats, CHUNK_THRESHOLD_BYTES};
 use crate::routing::RoutingSnapshot;
-use crate::wire::invocation::{decode_invocation, encode_response_traced, response_len_traced, InvocationRef};
+use crate::wire::invocation::{decode_invocation, InvocationRef};
+use crate::wire::response::{encode_response_traced, response_len_traced};
 use crate::wire::trace::TRACEPARENT_CHARS;
 
 use super::batch::{recycle, verify_candidates, Candidate, Dechunk, Dispatch, Job};

@@ -11,4 +11,5 @@ pub mod ctl;
 pub mod invocation;
 pub mod msgpack;
 pub mod nats;
+pub mod response;
 pub mod trace;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::json;
-use shardhost::wire::invocation::decode_response;
+use shardhost::wire::response::decode_response;
 use tokio::io::AsyncReadExt;
 
 use crate::support::rpc::{

@@ -145,7 +145,7 @@ async fn a_mixed_soak_fails_nothing_and_holds_memory_and_descriptors_flat() {
                     .await
                     .expect("put request object");
                 let reply = lab.send(&lab.subject(&key), bytes).await;
-                let response = shardhost::wire::invocation::decode_response(&reply).expect("response");
+                let response = shardhost::wire::response::decode_response(&reply).expect("response");
                 assert_eq!(response.error, None, "large payload");
                 assert!(
                     read_object(&store, &format!("{id}-r")).await == payload,

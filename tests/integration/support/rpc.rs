@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use shardhost::wire::invocation::decode_response;
+use shardhost::wire::response::decode_response;
 
 use super::{assert_accepted, expect_event, request_json, unique_lattice, Host, HostOptions, Nats, SignedActor};
 
