@@ -125,15 +125,15 @@ impl ShardCore {
         if let (Some(tracer), Some(trace)) = (self.tracer(), trace) {
             tracer.end_server(trace, dispatch.operation(), &dispatch.actor, result.err());
         }
-        let mut traceparent = [0u8; TRACEPARENT_CHARS];
-        let (pairs, traced) = trace.map_or(([("", ""); 2], 0), |t| t.reply_context(&mut traceparent));
-        self.reply_traced(
-            dispatch.reply(),
-            dispatch.id(),
-            result,
-            content_length,
-            &pairs[..traced],
-        );
+        let (reply, id) = (dispatch.reply(), dispatch.id());
+        match trace.filter(|t| t.named_in_reply()) {
+            None => self.reply_traced(reply, id, result, content_length, &[]),
+            Some(trace) => {
+                let mut traceparent = [0u8; TRACEPARENT_CHARS];
+                let (pairs, len) = trace.call.pairs(&mut traceparent);
+                self.reply_traced(reply, id, result, content_length, &pairs[..len]);
+            }
+        }
     }
 
     fn reply_traced(

@@ -21,7 +21,7 @@ use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use crate::telemetry::ShardSpans;
 use crate::wire::invocation::TraceContextRef;
 use crate::wire::nats::parse_headers;
-use crate::wire::trace::{extract, CallTrace, TraceParent, FLAG_SAMPLED, TRACEPARENT_CHARS};
+use crate::wire::trace::{extract, CallTrace, TraceParent, FLAG_SAMPLED};
 
 /// The trace an invocation runs in, from its arrival to its reply.
 #[derive(Debug, Clone)]
@@ -52,16 +52,10 @@ impl InboundTrace {
         }
     }
 
-    /// The `traceContext` of the reply (telemetry on: the span that served the call, as the
-    /// 0.82 host answers; empty otherwise), written into `buf` without allocating.
-    pub(crate) fn reply_context<'b>(
-        &'b self,
-        buf: &'b mut [u8; TRACEPARENT_CHARS],
-    ) -> ([(&'b str, &'b str); 2], usize) {
-        if !self.traced {
-            return ([("", ""); 2], 0);
-        }
-        self.call.pairs(buf)
+    /// Whether the reply names the span that served the call (telemetry on, as the 0.82 host
+    /// answers); with telemetry off the reply carries no `traceContext`.
+    pub(crate) fn named_in_reply(&self) -> bool {
+        self.traced
     }
 }
 
