@@ -436,7 +436,8 @@ async fn serve(core: Rc<ShardCore>, dispatch: Dispatch, guard: InflightGuard) {
     }
     let mut instance = match core.lease(&dispatch.actor) {
         Lease::Ready(instance) => instance,
-        Lease::Create(factory) => match factory.instantiate().await {
+        // Cold paths boxed: the serve future (copied into every task) stays small.
+        Lease::Create(factory) => match Box::pin(factory.instantiate()).await {
             Ok(mut instance) => {
                 core.adopt_leased(&dispatch.actor, &mut instance);
                 instance
@@ -467,7 +468,7 @@ async fn serve(core: Rc<ShardCore>, dispatch: Dispatch, guard: InflightGuard) {
         Ok(response) if response.len() > CHUNK_THRESHOLD_BYTES => {
             let key = format!("{}-r", dispatch.id());
             let content_length = response.len() as u64;
-            match core.put_object(key, Bytes::from(response)).await {
+            match Box::pin(core.put_object(key, Bytes::from(response))).await {
                 Ok(()) => {
                     core.bump(|s| s.served += 1);
                     core.answer(&dispatch, Ok(&[]), content_length);
