@@ -28,6 +28,8 @@
 
 pub mod auth;
 #[cfg(feature = "host")]
+pub mod builtin;
+#[cfg(feature = "host")]
 pub mod config;
 #[cfg(feature = "host")]
 pub mod config_compat;

@@ -213,7 +213,8 @@ pub struct ShardStats {
     pub calls_sent: u64,
     pub calls_failed: u64,
     pub calls_timed_out: u64,
-    /// Outbound calls to actors of this host served on the calling shard (no NATS).
+    /// Outbound calls to actors of this host handled on the calling shard (no NATS): served,
+    /// failed, or refused (policy, overload); not in `received` or `served`.
     pub calls_local: u64,
     /// Payloads moved through the object store (in and out).
     pub chunked: u64,

@@ -7,6 +7,10 @@
 //! lattice as before (the serving shard asks the policy service and holds them);
 //! `--local-calls false` sends every call there.
 //!
+//! Counted in `calls_local` only (served, failed or refused): the shard's `received`/`served`
+//! and refusal counters stay those of invocations that came over NATS, so every received
+//! invocation is still answered exactly once in them.
+//!
 //! Data plane: runs on the calling guest's task while that guest is off its turn (see
 //! `calls.rs`), so a chain of local calls never waits for a turn its own caller holds.
 
@@ -57,7 +61,7 @@ pub(crate) async fn serve(
     match gate {
         Gate::Pass => {}
         Gate::Deny(denial) => {
-            core.bump(|s| s.rejected_policy += 1);
+            core.bump(|s| s.calls_local += 1);
             return Local::Served(Err(denial.to_string()));
         }
         Gate::Hold => return Local::NotHere(payload),
@@ -73,7 +77,7 @@ pub(crate) async fn serve(
                 instance
             }
             Err(error) => {
-                core.bump(|s| s.guest_errors += 1);
+                core.bump(|s| s.calls_local += 1);
                 let text = format!("actor {} has no free instance on this host: {error}", call.actor);
                 return Local::Served(Err(text));
             }
@@ -82,7 +86,7 @@ pub(crate) async fn serve(
     };
     if waited.as_millis() > u128::from(GUEST_TURN_WAIT_MS_MAX) {
         core.give_back(call.actor, instance);
-        core.bump(|s| s.rejected_overload += 1);
+        core.bump(|s| s.calls_local += 1);
         return Local::Served(Err(format!(
             "Host overloaded: {} ran out of turns ({} ms waited for a local call to {}); try again later",
             core.id(),
@@ -106,10 +110,6 @@ pub(crate) async fn serve(
             call.actor,
             result.as_ref().err().map(String::as_str),
         );
-    }
-    match &result {
-        Ok(_) => core.bump(|s| s.served += 1),
-        Err(_) => core.bump(|s| s.guest_errors += 1),
     }
     Local::Served(result)
 }

@@ -8,6 +8,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod ctl;
+pub mod http;
 pub mod invocation;
 pub mod msgpack;
 pub mod nats;
