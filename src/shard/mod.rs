@@ -30,6 +30,7 @@ mod batch;
 pub mod calls;
 pub mod conn;
 mod core;
+pub mod http_io;
 mod inbox;
 mod inprocess;
 mod instances;

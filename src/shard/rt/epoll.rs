@@ -112,6 +112,28 @@ pub async fn connect(addr: std::net::SocketAddr, limit: Duration) -> std::io::Re
     Ok(stream.compat())
 }
 
+/// tokio's listener, bound with `SO_REUSEPORT` (as glommio binds), so every shard can listen on
+/// one address and the kernel spreads connections over them.
+pub type TcpListener = tokio::net::TcpListener;
+
+pub fn bind(addr: std::net::SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
+pub async fn accept(listener: &TcpListener) -> std::io::Result<(TcpStream, std::net::SocketAddr)> {
+    let (stream, peer) = listener.accept().await?;
+    stream.set_nodelay(true)?;
+    Ok((stream.compat(), peer))
+}
+
 pub struct ExecutorHandle(std::thread::JoinHandle<Result<(), String>>);
 
 impl ExecutorHandle {

@@ -269,6 +269,42 @@ impl futures::AsyncWrite for TcpStream {
     }
 }
 
+/// A listening socket of the current shard's executor, bound with `SO_REUSEPORT`: each shard
+/// binds the same address and the kernel spreads the connections over the shards.
+pub enum TcpListener {
+    Uring(uring::TcpListener),
+    Epoll(epoll::TcpListener),
+}
+
+/// Pending connections a listener's backlog holds (the epoll backend's `listen(2)`; glommio
+/// uses its own default).
+pub const LISTEN_BACKLOG_CONNECTIONS: u32 = 1024;
+
+impl TcpListener {
+    /// Listen on `addr` (with `SO_REUSEPORT`) on this thread's executor.
+    pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+        match current() {
+            Backend::IoUring => uring::bind(addr).map(TcpListener::Uring),
+            Backend::Epoll => epoll::bind(addr, LISTEN_BACKLOG_CONNECTIONS).map(TcpListener::Epoll),
+        }
+    }
+
+    /// The next connection (`TCP_NODELAY` set) and its peer.
+    pub async fn accept(&self) -> std::io::Result<(TcpStream, std::net::SocketAddr)> {
+        match self {
+            TcpListener::Uring(l) => uring::accept(l).await.map(|(s, a)| (TcpStream::Uring(s), a)),
+            TcpListener::Epoll(l) => epoll::accept(l).await.map(|(s, a)| (TcpStream::Epoll(s), a)),
+        }
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        match self {
+            TcpListener::Uring(l) => l.local_addr().map_err(std::io::Error::from),
+            TcpListener::Epoll(l) => l.local_addr(),
+        }
+    }
+}
+
 /// Settings of one shard executor thread.
 #[derive(Debug, Clone)]
 pub struct ExecutorSpec {

@@ -65,6 +65,21 @@ pub async fn connect(addr: std::net::SocketAddr, limit: Duration) -> std::io::Re
     Ok(stream)
 }
 
+/// glommio's listener; glommio binds with `SO_REUSEPORT`, so every shard can listen on one
+/// address and the kernel spreads connections over them.
+pub type TcpListener = glommio::net::TcpListener;
+
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    glommio::net::TcpListener::bind(addr).map_err(std::io::Error::from)
+}
+
+pub async fn accept(listener: &TcpListener) -> std::io::Result<(TcpStream, std::net::SocketAddr)> {
+    let stream = listener.accept().await.map_err(std::io::Error::from)?;
+    stream.set_nodelay(true)?;
+    let peer = stream.peer_addr()?;
+    Ok((stream, peer))
+}
+
 pub struct ExecutorHandle(glommio::ExecutorJoinHandle<()>);
 
 impl ExecutorHandle {
