@@ -14,6 +14,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args as ClapArgs, Parser, Subcommand};
 
 use crate::config_compat::{self, CompatArgs};
+pub use crate::config_compat::{OciCredential, PolicySettings};
 use crate::config_nats::{port_parser, resolve_auth};
 pub use crate::config_nats::{read_creds, ConnArgs, CtlConnArgs, NatsAuth, NatsEndpoint, ProvRpcConnArgs, RpcConnArgs};
 use crate::identity::{self, Identity};
@@ -52,9 +53,7 @@ pub const SHARD_INFLIGHT_MAX_LIMIT: u64 = 1 << 20;
 pub const RPC_TIMEOUT_MS_DEFAULT: u64 = 2_000;
 /// Default start-up budget for reaching NATS (an edge node starts NATS and the host together).
 pub const NATS_CONNECT_TIMEOUT_MS_DEFAULT: u64 = 30_000;
-/// Default of `--drain-timeout-ms`: how long a stopping host waits for the invocations it
-/// accepted before it answers the rest "host stopping".
-pub const DRAIN_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+pub use crate::plane::DRAIN_TIMEOUT_MS_DEFAULT;
 /// Longest `--drain-timeout-ms`.
 pub const DRAIN_TIMEOUT_MS_MAX: u64 = 600_000;
 /// Most replicas a JetStream stream may have (nats-server refuses more than 5).
@@ -313,14 +312,6 @@ pub enum NatsPlan {
     LocalOrManaged,
 }
 
-/// Registry credentials given on the command line.
-#[derive(Debug, Clone)]
-pub struct OciCredential {
-    pub registry: String,
-    pub username: String,
-    pub password: String,
-}
-
 /// The validated configuration of one host process.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -553,7 +544,12 @@ fn env_get(env: &[(String, String)], key: &str) -> Option<String> {
 type Endpoints = (NatsEndpoint, NatsEndpoint, NatsEndpoint, NatsPlan);
 
 fn resolve_endpoints(args: &HostArgs, env: &[(String, String)]) -> Result<Endpoints> {
-    let [ctl, rpc, prov_rpc] = config_compat::connections(args, env)?;
+    let given = [
+        args.ctl.clone().into(),
+        args.rpc.clone().into(),
+        args.prov_rpc.clone().into(),
+    ];
+    let [ctl, rpc, prov_rpc] = config_compat::connections(given, &args.compat, env)?;
     let conns: [(ConnArgs, &str); 3] = [(ctl, "ctl"), (rpc, "rpc"), (prov_rpc, "prov-rpc")];
     let any_given = args.nats_host.is_some()
         || args.nats_port.is_some()
@@ -591,14 +587,3 @@ fn machine_memory_bytes() -> Option<u64> {
 #[cfg(test)]
 #[path = "config_tests.rs"]
 mod tests;
-
-/// Where and how long to ask the policy service.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PolicySettings {
-    /// `--policy-topic`: requests go here.
-    pub topic: String,
-    /// `--policy-changes-topic`: changed decisions are announced here.
-    pub changes_topic: Option<String>,
-    /// `--policy-timeout-ms`: no reply within it denies.
-    pub timeout: Duration,
-}

@@ -2,7 +2,7 @@
 //! start-up only: it runs before either plane exists and never touches the data path.
 //!
 //! What lives here:
-//! - the 0.82 flags [`HostArgs`] flattens in from [`CompatArgs`]: the default NATS credentials
+//! - the 0.82 flags `config::HostArgs` flattens in from [`CompatArgs`]: the default NATS credentials
 //!   (`--nats-jwt`, `--nats-seed`), one registry's OCI credentials, the policy and
 //!   OpenTelemetry flags (read by `control::policy` and `telemetry`), and those accepted for
 //!   compatibility that this host does not act on (config service, IPv6);
@@ -22,7 +22,7 @@ use clap::Args as ClapArgs;
 use tracing_subscriber::filter::Directive;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{ConnArgs, HostArgs, OciCredential};
+use crate::config_nats::ConnArgs;
 
 /// 0.82's name for the `--nats-seed` variable, misspelt there; read beside `WASMCLOUD_NATS_SEED`.
 pub const NATS_SEED_ENV_082: &str = "WASMCOULD_NATS_SEED";
@@ -36,7 +36,26 @@ pub const OTEL_ENV_PREFIX: &str = "OTEL_";
 /// can turn them up again.
 const LOG_QUIET_DIRECTIVES: [&str; 2] = ["async_nats=warn", "cranelift_codegen=warn"];
 
-/// The 0.82 flags kept out of `config.rs` (flattened into [`HostArgs`]).
+/// Where and how long to ask the policy service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicySettings {
+    /// `--policy-topic`: requests go here.
+    pub topic: String,
+    /// `--policy-changes-topic`: changed decisions are announced here.
+    pub changes_topic: Option<String>,
+    /// `--policy-timeout-ms`: no reply within it denies.
+    pub timeout: std::time::Duration,
+}
+
+/// Registry credentials given on the command line.
+#[derive(Debug, Clone)]
+pub struct OciCredential {
+    pub registry: String,
+    pub username: String,
+    pub password: String,
+}
+
+/// The 0.82 flags kept out of `config.rs` (flattened into `config::HostArgs`).
 #[derive(Debug, Clone, Default, ClapArgs)]
 pub struct CompatArgs {
     /// User JWT of the default NATS connection: the ctl, rpc and prov-rpc connections use it
@@ -137,11 +156,9 @@ fn default_credentials(compat: &CompatArgs, env: &[(String, String)]) -> Result<
 /// rpc connection); then each connection without credentials of its own uses
 /// `--nats-jwt`/`--nats-seed`, as 0.82's ctl and rpc do. Addresses still left unset fall back to
 /// `--nats-host`/`--nats-port` in `config.rs`; TLS stays each connection's own setting.
-pub fn connections(args: &HostArgs, env: &[(String, String)]) -> Result<[ConnArgs; 3]> {
-    let default_auth = default_credentials(&args.compat, env)?;
-    let ctl: ConnArgs = args.ctl.clone().into();
-    let rpc: ConnArgs = args.rpc.clone().into();
-    let mut prov_rpc: ConnArgs = args.prov_rpc.clone().into();
+pub fn connections(conns: [ConnArgs; 3], compat: &CompatArgs, env: &[(String, String)]) -> Result<[ConnArgs; 3]> {
+    let default_auth = default_credentials(compat, env)?;
+    let [ctl, rpc, mut prov_rpc] = conns;
     prov_rpc.host = prov_rpc.host.or_else(|| rpc.host.clone());
     prov_rpc.port = prov_rpc.port.or(rpc.port);
     if !has_credentials(&prov_rpc) {
@@ -227,7 +244,7 @@ fn setting_name(flag: &str, env_key: &str, value: Option<&str>, env: &[(String, 
 }
 
 /// The policy service settings, when `--policy-topic` is given.
-pub fn policy_settings(compat: &CompatArgs) -> anyhow::Result<Option<crate::config::PolicySettings>> {
+pub fn policy_settings(compat: &CompatArgs) -> anyhow::Result<Option<PolicySettings>> {
     let Some(topic) = compat.policy_topic.clone().filter(|t| !t.is_empty()) else {
         return Ok(None);
     };
@@ -247,7 +264,7 @@ pub fn policy_settings(compat: &CompatArgs) -> anyhow::Result<Option<crate::conf
     if timeout_ms == 0 {
         anyhow::bail!("--policy-timeout-ms must be at least 1");
     }
-    Ok(Some(crate::config::PolicySettings {
+    Ok(Some(PolicySettings {
         topic,
         changes_topic: compat.policy_changes_topic.clone().filter(|t| !t.is_empty()),
         timeout: std::time::Duration::from_millis(timeout_ms),

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
-use crate::config::NatsAuth;
+use crate::config_nats::NatsAuth;
 use crate::routing::RoutingSnapshot;
 use crate::runtime::CompiledActor;
 pub use crate::shard::rt::{
@@ -136,7 +136,7 @@ impl ShardConfig {
             inflight_max: 1_024,
             chunks: None,
             counters: Arc::new(vec![ShardCounters::default()]),
-            drain_timeout: Duration::from_millis(crate::config::DRAIN_TIMEOUT_MS_DEFAULT),
+            drain_timeout: Duration::from_millis(DRAIN_TIMEOUT_MS_DEFAULT),
             warm_release: None,
             backend: ShardBackend::IoUring,
             policy: false,
@@ -145,6 +145,11 @@ impl ShardConfig {
         }
     }
 }
+
+/// Default of `--drain-timeout-ms`: how long a stopping host waits for the invocations it
+/// accepted before it answers the rest "host stopping" (here, beside the shard configuration
+/// that carries it, so the planes' types need nothing from `config.rs`).
+pub const DRAIN_TIMEOUT_MS_DEFAULT: u64 = 10_000;
 
 /// Payloads larger than this go through the object store (PROTOCOL §2.6: 900 KiB).
 pub const CHUNK_THRESHOLD_BYTES: usize = 900 * 1024;

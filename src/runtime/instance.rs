@@ -15,8 +15,33 @@ use crate::wire::trace::CallTrace;
 use super::abi::{AbiFault, ActorContext, GuestState};
 use super::budget::{Denial, MemoryBudget};
 use super::engine::{EpochState, GuestRun, Runtime, INIT_EXPORTS};
-use super::pool::PoolStats;
 use super::{InvokeError, Parker};
+
+/// Counters of one pool (plain integers: the pool is owned by one shard).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Guest calls made (warm, on-demand and fresh).
+    pub invocations: u64,
+    /// Calls that ended in a trap, out-of-memory, bad pointer or `proc_exit`.
+    pub traps: u64,
+    /// Calls stopped at `execution_deadline_ms`.
+    pub deadline_overruns: u64,
+    /// Instances dropped on return because they failed or reached `instance_max_invocations`.
+    pub retired: u64,
+    /// Instances created (warm, refill, on-demand and fresh).
+    pub created: u64,
+    /// Of `created`: made on the hot path because no warm instance was idle.
+    pub created_on_demand: u64,
+    /// Healthy instances dropped on return because the pool was already full.
+    pub trimmed: u64,
+    /// Refills that failed to create an instance.
+    pub refill_failures: u64,
+    /// Idle instances dropped because the pool's recent concurrency did not need them.
+    pub released_idle: u64,
+    /// Instances dropped on return because their linear memory had grown past
+    /// `instance_memory_keep_bytes` (their pages go back to the system; a fresh one replaces them).
+    pub released_memory: u64,
+}
 
 /// One live instance with its own store. Leased from an [`ActorPool`] and given back to it.
 pub struct WarmInstance {

@@ -16,7 +16,7 @@ use std::time::Duration;
 use super::abi::{self, ActorContext, HostCalls};
 use super::builtins::BuiltinGrants;
 use super::engine::{CompiledActor, Runtime};
-pub use super::instance::{InstanceFactory, WarmInstance};
+pub use super::instance::{InstanceFactory, PoolStats, WarmInstance};
 use super::{InvokeError, Parker, RuntimeError};
 
 /// Most warm instances one pool keeps (its slots come out of `instance_slots_total`).
@@ -24,32 +24,6 @@ pub const POOL_SIZE_MAX: usize = 4_096;
 
 /// Distinguishes pools, so an instance is never given back to the wrong one.
 static POOL_IDS: AtomicU64 = AtomicU64::new(1);
-
-/// Counters of one pool (plain integers: the pool is owned by one shard).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PoolStats {
-    /// Guest calls made (warm, on-demand and fresh).
-    pub invocations: u64,
-    /// Calls that ended in a trap, out-of-memory, bad pointer or `proc_exit`.
-    pub traps: u64,
-    /// Calls stopped at `execution_deadline_ms`.
-    pub deadline_overruns: u64,
-    /// Instances dropped on return because they failed or reached `instance_max_invocations`.
-    pub retired: u64,
-    /// Instances created (warm, refill, on-demand and fresh).
-    pub created: u64,
-    /// Of `created`: made on the hot path because no warm instance was idle.
-    pub created_on_demand: u64,
-    /// Healthy instances dropped on return because the pool was already full.
-    pub trimmed: u64,
-    /// Refills that failed to create an instance.
-    pub refill_failures: u64,
-    /// Idle instances dropped because the pool's recent concurrency did not need them.
-    pub released_idle: u64,
-    /// Instances dropped on return because their linear memory had grown past
-    /// `instance_memory_keep_bytes` (their pages go back to the system; a fresh one replaces them).
-    pub released_memory: u64,
-}
 
 /// What [`ActorPool::give_back`] did with an instance.
 pub enum GiveBack {
