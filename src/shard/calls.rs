@@ -197,7 +197,14 @@ async fn send_call(
             .map_err(|e| format!("cannot store the chunked request: {e}"))?;
     }
     let (reply_subject, token, reply) = core.calls().register();
-    if let Err(e) = core.outbox().publish(&target.subject, Some(&reply_subject), &encoded) {
+    // The trace context travels in the invocation and, as 0.82 sends it, in NATS headers.
+    let published = if trace_context.is_empty() {
+        core.outbox().publish(&target.subject, Some(&reply_subject), &encoded)
+    } else {
+        core.outbox()
+            .publish_headers(&target.subject, Some(&reply_subject), trace_context, &encoded)
+    };
+    if let Err(e) = published {
         core.calls().forget(token);
         core.bump(|s| s.calls_failed += 1);
         return Err(format!("cannot send the call to {}: {e}", target.subject));

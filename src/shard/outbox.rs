@@ -104,6 +104,22 @@ impl Outbox {
         Ok(())
     }
 
+    /// Queue a publication with NATS headers (`HPUB`; `headers` in order). The header block
+    /// counts against `max_payload` with the payload, as the server counts it.
+    pub fn publish_headers(
+        &self,
+        subject: &str,
+        reply: Option<&str>,
+        headers: &[(&str, &str)],
+        payload: &[u8],
+    ) -> Result<(), ConnError> {
+        let max = self.max_payload();
+        proto::write_hpub(&mut *self.data.borrow_mut(), subject, reply, headers, payload, max)
+            .map_err(|e| ConnError::Encode(e.to_string()))?;
+        self.ready.notify();
+        Ok(())
+    }
+
     /// Queue a publication whose `payload_len` bytes `encode` writes straight into the write
     /// buffer (see [`proto::write_pub_with`]).
     pub fn publish_with(

@@ -154,9 +154,16 @@ impl ShardCore {
             Err(error) => (&[][..], Some(error)),
         };
         let len = response_len_traced(invocation_id, msg.len(), error, content_length, trace_context);
-        let written = self.outbox().publish_with(reply, None, len, |buf| {
-            encode_response_traced(buf, invocation_id, msg, error, content_length, trace_context)
-        });
+        let written = if trace_context.is_empty() {
+            self.outbox().publish_with(reply, None, len, |buf| {
+                encode_response_traced(buf, invocation_id, msg, error, content_length, trace_context)
+            })
+        } else {
+            // Traced replies also carry the context in NATS headers, as 0.82's do.
+            let mut body = Vec::with_capacity(len);
+            encode_response_traced(&mut body, invocation_id, msg, error, content_length, trace_context);
+            self.outbox().publish_headers(reply, None, trace_context, &body)
+        };
         if let Err(e) = written {
             self.bump(|s| s.reply_failures += 1);
             tracing::warn!(shard = %self.id(), invocation_id, error = %e, "cannot send the reply");

@@ -46,6 +46,9 @@ struct Seen {
     operation: String,
     #[serde(rename = "traceContext", default)]
     trace_context: BTreeMap<String, String>,
+    /// The message's `traceparent` NATS header.
+    #[serde(skip)]
+    header_traceparent: Option<String>,
 }
 
 /// A provider on the lattice (subscribed as one, answering as wasmbus-rpc does) linked to
@@ -65,7 +68,12 @@ async fn fake_provider(lab: &Lab, actor: &str) -> tokio::sync::mpsc::UnboundedRe
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Some(msg) = sub.next().await {
-            let seen: Seen = rmp_serde::from_slice(&msg.payload).expect("the host sends an Invocation");
+            let mut seen: Seen = rmp_serde::from_slice(&msg.payload).expect("the host sends an Invocation");
+            seen.header_traceparent = msg
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("traceparent"))
+                .map(|v| v.as_str().to_string());
             #[derive(serde::Serialize)]
             struct Response<'a> {
                 #[serde(with = "serde_bytes_compat")]
@@ -115,9 +123,19 @@ async fn traced_call(lab: &Lab, target: &str, operation: &str, flags: &str) -> B
             b"hi",
             &trace,
         );
-        let reply = lab.send(&lab.subject(target), bytes).await;
-        if outcome(&reply, &id).is_ok() {
-            return rmp_serde::from_slice::<Reply>(&reply).expect("reply").trace_context;
+        let reply = lab.nc.request(lab.subject(target), bytes.into()).await.expect("reply");
+        if outcome(&reply.payload, &id).is_ok() {
+            let body = rmp_serde::from_slice::<Reply>(&reply.payload)
+                .expect("reply")
+                .trace_context;
+            // A traced reply carries its context in NATS headers too, as 0.82's does.
+            let header = reply
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("traceparent"))
+                .map(|v| v.as_str().to_string());
+            assert_eq!(header.as_ref(), body.get("traceparent"), "reply headers and body agree");
+            return body;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -181,6 +199,11 @@ async fn a_callers_trace_runs_through_actor_and_provider_calls() {
         .trace_context
         .get("traceparent")
         .expect("traceparent reaches the provider");
+    assert_eq!(
+        seen.header_traceparent.as_ref(),
+        Some(traceparent),
+        "and in the NATS headers"
+    );
     let parts: Vec<&str> = traceparent.split('-').collect();
     assert_eq!(
         (parts[0], parts[1], parts[3]),
