@@ -315,3 +315,32 @@ async fn without_telemetry_the_callers_context_passes_through() {
     let seen = provider.recv().await.expect("the provider was called");
     assert_eq!(seen.trace_context.get("traceparent"), Some(&from_headers));
 }
+
+/// A collector nobody listens on: the host keeps serving and says in its log that exports fail
+/// (never silence).
+#[tokio::test]
+async fn an_unreachable_collector_is_logged_and_the_host_serves_on() {
+    let closed = crate::support::free_port();
+    let options = HostOptions::new(&unique_lattice("otel-down"))
+        .arg("--otel-traces-exporter", "otlp")
+        .arg("--otel-exporter-otlp-endpoint", &format!("http://127.0.0.1:{closed}"))
+        .env("OTEL_BSP_SCHEDULE_DELAY", "200");
+    let mut lab = Lab::start_on(Nats::start(), options, tempfile::tempdir().expect("tempdir")).await;
+    let echo = signed_echo(ActorSpec::default());
+    lab.start("echo.wasm", &echo, 1).await;
+    assert_eq!(
+        lab.call(&echo.key, "HttpServer.HandleRequest", b"up")
+            .await
+            .expect("served"),
+        b"up"
+    );
+    let deadline = std::time::Instant::now() + EXPORT_TIMEOUT;
+    while !lab.host.stderr().contains("ExportError") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no export error logged:\n{}",
+            lab.host.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
