@@ -24,11 +24,12 @@ pub const WARM_RELEASE_KEEP_MIN: usize = 1;
 /// `logger.wasm` at count 64 (`loadtest/footprint.sh`): see the README's memory table.
 pub const WARM_START_PER_SHARD: usize = 4;
 
-/// How an invocation gets its instance.
+/// How an invocation got its instance.
 pub(crate) enum Lease {
+    /// A warm one, or one made on demand when none was idle (counted by its pool).
     Ready(WarmInstance),
-    /// None idle: make one with this factory.
-    Create(InstanceFactory),
+    /// None idle and making one failed: the caller's error text.
+    Failed(String),
     NotRunning,
 }
 
@@ -92,20 +93,31 @@ impl ShardCore {
         crate::runtime::heap::return_freed_memory();
     }
 
-    pub(super) fn lease(&self, actor: &str) -> Lease {
-        let mut actors = self.actors().borrow_mut();
-        match actors.get_mut(actor) {
-            None => Lease::NotRunning,
-            Some(slot) => match slot.pool.try_lease() {
-                Some(instance) => Lease::Ready(instance),
-                None => Lease::Create(slot.pool.factory()),
-            },
+    /// Lease an idle instance of `actor`, or make one on demand (the pool adopts it).
+    pub(super) async fn lease(&self, actor: &str) -> Lease {
+        let factory: InstanceFactory = {
+            let mut actors = self.actors().borrow_mut();
+            match actors.get_mut(actor) {
+                None => return Lease::NotRunning,
+                Some(slot) => match slot.pool.try_lease() {
+                    Some(instance) => return Lease::Ready(instance),
+                    None => slot.pool.factory(),
+                },
+            }
+        };
+        // Boxed: the cold path's future stays out of every serving task's (see serve.rs).
+        match Box::pin(factory.instantiate()).await {
+            Ok(mut instance) => {
+                self.adopt_leased(actor, &mut instance);
+                Lease::Ready(instance)
+            }
+            Err(error) => Lease::Failed(format!("actor {actor} has no free instance on this host: {error}")),
         }
     }
 
     /// Count an instance made on demand as leased by its pool (the current one or one being
     /// drained); an orphan (its pool is gone) is still used once and then dropped.
-    pub(super) fn adopt_leased(&self, actor: &str, instance: &mut WarmInstance) {
+    fn adopt_leased(&self, actor: &str, instance: &mut WarmInstance) {
         let mut actors = self.actors().borrow_mut();
         if actors
             .get_mut(actor)

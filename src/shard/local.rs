@@ -69,19 +69,12 @@ pub(crate) async fn serve(
     let asked = Instant::now();
     let turn = core.turns().take().await;
     let waited = asked.elapsed();
-    let mut instance = match core.lease(call.actor) {
+    let mut instance = match core.lease(call.actor).await {
         Lease::Ready(instance) => instance,
-        Lease::Create(factory) => match factory.instantiate().await {
-            Ok(mut instance) => {
-                core.adopt_leased(call.actor, &mut instance);
-                instance
-            }
-            Err(error) => {
-                core.bump(|s| s.calls_local += 1);
-                let text = format!("actor {} has no free instance on this host: {error}", call.actor);
-                return Local::Served(Err(text));
-            }
-        },
+        Lease::Failed(text) => {
+            core.bump(|s| s.calls_local += 1);
+            return Local::Served(Err(text));
+        }
         Lease::NotRunning => return Local::NotHere(payload),
     };
     if waited.as_millis() > u128::from(GUEST_TURN_WAIT_MS_MAX) {

@@ -126,7 +126,9 @@ impl ShardCore {
             tracer.end_server(trace, dispatch.operation(), &dispatch.actor, result.err());
         }
         let (reply, id) = (dispatch.reply(), dispatch.id());
-        match trace.filter(|t| t.named_in_reply()) {
+        // With telemetry on the reply names the span that served the call, as the 0.82 host
+        // answers; with it off (a passed-through context) the reply carries none.
+        match trace.filter(|_| self.tracer().is_some()) {
             None => self.reply_traced(reply, id, result, content_length, &[]),
             Some(trace) => {
                 let mut traceparent = [0u8; TRACEPARENT_CHARS];
@@ -441,21 +443,13 @@ async fn serve(core: Rc<ShardCore>, dispatch: Dispatch, guard: InflightGuard) {
         core.answer(&dispatch, Err(&text), 0);
         return;
     }
-    let mut instance = match core.lease(&dispatch.actor) {
+    let mut instance = match core.lease(&dispatch.actor).await {
         Lease::Ready(instance) => instance,
-        // Cold paths boxed: the serve future (copied into every task) stays small.
-        Lease::Create(factory) => match Box::pin(factory.instantiate()).await {
-            Ok(mut instance) => {
-                core.adopt_leased(&dispatch.actor, &mut instance);
-                instance
-            }
-            Err(error) => {
-                core.bump(|s| s.guest_errors += 1);
-                let text = format!("actor {} has no free instance on this host: {error}", dispatch.actor);
-                core.answer(&dispatch, Err(&text), 0);
-                return;
-            }
-        },
+        Lease::Failed(text) => {
+            core.bump(|s| s.guest_errors += 1);
+            core.answer(&dispatch, Err(&text), 0);
+            return;
+        }
         Lease::NotRunning => {
             core.bump(|s| s.rejected_not_running += 1);
             core.answer(&dispatch, Err(NOT_RUNNING), 0);
