@@ -215,8 +215,10 @@ impl ControlPlane {
         let reason = loop {
             tokio::select! {
                 Some(msg) = ctl_messages.next() => {
-                    let span = self.ctl_span(&msg);
-                    if let Some(reason) = self.handle_ctl(msg).instrument(span).await {
+                    let host_id = self.info.identity.host_id();
+                    let request = ctl::route(&self.config.ctl_topic_prefix, &self.config.lattice, &host_id, &msg.subject);
+                    let span = ctl_span(&msg, &request);
+                    if let Some(reason) = self.handle_ctl(msg, request).instrument(span).await {
                         break reason;
                     }
                 }
@@ -277,35 +279,9 @@ impl ControlPlane {
         );
     }
 
-    /// Answer one control request. Returns a reason when the host must stop.
-    /// The span a control request is served in (an OpenTelemetry server span when telemetry
-    /// is on), parented on the caller's trace headers.
-    fn ctl_span(&self, msg: &async_nats::Message) -> tracing::Span {
-        let host_id = self.info.identity.host_id();
-        let request = ctl::route(
-            &self.config.ctl_topic_prefix,
-            &self.config.lattice,
-            &host_id,
-            &msg.subject,
-        );
-        let span = tracing::info_span!(
-            "ctl",
-            otel.name = request.span_name(),
-            otel.kind = "server",
-            messaging.destination.name = %msg.subject,
-        );
-        crate::telemetry::parent_on_headers(&span, msg.headers.as_ref());
-        span
-    }
-
-    async fn handle_ctl(&mut self, msg: async_nats::Message) -> Option<StopReason> {
-        let host_id = self.info.identity.host_id();
-        let request = ctl::route(
-            &self.config.ctl_topic_prefix,
-            &self.config.lattice,
-            &host_id,
-            msg.subject.as_str(),
-        );
+    /// Answer one control request (`request`: its routed subject). Returns a reason when the
+    /// host must stop.
+    async fn handle_ctl(&mut self, msg: async_nats::Message, request: CtlRequest) -> Option<StopReason> {
         tracing::debug!(subject = %msg.subject, ?request, "control request");
         let body = match ctl::decode_body(&request, &msg.payload) {
             Ok(body) => body,
@@ -497,4 +473,17 @@ impl ControlPlane {
             tracing::warn!(?budget, "could not publish host_stopped: NATS unreachable");
         }
     }
+}
+
+/// The span a control request is served in (an OpenTelemetry server span when telemetry is
+/// on), parented on the caller's trace headers.
+fn ctl_span(msg: &async_nats::Message, request: &CtlRequest) -> tracing::Span {
+    let span = tracing::info_span!(
+        "ctl",
+        otel.name = request.span_name(),
+        otel.kind = "server",
+        messaging.destination.name = %msg.subject,
+    );
+    crate::telemetry::parent_on_headers(&span, msg.headers.as_ref());
+    span
 }

@@ -14,11 +14,11 @@ use std::borrow::Cow;
 use std::cell::Cell;
 use std::time::SystemTime;
 
-use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState};
+use opentelemetry::trace::{SpanId, SpanKind, Status};
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 
-use crate::telemetry::ShardSpans;
+use crate::telemetry::{span_context, ShardSpans};
 use crate::wire::invocation::TraceContextRef;
 use crate::wire::nats::parse_headers;
 use crate::wire::trace::{extract, CallTrace, TraceParent, FLAG_SAMPLED};
@@ -31,8 +31,6 @@ pub(crate) struct InboundTrace {
     pub(crate) call: CallTrace,
     /// Set when this shard records the server span.
     recording: Option<Recording>,
-    /// Telemetry is on: the reply names our span.
-    traced: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -45,17 +43,7 @@ struct Recording {
 impl InboundTrace {
     /// The caller's trace, passed through unchanged (telemetry off).
     pub(crate) fn passthrough(call: CallTrace) -> InboundTrace {
-        InboundTrace {
-            call,
-            recording: None,
-            traced: false,
-        }
-    }
-
-    /// Whether the reply names the span that served the call (telemetry on, as the 0.82 host
-    /// answers); with telemetry off the reply carries no `traceContext`.
-    pub(crate) fn named_in_reply(&self) -> bool {
-        self.traced
+        InboundTrace { call, recording: None }
     }
 }
 
@@ -136,7 +124,6 @@ impl ShardTracer {
                 parent: parent.map(|p| p.span_id),
                 started: SystemTime::now(),
             }),
-            traced: true,
         }
     }
 
@@ -195,20 +182,8 @@ impl ShardTracer {
     }
 
     fn span_data(&self, done: Finished<'_>) -> SpanData {
-        let state = done
-            .context
-            .state
-            .as_deref()
-            .and_then(|s| s.parse::<TraceState>().ok())
-            .unwrap_or_default();
-        let parent_trace = done.context.parent;
-        let span_context = SpanContext::new(
-            TraceId::from_bytes(parent_trace.trace_id),
-            SpanId::from_bytes(done.span_id),
-            TraceFlags::new(parent_trace.flags),
-            false,
-            state,
-        );
+        let ours = done.context.parent.with_span(done.span_id);
+        let span_context = span_context(&ours, done.context.state.as_deref(), false);
         let remote_parent = done.kind == SpanKind::Server && done.parent.is_some();
         SpanData {
             span_context,

@@ -20,7 +20,7 @@ pub mod settings;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState, TracerProvider as _};
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_otlp::{Protocol, WithExportConfig as _};
 use opentelemetry_sdk::logs::SdkLoggerProvider;
@@ -30,6 +30,8 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::{Layer, Registry};
 
 pub use sampler::SamplerSpec;
+
+use crate::wire::trace::TraceParent;
 pub use settings::{plan, TelemetryPlan, TelemetrySettings};
 
 /// Longest a stopping host waits for its last spans and logs to reach the collector.
@@ -221,7 +223,7 @@ impl ShardSpans {
 /// wash, wadm and the control-interface client put on control requests (PROTOCOL §1.5). A
 /// missing or malformed `traceparent` leaves the span a root.
 pub fn parent_on_headers(span: &tracing::Span, headers: Option<&async_nats::HeaderMap>) {
-    use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState};
+    use opentelemetry::trace::TraceContextExt as _;
     use tracing_opentelemetry::OpenTelemetrySpanExt as _;
     let Some(headers) = headers else { return };
     let value = |key: &str| headers.get(key).map(|v| v.as_str());
@@ -233,17 +235,19 @@ pub fn parent_on_headers(span: &tracing::Span, headers: Option<&async_nats::Head
     let Ok(Some(caller)) = crate::wire::trace::extract(present) else {
         return;
     };
-    let state = caller
-        .state
-        .as_deref()
-        .and_then(|s| s.parse::<TraceState>().ok())
-        .unwrap_or_default();
-    let remote = SpanContext::new(
-        TraceId::from_bytes(caller.parent.trace_id),
-        SpanId::from_bytes(caller.parent.span_id),
-        TraceFlags::new(caller.parent.flags),
-        true,
-        state,
-    );
+    let remote = span_context(&caller.parent, caller.state.as_deref(), true);
     let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
+}
+
+/// The OpenTelemetry span context of `span` (trace, span id, flags) with its `tracestate`
+/// when that parses (W3C lets a participant drop one it cannot read).
+pub fn span_context(span: &TraceParent, state: Option<&str>, remote: bool) -> SpanContext {
+    let state = state.and_then(|s| s.parse::<TraceState>().ok()).unwrap_or_default();
+    SpanContext::new(
+        TraceId::from_bytes(span.trace_id),
+        SpanId::from_bytes(span.span_id),
+        TraceFlags::new(span.flags),
+        remote,
+        state,
+    )
 }
