@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use base64::Engine as _;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// Where the provider listens when nothing says otherwise.
 pub const HTTP_ADDRESS_DEFAULT: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8000);
@@ -288,7 +288,6 @@ fn merge_cors(value: &Value, cors: &mut Cors, problems: &mut Vec<String>, at: &d
             other => problems.push(at(&format!("has an unknown field {other:?}"))),
         }
     }
-    let _: &Map<String, Value> = object;
 }
 
 /// `"500"`, `"5k"`, `"20M"`, `"1g"`: bytes, in powers of 1024; above 0 and at most 1 GiB.
