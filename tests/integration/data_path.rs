@@ -328,24 +328,26 @@ mod serde_bytes_compat {
 
 /// What a fake provider reads of the host's invocation (wasmbus-rpc's fields).
 #[derive(serde::Deserialize)]
-struct ProviderInvocation {
-    operation: String,
+pub(crate) struct ProviderInvocation {
+    pub(crate) operation: String,
     #[serde(with = "serde_bytes_compat")]
-    msg: Vec<u8>,
-    id: String,
+    pub(crate) msg: Vec<u8>,
+    pub(crate) id: String,
     #[serde(default)]
-    content_length: u64,
-    encoded_claims: String,
-    origin: serde_json::Value,
+    pub(crate) content_length: u64,
+    pub(crate) encoded_claims: String,
+    pub(crate) origin: serde_json::Value,
+    #[serde(rename = "traceContext", default)]
+    pub(crate) trace_context: std::collections::BTreeMap<String, String>,
 }
 
 impl ProviderInvocation {
-    fn decode(payload: &[u8]) -> ProviderInvocation {
+    pub(crate) fn decode(payload: &[u8]) -> ProviderInvocation {
         rmp_serde::from_slice(payload).expect("the host sends an Invocation")
     }
 
     /// The provider's `InvocationResponse` to this invocation, as wasmbus-rpc encodes it.
-    fn response(&self, msg: &[u8], content_length: u64) -> Vec<u8> {
+    pub(crate) fn response(&self, msg: &[u8], content_length: u64) -> Vec<u8> {
         #[derive(Serialize)]
         struct Response<'a> {
             msg: Bin<'a>,

@@ -10,6 +10,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::data_path::ProviderInvocation;
 use crate::support::otlp::{OtlpReceiver, Span};
 use crate::support::rpc::{invocation, outcome, traced_invocation, Entity, Lab};
 use crate::support::{
@@ -40,14 +41,11 @@ async fn traced_lab(tag: &str, receiver: Option<&OtlpReceiver>) -> Lab {
 }
 
 /// What the fake provider saw of an invocation.
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 struct Seen {
-    id: String,
     operation: String,
-    #[serde(rename = "traceContext", default)]
     trace_context: BTreeMap<String, String>,
     /// The message's `traceparent` NATS header.
-    #[serde(skip)]
     header_traceparent: Option<String>,
 }
 
@@ -68,30 +66,17 @@ async fn fake_provider(lab: &Lab, actor: &str) -> tokio::sync::mpsc::UnboundedRe
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Some(msg) = sub.next().await {
-            let mut seen: Seen = rmp_serde::from_slice(&msg.payload).expect("the host sends an Invocation");
-            seen.header_traceparent = msg
-                .headers
-                .as_ref()
-                .and_then(|h| h.get("traceparent"))
-                .map(|v| v.as_str().to_string());
-            #[derive(serde::Serialize)]
-            struct Response<'a> {
-                #[serde(with = "serde_bytes_compat")]
-                msg: &'a [u8],
-                invocation_id: &'a str,
-                content_length: u64,
-            }
-            mod serde_bytes_compat {
-                pub fn serialize<S: serde::Serializer>(bytes: &&[u8], s: S) -> Result<S::Ok, S::Error> {
-                    s.serialize_bytes(bytes)
-                }
-            }
-            let body = rmp_serde::to_vec_named(&Response {
-                msg: b"from-provider",
-                invocation_id: &seen.id,
-                content_length: 13,
-            })
-            .expect("encode");
+            let inv = ProviderInvocation::decode(&msg.payload);
+            let body = inv.response(b"from-provider", 13);
+            let seen = Seen {
+                header_traceparent: msg
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get("traceparent"))
+                    .map(|v| v.as_str().to_string()),
+                operation: inv.operation,
+                trace_context: inv.trace_context,
+            };
             if let Some(reply) = msg.reply {
                 let _ = nc.publish(reply, body.into()).await;
             }
