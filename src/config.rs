@@ -23,6 +23,8 @@ use crate::runtime::limits::{
     instance_slots_for_memory, memory_keep_resident_for, EXECUTION_DEADLINE_MS_DEFAULT, INSTANCE_SLOTS_TOTAL_DEFAULT,
 };
 
+/// Default of `--http-header-read-timeout-ms`.
+pub const HTTP_HEADER_READ_TIMEOUT_MS_DEFAULT: u64 = 10_000;
 /// Default NATS port when a host is named but no port.
 pub const NATS_PORT_DEFAULT: u16 = 4222;
 /// Default lattice (prefix) name.
@@ -214,6 +216,10 @@ pub struct HostArgs {
     /// sends every call through NATS (as 0.82 does).
     #[arg(long = "local-calls", env = "SHARDHOST_LOCAL_CALLS", default_value_t = true, action = clap::ArgAction::Set)]
     pub local_calls: bool,
+    /// How long a client of the built-in HTTP server may take to send a request's head
+    /// (request line and headers); a slower one (slowloris) is disconnected.
+    #[arg(long = "http-header-read-timeout-ms", env = "SHARDHOST_HTTP_HEADER_READ_TIMEOUT_MS", default_value_t = HTTP_HEADER_READ_TIMEOUT_MS_DEFAULT, value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_header_read_timeout_ms: u64,
     /// Account seed (`SA…`) that signs a scoped NATS user JWT for each provider instance (its
     /// own subjects, actor RPC subjects and `_INBOX.>` only), handed over in HostData instead of
     /// the `--prov-rpc-*` credentials.
@@ -354,6 +360,8 @@ pub struct Config {
     pub shard_inflight_max: usize,
     /// `--local-calls`.
     pub local_calls: bool,
+    /// `--http-header-read-timeout-ms`.
+    pub http_header_read_timeout: Duration,
     /// Flags and variables given that are accepted for 0.82 compatibility and not acted on;
     /// logged in one warning at start.
     pub not_acted_on: Vec<String>,
@@ -515,6 +523,7 @@ impl Config {
             shard_count,
             shard_inflight_max: args.shard_inflight_max as usize,
             local_calls: args.local_calls,
+            http_header_read_timeout: Duration::from_millis(args.http_header_read_timeout_ms),
             not_acted_on,
             policy,
             telemetry,

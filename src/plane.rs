@@ -60,6 +60,9 @@ pub enum ShardCommand {
     /// A policy decision for invocations of `pair` (the control plane's answer to a
     /// [`ShardReport::PolicyQuery`], or a change the policy service announced).
     Policy { pair: PolicyPair, verdict: PolicyVerdict },
+    /// Listen for the built-in HTTP server on exactly these routes: open the new ones, close
+    /// those gone (after their requests in flight).
+    HttpRoutes(Arc<Vec<crate::builtin::routes::HttpRoute>>),
     /// Finish in-flight work and stop.
     Stop,
 }
@@ -122,6 +125,8 @@ pub struct ShardConfig {
     /// Serve a guest's call to an actor of this host on the calling shard (`--local-calls`);
     /// `false` sends every call through the lattice.
     pub local_calls: bool,
+    /// How long a built-in HTTP server client may take to send a request head.
+    pub http_header_read_timeout: Duration,
 }
 
 impl ShardConfig {
@@ -142,6 +147,7 @@ impl ShardConfig {
             policy: false,
             traces: None,
             local_calls: true,
+            http_header_read_timeout: Duration::from_millis(10_000),
         }
     }
 }
@@ -221,6 +227,15 @@ pub struct ShardStats {
     /// Outbound calls to actors of this host handled on the calling shard (no NATS): served,
     /// failed, or refused (policy, overload); not in `received` or `served`.
     pub calls_local: u64,
+    /// Requests the built-in HTTP server read on this shard's connections (all outcomes).
+    pub http_requests: u64,
+    /// Of those, answered by the host without the actor's response: 405 (read-only), 413
+    /// (body too large), 503 (overloaded), 500 (the invocation failed).
+    pub http_refused: u64,
+    /// Of those, sent through the lattice (the linked actor does not run on this host).
+    pub http_forwarded: u64,
+    /// HTTP connections open on this shard now.
+    pub http_connections: u64,
     /// Payloads moved through the object store (in and out).
     pub chunked: u64,
     /// Reconnects of the shard's NATS connection.
@@ -268,6 +283,10 @@ impl ShardStats {
         "calls_failed",
         "calls_timed_out",
         "calls_local",
+        "http_requests",
+        "http_refused",
+        "http_forwarded",
+        "http_connections",
         "chunked",
         "reconnects",
         "instances",
@@ -277,8 +296,9 @@ impl ShardStats {
         "instances_released_memory",
     ];
     /// Fields that are levels, not running totals.
-    pub const GAUGES: [&'static str; 5] = [
+    pub const GAUGES: [&'static str; 6] = [
         "inflight",
+        "http_connections",
         "batch_max",
         "instances",
         "instance_memory_bytes",
@@ -317,6 +337,10 @@ impl ShardStats {
             calls_failed,
             calls_timed_out,
             calls_local,
+            http_requests,
+            http_refused,
+            http_forwarded,
+            http_connections,
             chunked,
             reconnects,
             instances,
@@ -353,6 +377,10 @@ impl ShardStats {
             calls_failed,
             calls_timed_out,
             calls_local,
+            http_requests,
+            http_refused,
+            http_forwarded,
+            http_connections,
             chunked,
             reconnects,
             instances,
@@ -365,7 +393,7 @@ impl ShardStats {
 }
 
 /// Number of [`ShardStats`] fields.
-pub const SHARD_STATS_FIELDS: usize = 34;
+pub const SHARD_STATS_FIELDS: usize = 38;
 
 /// A shard's liveness stamp once it has stopped on purpose (its command loop ended): the
 /// health probe tells "stopped" apart from "stalled".
@@ -460,6 +488,12 @@ pub enum ShardReport {
     Stats { shard: ShardId, stats: ShardStats },
     /// The shard holds invocations of `pair` until the policy service decides them.
     PolicyQuery { shard: ShardId, pair: PolicyPair },
+    /// The shard listens on `address` for the built-in HTTP server (`error`: it cannot).
+    HttpListen {
+        shard: ShardId,
+        address: std::net::SocketAddr,
+        error: Option<String>,
+    },
     /// The shard finished; these are its final counters.
     Stopped { shard: ShardId, stats: ShardStats },
 }

@@ -1,8 +1,14 @@
 //! Built-in capability providers (issue 20): providers the host serves itself, on the shards,
-//! with no provider process and no NATS hop — `wasmcloud+builtin://http-server` first. What is
-//! here so far is the ground they stand on, pure and tested: the httpserver link settings
-//! ([`http_settings`]); the `HttpRequest`/`HttpResponse` payloads are in `wire::http`. The
-//! listener, the provider identity and `lp`/link handling are not built yet: an `lp` of a
-//! `wasmcloud+builtin://` reference is still refused (unsupported reference scheme).
+//! with no provider process and no NATS hop — `wasmcloud+builtin://http-server`.
+//!
+//! - [`identity`]: references, contracts and the provider identity, the same on every host.
+//! - [`http_settings`]: a `wasmcloud:httpserver` link's values, read as httpserver 0.19.1 does.
+//! - [`routes`]: which addresses the shards listen on for which actor.
+//!
+//! All pure. The control plane's side (start/stop, events, health, the routes handed to the
+//! shards) is in `control::providers::builtin` and `control::http_routes`; the serving side in
+//! `shard::http`; the `HttpRequest`/`HttpResponse` payloads in `wire::http`.
 
 pub mod http_settings;
+pub mod identity;
+pub mod routes;

@@ -166,6 +166,10 @@ pub fn log_shard_counters(shard_stats: &std::collections::BTreeMap<ShardId, Shar
             calls_failed = s.calls_failed,
             calls_timed_out = s.calls_timed_out,
             calls_local = s.calls_local,
+            http_requests = s.http_requests,
+            http_refused = s.http_refused,
+            http_forwarded = s.http_forwarded,
+            http_connections = s.http_connections,
             chunked = s.chunked,
             reconnects = s.reconnects,
             "shard counters"

@@ -11,6 +11,7 @@ pub mod chunks;
 pub mod events;
 pub mod fetch;
 pub mod heartbeat;
+pub mod http_routes;
 pub mod kv;
 pub mod kv_watch;
 pub mod managed_nats;
@@ -101,6 +102,8 @@ pub struct ControlPlane {
     policy: Option<policy::plane::PolicyPlane>,
     /// What `/livez` and `/readyz` judge: the loop's own tick, connections, KV, draining.
     probes: Arc<probes::ProbeState>,
+    /// The built-in HTTP server's routes last handed to the shards.
+    http_routes: Arc<Vec<crate::builtin::routes::HttpRoute>>,
 }
 
 impl ControlPlane {
@@ -185,6 +188,7 @@ impl ControlPlane {
             shards_connected: BTreeMap::new(),
             policy,
             probes,
+            http_routes: http_routes::no_routes(),
         };
         plane.publish_routing();
         Ok(plane)
@@ -237,7 +241,7 @@ impl ControlPlane {
                     let span = job.span.clone();
                     self.on_provider_job(job).instrument(span).await;
                 }
-                Some(report) = self.providers.reports_rx.recv() => self.providers.on_report(report),
+                Some(report) = self.providers.reports_rx.recv() => self.on_provider_report(report),
                 Some((pair, verdict)) = policy::plane::next_verdict(&mut self.policy) => self.on_policy_verdict(pair, verdict),
                 _ = sigterm.recv() => break StopReason::Signal("SIGTERM"),
                 _ = sigint.recv() => break StopReason::Signal("SIGINT"),
@@ -364,6 +368,9 @@ impl ControlPlane {
     }
 
     async fn linkdefs_put(&mut self, link: LinkDefinition) -> Value {
+        if let Some(refusal) = http_routes::link_put_refusal(&link) {
+            return ack_err(refusal);
+        }
         let value: Bytes = serde_json::to_vec(&link.to_json_with_id()).unwrap_or_default().into();
         match self.lattice_store.store.put(link.kv_key(), value).await {
             Ok(_) => ack_ok(),
@@ -421,6 +428,9 @@ impl ControlPlane {
             Change::None => return,
         }
         self.publish_routing();
+        if matches!(change, Change::LinkSet(_) | Change::LinkDeleted(_)) {
+            self.publish_http_routes();
+        }
     }
 
     /// Tell the link's provider (wherever it runs) about it: msgpack on

@@ -64,6 +64,7 @@ impl super::ControlPlane {
                 tracing::error!(%shard, actor = %key, %error, "shard cannot build the actor's pool");
                 self.on_pool_report(shard, &key);
             }
+            ShardReport::HttpListen { shard, address, error } => self.on_http_listen(shard, address, error),
             ShardReport::PolicyQuery { shard, pair } => {
                 tracing::debug!(%shard, ?pair, "shard asks for a policy decision");
                 self.on_policy_query(pair);

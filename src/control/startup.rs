@@ -109,6 +109,7 @@ pub fn shard_config(
         policy: config.policy.is_some(),
         traces: config.shard_traces.clone(),
         local_calls: config.local_calls,
+        http_header_read_timeout: config.http_header_read_timeout,
     }
 }
 

@@ -49,11 +49,23 @@ pub(crate) fn install(core: Option<Rc<ShardCore>>) {
 }
 
 /// Where a guest's call goes (§9.4 steps 2–5).
-struct Target {
+pub(crate) struct Target {
     public_key: String,
     link_name: String,
     contract_id: String,
     subject: String,
+}
+
+impl Target {
+    /// Actor `actor` on the lattice.
+    pub(crate) fn actor(core: &ShardCore, actor: &str) -> Target {
+        Target {
+            public_key: actor.to_string(),
+            link_name: String::new(),
+            contract_id: String::new(),
+            subject: format!("wasmbus.rpc.{}.{actor}", core.config().lattice),
+        }
+    }
 }
 
 fn resolve(core: &ShardCore, origin: &str, binding: &str, namespace: &str) -> Result<Target, String> {
@@ -78,12 +90,7 @@ fn resolve(core: &ShardCore, origin: &str, binding: &str, namespace: &str) -> Re
         routing.aliases.get(namespace).map(String::as_str)
     };
     match actor {
-        Some(actor) => Ok(Target {
-            public_key: actor.to_string(),
-            link_name: String::new(),
-            contract_id: String::new(),
-            subject: format!("wasmbus.rpc.{lattice}.{actor}"),
-        }),
+        Some(actor) => Ok(Target::actor(core, actor)),
         None => Err(format!(
             "Could not identify suitable target: missing link definition for {namespace} (link name {binding:?}) on lattice {lattice}"
         )),
@@ -140,7 +147,13 @@ async fn call(
     };
     let mut traceparent = [0u8; TRACEPARENT_CHARS];
     let (pairs, len) = callee.map_or(([("", ""); 2], 0), |c| c.pairs(&mut traceparent));
-    send_call(core, origin, target, operation, payload, &pairs[..len]).await
+    let origin = EntityRef {
+        public_key: origin,
+        link_name: "",
+        contract_id: "",
+    };
+    let timeout = core.config().rpc_timeout;
+    send_call(core, origin, target, operation, payload, &pairs[..len], timeout).await
 }
 
 /// The guest's strings of a `__host_call`.
@@ -150,20 +163,17 @@ pub(crate) struct GuestCall<'a> {
     pub(crate) operation: &'a str,
 }
 
-/// Sign, send (chunked if large) and await the reply of one resolved call.
-async fn send_call(
+/// Sign, send (chunked if large) and await (at most `timeout`) the reply of one resolved call
+/// from `origin` (an actor, or a built-in provider forwarding a request).
+pub(crate) async fn send_call(
     core: &Rc<ShardCore>,
-    origin: &str,
+    origin: EntityRef<'_>,
     target: &Target,
     operation: &str,
     payload: Vec<u8>,
     trace_context: &[(&str, &str)],
+    timeout: Duration,
 ) -> Result<Vec<u8>, String> {
-    let origin_entity = EntityRef {
-        public_key: origin,
-        link_name: "",
-        contract_id: "",
-    };
     let target_entity = EntityRef {
         public_key: &target.public_key,
         link_name: &target.link_name,
@@ -177,7 +187,7 @@ async fn send_call(
     let chunked = payload.len() > CHUNK_THRESHOLD_BYTES;
     let payload = Bytes::from(payload);
     let call = Outbound {
-        origin: origin_entity,
+        origin,
         target: target_entity,
         operation,
         payload: &payload,
@@ -210,7 +220,7 @@ async fn send_call(
         return Err(format!("cannot send the call to {}: {e}", target.subject));
     }
     core.bump(|s| s.calls_sent += 1);
-    let mut timeout = core.config().rpc_timeout;
+    let mut timeout = timeout;
     if chunked {
         timeout += Duration::from_millis(CHUNK_RPC_EXTRA_MS);
     }

@@ -30,7 +30,7 @@ mod batch;
 pub mod calls;
 pub mod conn;
 mod core;
-pub mod http_io;
+mod http;
 mod inbox;
 mod inprocess;
 mod instances;
@@ -98,6 +98,8 @@ struct Shard {
     core: Rc<ShardCore>,
     runtime: Runtime,
     reports: mpsc::Sender<ShardReport>,
+    /// The built-in HTTP server's listeners on this shard.
+    http: http::Listeners,
 }
 
 impl Shard {
@@ -164,6 +166,10 @@ impl Shard {
                 self.core.on_policy(&pair, &verdict);
                 true
             }
+            ShardCommand::HttpRoutes(routes) => {
+                self.http.apply(&self.core, &routes, &self.reports).await;
+                true
+            }
             ShardCommand::Stop => false,
         }
     }
@@ -182,6 +188,8 @@ impl Shard {
         let core = Rc::clone(&self.core);
         let began = std::time::Instant::now();
         let before = core.stats();
+        // HTTP first: no new connections; the requests in flight finish (bounded).
+        self.http.close_all(core.config().drain_timeout).await;
         let sids: Vec<u64> = core.actors().borrow().values().map(|slot| slot.sid).collect();
         for sid in &sids {
             core.outbox().unsubscribe(*sid);
@@ -499,7 +507,12 @@ pub fn spawn(
     };
     rt::start_executor(spec, move || async move {
         let core = Rc::new(ShardCore::new(id, config, Rc::new(Outbox::new())));
-        let shard = Shard { core, runtime, reports };
+        let shard = Shard {
+            core,
+            runtime,
+            reports,
+            http: http::Listeners::default(),
+        };
         shard.run(commands, cpu).await
     })
 }

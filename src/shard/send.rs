@@ -17,6 +17,9 @@ pub struct AssertSend<F>(pub F);
 
 // SAFETY: see the module doc — the wrapped future is created and polled on one shard thread.
 unsafe impl<F> Send for AssertSend<F> {}
+// SAFETY: as for `Send`: the value never leaves its shard's thread, so no other thread can
+// hold a reference to it (hyper asks `Sync` of its timer's sleeps, which stay on the shard).
+unsafe impl<F> Sync for AssertSend<F> {}
 
 impl<F: Future> Future for AssertSend<F> {
     type Output = F::Output;

@@ -6,6 +6,7 @@
 //! (`scripts/setup` installs it there).
 
 mod actors;
+mod builtin_http;
 mod cli082;
 mod cluster;
 mod data_path;

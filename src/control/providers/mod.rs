@@ -10,8 +10,12 @@
 //! - [`ops`]: the control-interface side (`lp`, `sp`, `auction.provider`), KV claims, the
 //!   fetch-and-check jobs and the reports coming back from the supervisors.
 //!
+//! - [`builtin`]: built-in providers (`wasmcloud+builtin://…`): the same events, health and
+//!   inventory with no process; the shards serve them.
+//!
 //! PAR reading and claims checks are pure code in [`crate::auth::par`]. Control plane (tokio).
 
+pub mod builtin;
 pub mod credentials;
 pub mod health;
 pub mod hostdata;
@@ -49,6 +53,8 @@ pub struct ProviderSpec {
     pub instance_id: String,
     /// NATS credentials minted for this instance (else the host's `--prov-rpc-*` ones).
     pub credentials: Option<ProviderCredentials>,
+    /// Set for a built-in provider: no process, no binary (`binary_path` is empty).
+    pub builtin: Option<crate::builtin::identity::BuiltinProvider>,
 }
 
 /// A NATS user JWT and the seed of its key.
@@ -136,6 +142,8 @@ pub struct Providers {
     pub cache_root: PathBuf,
     /// Signs per-instance credentials when set (`--prov-rpc-account-seed`).
     pub account: Option<Arc<nkeys::KeyPair>>,
+    /// The built-in HTTP server's listeners, as the shards reported them.
+    pub builtin_health: Arc<builtin::BuiltinHealth>,
 }
 
 impl Providers {
@@ -162,6 +170,7 @@ impl Providers {
             links_tx,
             cache_root,
             account,
+            builtin_health: Arc::default(),
         }
     }
 
@@ -195,7 +204,12 @@ impl Providers {
     pub fn launch(&mut self, spec: ProviderSpec) {
         let spec = Arc::new(spec);
         let (stop_tx, stop_rx) = tokio::sync::mpsc::channel(1);
-        tokio::spawn(supervisor::supervise(self.ctx.clone(), Arc::clone(&spec), stop_rx));
+        if spec.builtin.is_some() {
+            let health = Arc::clone(&self.builtin_health);
+            tokio::spawn(builtin::supervise(self.ctx.clone(), Arc::clone(&spec), stop_rx, health));
+        } else {
+            tokio::spawn(supervisor::supervise(self.ctx.clone(), Arc::clone(&spec), stop_rx));
+        }
         let key = (spec.claims.subject.clone(), spec.link_name.clone());
         self.running.insert(
             key,
@@ -207,6 +221,15 @@ impl Providers {
                 stop_tx,
             },
         );
+    }
+
+    /// The link names built-in `which` runs under on this host.
+    pub fn builtin_links(&self, which: crate::builtin::identity::BuiltinProvider) -> BTreeSet<String> {
+        self.running
+            .values()
+            .filter(|p| p.spec.builtin == Some(which))
+            .map(|p| p.spec.link_name.clone())
+            .collect()
     }
 
     /// Ask one provider to stop. `Ok` also when a stop is already under way.

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use super::process::{binary_path, install_binary};
 use super::ProviderSpec;
 use crate::auth::par::{host_target, read_par, ProviderClaims};
+use crate::builtin::identity::BuiltinProvider;
 use crate::control::fetch::{ActorRef, FetchPolicy};
 use crate::control::ControlPlane;
 use crate::lattice::RefMap;
@@ -67,6 +68,10 @@ impl ControlPlane {
                 "provider {} with link name {} is already running on this host",
                 request.reference, request.link_name
             ))
+        } else if let Some(refusal) = crate::builtin::identity::refusal(&request.reference) {
+            Some(refusal)
+        } else if BuiltinProvider::from_ref(&request.reference).is_some() {
+            None
         } else {
             ActorRef::parse(&request.reference, &FetchPolicy::from_config(&self.config))
                 .err()
@@ -188,7 +193,9 @@ impl ControlPlane {
             );
             return self.provider_start_failed(&request, &error).await;
         }
+        let builtin = BuiltinProvider::from_ref(&request.reference);
         let credentials = match &self.providers.account {
+            Some(_) if builtin.is_some() => None,
             Some(account) => match super::credentials::mint(account, &self.config.lattice, &key.0, &key.1) {
                 Ok(c) => Some(c),
                 Err(e) => return self.provider_start_failed(&request, &format!("{e:#}")).await,
@@ -206,9 +213,13 @@ impl ControlPlane {
             binary_path: prepared.binary_path,
             instance_id: uuid::Uuid::new_v4().to_string(),
             credentials,
+            builtin,
         };
         tracing::info!(provider = %spec.tag(), image_ref = %spec.image_ref, "starting provider");
         self.providers.launch(spec);
+        if builtin.is_some() {
+            self.publish_http_routes();
+        }
     }
 
     async fn provider_start_failed(&self, request: &ProviderRequest, error: &str) {
@@ -248,6 +259,14 @@ async fn prepare(
     request: &ProviderRequest,
     cache_root: std::path::PathBuf,
 ) -> Result<Prepared, String> {
+    if let Some(builtin) = BuiltinProvider::from_ref(&request.reference) {
+        // Nothing to fetch or extract: the shards serve it.
+        return Ok(Prepared {
+            claims: builtin.claims(),
+            binary_path: std::path::PathBuf::new(),
+            oci: false,
+        });
+    }
     let fetched = fetcher
         .lock()
         .await

@@ -187,3 +187,9 @@ pub fn signed_wat(wat: &str, spec: ActorSpec) -> SignedActor {
         key: subject.public_key(),
     }
 }
+
+/// The HTTP actor of `loadtest/http_echo.wat` (status 200, `x-actor: wat`, the request payload
+/// as its body), signed with the `wasmcloud:httpserver` claim.
+pub fn signed_http_echo() -> SignedActor {
+    signed_wat(include_str!("../../../loadtest/http_echo.wat"), ActorSpec::default())
+}

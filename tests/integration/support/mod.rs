@@ -10,6 +10,7 @@
 mod actors;
 pub mod cluster;
 pub mod harness;
+pub mod http;
 pub mod otlp;
 pub mod policy;
 pub mod provider;

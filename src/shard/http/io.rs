@@ -1,18 +1,23 @@
 //! hyper 1.x over the shard runtime seam: [`HyperIo`] gives a seam [`TcpStream`] hyper's own
 //! I/O traits, so an HTTP/1.1 connection (keep-alive, pipelining, chunked bodies: hyper's
-//! `server::conn::http1`) runs as a task on either backend. The ground of the built-in HTTP
-//! server (issue 20): each shard binds the same address (`rt::TcpListener`, `SO_REUSEPORT`)
-//! and serves the connections the kernel hands it.
+//! `server::conn::http1`) runs as a task on either backend; [`ShardTimer`] gives hyper the
+//! shard's timers (its header read timeout). Each shard binds the same address
+//! (`rt::TcpListener`, `SO_REUSEPORT`) and serves the connections the kernel hands it.
 //!
-//! Data plane. No `unsafe`: reads land in a buffer of the connection's own (initialised once)
-//! and are copied into hyper's, one copy of what was read.
+//! Data plane. Reads land in a buffer of the connection's own (initialised once) and are
+//! copied into hyper's, one copy of what was read. The timer's only `unsafe` is
+//! [`AssertSend`]'s: hyper asks `Send + Sync` of its sleeps, and a shard's never leave it.
 //!
-//! [`TcpStream`]: super::rt::TcpStream
+//! [`TcpStream`]: crate::shard::rt::TcpStream
+//! [`AssertSend`]: crate::shard::send::AssertSend
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures::{AsyncRead, AsyncWrite};
+
+use crate::shard::rt;
+use crate::shard::send::AssertSend;
 
 /// Bytes one read may take from the socket.
 pub const HTTP_READ_CHUNK_BYTES: usize = 16 * 1024;
@@ -70,6 +75,24 @@ impl<T: AsyncWrite + Unpin> hyper::rt::Write for HyperIo<T> {
     }
 }
 
+/// hyper's timer on the shard's executor: each sleep is the shard's own (`rt::sleep`), made
+/// and polled on the shard's thread by the connection task hyper runs in.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ShardTimer;
+
+impl hyper::rt::Sleep for AssertSend<rt::Sleep> {}
+
+impl hyper::rt::Timer for ShardTimer {
+    fn sleep(&self, duration: std::time::Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(AssertSend(rt::sleep(duration)))
+    }
+
+    fn sleep_until(&self, deadline: std::time::Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        Box::pin(AssertSend(rt::sleep(left)))
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
@@ -79,8 +102,8 @@ mod tests {
     use http_body_util::Full;
     use hyper::body::Bytes;
 
-    use super::super::rt::{self, TcpListener};
     use super::*;
+    use crate::shard::rt::{self, TcpListener};
 
     /// Longest the test waits for its client thread.
     const CLIENT_WAIT: Duration = Duration::from_secs(10);

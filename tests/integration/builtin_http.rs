@@ -1,0 +1,306 @@
+//! The built-in HTTP server (issue 20, item 1): `lp wasmcloud+builtin://http-server` starts it
+//! with no process (provider events, inventory, health answers as for a PAR), a link puts the
+//! shards to listen, requests run `HttpServer.HandleRequest` on the accepting shard — real
+//! HTTP/1.1 clients with keep-alive, pipelining, chunked bodies —, the provider's limits and
+//! modes apply, slow clients are cut off, a link delete closes the listeners, and an actor
+//! running on another host is reached through the lattice.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use shardhost::builtin::identity::BuiltinProvider;
+
+use crate::support::http::{exchange, exchange_on, get, RawResponse};
+use crate::support::rpc::{counter, lab_with, Lab, EVENT_TIMEOUT};
+use crate::support::{
+    assert_accepted, assert_refused, eventually, expect_event, free_port, request_json, signed_http_echo,
+};
+
+/// The `HttpRequest` the actor received (its response body), decoded as the interface's serde.
+#[derive(serde::Deserialize, Debug)]
+struct SeenRequest {
+    method: String,
+    path: String,
+    #[serde(rename = "queryString")]
+    query_string: String,
+    header: std::collections::HashMap<String, Vec<String>>,
+    body: Body,
+}
+
+/// msgpack bin as bytes (what `serde_bytes` reads).
+#[derive(Debug)]
+struct Body(Vec<u8>);
+
+impl<'de> serde::Deserialize<'de> for Body {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Body, D::Error> {
+        struct Bytes;
+        impl serde::de::Visitor<'_> for Bytes {
+            type Value = Body;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("msgpack bin")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Body, E> {
+                Ok(Body(v.to_vec()))
+            }
+        }
+        d.deserialize_bytes(Bytes)
+    }
+}
+
+fn seen(response: &RawResponse) -> SeenRequest {
+    rmp_serde::from_slice(&response.body).expect("the actor's body is the HttpRequest it saw")
+}
+
+/// Start the built-in (link name `default`) and wait for its `provider_started`.
+async fn start_builtin(lab: &mut Lab) -> Value {
+    let body =
+        json!({ "provider_ref": "wasmcloud+builtin://http-server", "link_name": "default", "host_id": lab.host.id });
+    let ack = request_json(&lab.nc, &lab.host.cmd("lp"), body.to_string().as_bytes()).await;
+    assert_accepted(&ack, "lp of the built-in");
+    expect_event(&mut lab.events, "provider_started", EVENT_TIMEOUT, "built-in started").await
+}
+
+/// Link `actor` to the built-in with `values`.
+async fn link(lab: &Lab, actor: &str, values: Value) -> Value {
+    let link = json!({
+        "actor_id": actor,
+        "provider_id": BuiltinProvider::HttpServer.service_key(),
+        "link_name": "default",
+        "contract_id": "wasmcloud:httpserver",
+        "values": values,
+    });
+    request_json(&lab.nc, &lab.host.ctl("linkdefs.put"), link.to_string().as_bytes()).await
+}
+
+/// Wait until `port` answers a GET.
+async fn serving(port: u16) -> RawResponse {
+    eventually(EVENT_TIMEOUT, "the built-in listens", || async {
+        get(port, "/ready").await.ok()
+    })
+    .await
+}
+
+/// A shard counter summed over both shards, once `ready` holds.
+async fn http_counters(lab: &Lab, names: &[&str], ready: impl Fn(&[u64]) -> bool) -> Vec<u64> {
+    eventually(EVENT_TIMEOUT, "shard counters", || async {
+        let mut sums = vec![0u64; names.len()];
+        for shard in ["shard-0", "shard-1"] {
+            let line = lab.shard_counters(shard)?;
+            for (sum, name) in sums.iter_mut().zip(names) {
+                *sum += counter(&line, name);
+            }
+        }
+        ready(&sums).then_some(sums)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_builtin_http_server_starts_like_a_provider_and_serves_http_1_1_on_the_shards() {
+    let mut lab = lab_with("builtin-http", &[("--provider-health-interval-ms", "500")]).await;
+    let actor = signed_http_echo();
+    lab.start("http.wasm", &actor, 1).await;
+    let started = start_builtin(&mut lab).await;
+    let key = BuiltinProvider::HttpServer.service_key();
+    assert_eq!(started["data"]["public_key"], key.as_str());
+    assert_eq!(started["data"]["image_ref"], "wasmcloud+builtin://http-server");
+    assert_eq!(started["data"]["contract_id"], "wasmcloud:httpserver");
+    expect_event(
+        &mut lab.events,
+        "health_check_passed",
+        EVENT_TIMEOUT,
+        "built-in healthy",
+    )
+    .await;
+    let inventory = request_json(&lab.nc, &lab.host.ctl(&format!("get.{}.inv", lab.host.id)), b"").await;
+    let providers = inventory["providers"].as_array().expect("providers");
+    assert!(
+        providers
+            .iter()
+            .any(|p| p["id"] == key.as_str() && p["link_name"] == "default"),
+        "{inventory}"
+    );
+    // A health request is answered as a provider answers it.
+    let health = lab
+        .nc
+        .request(
+            format!("wasmbus.rpc.{}.{key}.default.health", lab.host.lattice),
+            Vec::new().into(),
+        )
+        .await
+        .expect("health reply");
+    let health: Value = rmp_serde::from_slice(&health.payload).expect("HealthCheckResponse");
+    assert_eq!(health["healthy"], true);
+
+    let port = free_port();
+    let ack = link(&lab, &actor.key, json!({ "ADDRESS": format!("127.0.0.1:{port}") })).await;
+    assert_accepted(&ack, "link put");
+    serving(port).await;
+
+    // One connection: a GET with a query and a repeated header, then (pipelined, before the
+    // first answer is read) a chunked POST; both answered in order on the same connection.
+    let raw = String::from(
+        "GET /items/7?sort=asc&x=1 HTTP/1.1\r\nHost: test\r\nX-Multi: a\r\nX-Multi: b\r\n\r\n\
+         POST /upload HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+    );
+    let answers = exchange(port, raw.into_bytes(), 2).await.expect("two answers");
+    assert_eq!(answers[0].status, 200);
+    assert_eq!(answers[0].header("x-actor"), Some("wat"));
+    let first = seen(&answers[0]);
+    assert_eq!((first.method.as_str(), first.path.as_str()), ("GET", "/items/7"));
+    assert_eq!(first.query_string, "sort=asc&x=1");
+    assert_eq!(first.header["x-multi"], ["a", "b"]);
+    let second = seen(&answers[1]);
+    assert_eq!(
+        (second.method.as_str(), second.body.0.as_slice()),
+        ("POST", &b"hello world"[..])
+    );
+
+    // Many connections at once, several requests each (keep-alive).
+    let clients: Vec<_> = (0..16)
+        .map(|i| {
+            let raw = (0..5)
+                .map(|j| format!("GET /c{i}/r{j} HTTP/1.1\r\nHost: test\r\n\r\n"))
+                .collect::<String>();
+            exchange(port, raw.into_bytes(), 5)
+        })
+        .collect();
+    for (i, answers) in futures::future::join_all(clients).await.into_iter().enumerate() {
+        let answers = answers.expect("keep-alive client");
+        for (j, answer) in answers.iter().enumerate() {
+            assert_eq!(seen(answer).path, format!("/c{i}/r{j}"));
+        }
+    }
+    let sums = http_counters(&lab, &["http_requests", "http_forwarded", "calls_sent"], |s| s[0] >= 83).await;
+    assert_eq!(sums[1], 0, "served on the shards, nothing forwarded: {sums:?}");
+
+    // sp: provider_stopped, and the port stops accepting.
+    let body = json!({ "provider_ref": key, "link_name": "default", "host_id": lab.host.id });
+    let ack = request_json(&lab.nc, &lab.host.cmd("sp"), body.to_string().as_bytes()).await;
+    assert_accepted(&ack, "sp of the built-in");
+    expect_event(&mut lab.events, "provider_stopped", EVENT_TIMEOUT, "built-in stopped").await;
+    eventually(EVENT_TIMEOUT, "listener closed after sp", || async {
+        get(port, "/").await.is_err().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn limits_modes_and_refused_link_values() {
+    let mut lab = lab_with("builtin-limits", &[("--http-header-read-timeout-ms", "700")]).await;
+    let actor = signed_http_echo();
+    lab.start("http.wasm", &actor, 1).await;
+    start_builtin(&mut lab).await;
+    // A value the built-in does not know is refused in the ack, never ignored.
+    let why = assert_refused(
+        &link(&lab, &actor.key, json!({ "port": "8080", "bogus": "1" })).await,
+        "bad values",
+    );
+    assert!(why.contains("bogus"), "{why}");
+    let port = free_port();
+    let config = json!({ "max_content_len": "1K", "readonly_mode": false, "cache_control": "max-age=60" });
+    let ack = link(
+        &lab,
+        &actor.key,
+        json!({ "port": port.to_string(), "config_json": config.to_string() }),
+    )
+    .await;
+    assert_accepted(&ack, "link put");
+    let ok = serving(port).await;
+    assert_eq!(ok.header("cache-control"), Some("max-age=60"));
+
+    // A body past max_content_len: 413, declared or chunked.
+    let big = "x".repeat(2048);
+    let raw = format!(
+        "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{big}",
+        big.len()
+    );
+    let answer = exchange(port, raw.into_bytes(), 1).await.expect("413");
+    assert_eq!(answer[0].status, 413);
+    let raw = format!("POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n{big}\r\n0\r\n\r\n");
+    assert_eq!(exchange(port, raw.into_bytes(), 1).await.expect("413")[0].status, 413);
+
+    // Slowloris: a head trickled in is cut off at the header read timeout; others are served.
+    let slow = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let began = Instant::now();
+        stream.write_all(b"GET / HTTP/1.1\r\n").expect("first line");
+        let mut result = None;
+        for _ in 0..40 {
+            std::thread::sleep(Duration::from_millis(100));
+            if stream.write_all(b"X-Slow: 1\r\n").is_err() {
+                result = Some(began.elapsed());
+                break;
+            }
+        }
+        let closed = result.or_else(|| {
+            // The server's close shows as a read of 0 (after its 408, if it sent one).
+            let mut buf = [0u8; 256];
+            stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+            loop {
+                match std::io::Read::read(&mut stream, &mut buf) {
+                    Ok(0) | Err(_) => return Some(began.elapsed()),
+                    Ok(_) => continue,
+                }
+            }
+        });
+        closed.expect("the slow connection was closed")
+    });
+    for _ in 0..5 {
+        assert_eq!(get(port, "/fast").await.expect("served meanwhile").status, 200);
+    }
+    let cut_after = slow.await.expect("slow client");
+    assert!(cut_after < Duration::from_secs(4), "cut off after {cut_after:?}");
+
+    // Read-only mode: POST is 405, GET still served.
+    let values = json!({ "port": port.to_string(), "readonly_mode": "true" });
+    assert_accepted(&link(&lab, &actor.key, values).await, "link put (read-only)");
+    eventually(EVENT_TIMEOUT, "read-only in force", || async {
+        let raw = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi".to_vec();
+        let answer = exchange(port, raw, 1).await.ok()?;
+        (answer[0].status == 405).then_some(())
+    })
+    .await;
+    assert_eq!(get(port, "/").await.expect("GET").status, 200);
+
+    // Link delete: new connections are refused.
+    let del = json!({ "actor_id": actor.key, "contract_id": "wasmcloud:httpserver", "link_name": "default" });
+    let ack = request_json(&lab.nc, &lab.host.ctl("linkdefs.del"), del.to_string().as_bytes()).await;
+    assert_accepted(&ack, "link delete");
+    eventually(EVENT_TIMEOUT, "listener closed after the link delete", || async {
+        get(port, "/").await.is_err().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn requests_for_an_actor_on_another_host_go_through_the_lattice() {
+    let mut lab = lab_with("builtin-forward", &[]).await;
+    let actor = signed_http_echo();
+    // The actor runs on a second host only; this host runs the built-in.
+    let _second = lab.second_host_on(None, &actor, &[]).await;
+    start_builtin(&mut lab).await;
+    let port = free_port();
+    assert_accepted(
+        &link(&lab, &actor.key, json!({ "port": port.to_string() })).await,
+        "link put",
+    );
+    let answer = serving(port).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(seen(&answer).path, "/ready");
+    let mut stream = tokio::task::spawn_blocking(move || std::net::TcpStream::connect(("127.0.0.1", port)))
+        .await
+        .expect("thread")
+        .expect("connect");
+    let answers = tokio::task::spawn_blocking(move || {
+        let raw = "GET /a HTTP/1.1\r\nHost: t\r\n\r\nGET /b HTTP/1.1\r\nHost: t\r\n\r\n";
+        exchange_on(&mut stream, raw.as_bytes(), 2)
+    })
+    .await
+    .expect("thread")
+    .expect("forwarded answers");
+    assert_eq!(seen(&answers[1]).path, "/b");
+    let sums = http_counters(&lab, &["http_forwarded"], |s| s[0] >= 3).await;
+    assert!(sums[0] >= 3, "{sums:?}");
+}
