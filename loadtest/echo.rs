@@ -54,6 +54,7 @@ pub struct PreparedEcho {
 }
 
 /// Compile the echo actor and sign it with `account` as `name` with `caps`.
+#[cfg(test)]
 pub fn build_echo(
     account: &nkeys::KeyPair,
     name: &str,
@@ -61,7 +62,19 @@ pub fn build_echo(
     call_alias: Option<&str>,
     now_secs: u64,
 ) -> Result<PreparedEcho, LoadtestError> {
-    let module = wat::parse_str(ECHO_WAT).map_err(|e| LoadtestError::Wat(e.to_string()))?;
+    build_actor(ECHO_WAT, account, name, caps, call_alias, now_secs)
+}
+
+/// Compile `wat` and sign it with `account` as `name` with `caps`.
+pub fn build_actor(
+    wat: &str,
+    account: &nkeys::KeyPair,
+    name: &str,
+    caps: &[String],
+    call_alias: Option<&str>,
+    now_secs: u64,
+) -> Result<PreparedEcho, LoadtestError> {
+    let module = wat::parse_str(wat).map_err(|e| LoadtestError::Wat(e.to_string()))?;
     let spec = ActorSpec {
         name: name.to_string(),
         caps: caps.to_vec(),
@@ -87,6 +100,7 @@ pub fn build_echo(
 /// key (returned so the caller can say which).
 pub fn prepare_echo(
     out: &Path,
+    wat: Option<&str>,
     issuer_seed: Option<&str>,
     name: &str,
     caps: &[String],
@@ -100,7 +114,7 @@ pub fn prepare_echo(
         })?,
         None => nkeys::KeyPair::new_account(),
     };
-    let prepared = build_echo(&account, name, caps, call_alias, now_secs)?;
+    let prepared = build_actor(wat.unwrap_or(ECHO_WAT), &account, name, caps, call_alias, now_secs)?;
     std::fs::write(out, &prepared.module).map_err(|e| LoadtestError::io(out, e))?;
     Ok(prepared)
 }
@@ -137,7 +151,7 @@ mod tests {
         let out = dir.path().join("echo.wasm");
         let (seed, public_key) = gen_seed(SeedKind::Account).unwrap();
         assert!(seed.starts_with("SA") && public_key.starts_with('A'));
-        let echo = prepare_echo(&out, Some(&seed), "e", &[], None, now()).unwrap();
+        let echo = prepare_echo(&out, None, Some(&seed), "e", &[], None, now()).unwrap();
         assert_eq!(std::fs::read(&out).unwrap(), echo.module);
         assert_eq!(echo.issuer, public_key);
 
@@ -145,14 +159,14 @@ mod tests {
         assert!(cluster_seed.starts_with("SC") && cluster_key.starts_with('C'));
         // A cluster seed cannot sign actor claims.
         assert!(matches!(
-            prepare_echo(&out, Some(&cluster_seed), "e", &[], None, now()),
+            prepare_echo(&out, None, Some(&cluster_seed), "e", &[], None, now()),
             Err(LoadtestError::SignActor(_))
         ));
         assert!(matches!(
-            prepare_echo(&out, Some("SAnope"), "e", &[], None, now()),
+            prepare_echo(&out, None, Some("SAnope"), "e", &[], None, now()),
             Err(LoadtestError::Arg { .. })
         ));
         // No seed: a new account signs.
-        prepare_echo(&out, None, "e", &[], None, now()).unwrap();
+        prepare_echo(&out, None, None, "e", &[], None, now()).unwrap();
     }
 }

@@ -4,8 +4,9 @@
 //! Subcommands: `gen-seed` (keys), `prepare-echo` (compile and sign the echo actor),
 //! `start-actor` (launch it on a host over the control interface), `start-provider` and
 //! `put-link` (the actor-to-provider scenario's provider and link), `start-times` (the `start`
-//! scenario), `run` (the load generator), `responder` (the raw floor), `summarize` (the
-//! table) and `plot` (the latency spectra). A separate binary outside both planes of the
+//! scenario), `run` (the load generator), `responder` (the raw floor), `http` and
+//! `http-floor` (the HTTP scenario and its bare floor), `summarize` (the table) and `plot`
+//! (the latency spectra). A separate binary outside both planes of the
 //! host; it uses the library's own signer and encoder so it sends exactly what a wasmCloud
 //! host or provider would.
 
@@ -18,6 +19,7 @@ mod e2e;
 mod echo;
 mod engine;
 mod error;
+mod http;
 mod otlp_sink;
 mod plot;
 mod policy;
@@ -100,6 +102,17 @@ enum Command {
         #[arg(long)]
         topic: String,
     },
+    /// The `http` scenario: a closed loop of keep-alive connections sending `GET --path` to
+    /// --address (JSON report on stdout or --json, as `run`'s).
+    Http(HttpArgs),
+    /// The `http` scenario's floor: hyper answering every request 200 with a fixed body on
+    /// --threads tokio workers (prints "ready <address>"; stops on SIGTERM/SIGINT).
+    HttpFloor {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+    },
     /// An OTLP/HTTP collector that accepts every export and counts spans and log records per
     /// host (prints "ready <url>" once listening; on SIGTERM/SIGINT writes the counts as JSON
     /// to --json or stdout): the tracing variants' collector.
@@ -155,6 +168,9 @@ struct PrepareEchoArgs {
     /// Where to write the signed module.
     #[arg(long)]
     out: PathBuf,
+    /// Sign this WAT module instead of the echo (e.g. loadtest/http_echo.wat for `http`).
+    #[arg(long)]
+    wat: Option<PathBuf>,
     /// Account seed (SA…) that signs the claims; a new account when absent.
     #[arg(long = "issuer-seed", env = "SHARDHOST_ISSUER_SEED", hide_env_values = true)]
     issuer_seed: Option<String>,
@@ -306,6 +322,35 @@ struct StartProviderArgs {
 }
 
 #[derive(Debug, clap::Args)]
+struct HttpArgs {
+    /// The server, e.g. 127.0.0.1:8080.
+    #[arg(long)]
+    address: std::net::SocketAddr,
+    #[arg(long, default_value = "/")]
+    path: String,
+    /// Connections, each with one request outstanding.
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Measured seconds.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Warmup seconds (sent, not measured).
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    #[arg(long = "timeout-ms", default_value_t = 5_000)]
+    timeout_ms: u64,
+    /// The server's pid, for its CPU per request.
+    #[arg(long = "host-pid")]
+    host_pid: Option<u32>,
+    /// Report this run as the floor (`scenario: raw`) that `summarize` divides by.
+    #[arg(long)]
+    floor: bool,
+    /// Write the JSON report here instead of stdout.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
 struct PutLinkArgs {
     #[arg(long, default_value = "127.0.0.1:4222")]
     nats: String,
@@ -323,6 +368,15 @@ struct PutLinkArgs {
     link_name: String,
     #[arg(long = "ctl-prefix", default_value = "wasmbus.ctl")]
     ctl_prefix: String,
+    /// A link value `KEY=VALUE` (repeatable), e.g. `address=127.0.0.1:8080`.
+    #[arg(long = "value", value_parser = key_value)]
+    values: Vec<(String, String)>,
+}
+
+fn key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("`{text}` is not KEY=VALUE"))
 }
 
 impl StartProviderArgs {
@@ -511,8 +565,13 @@ fn execute(command: Command) -> Result<(), LoadtestError> {
             eprintln!("public key: {public_key}");
         }
         Command::PrepareEcho(args) => {
+            let wat = match &args.wat {
+                Some(path) => Some(std::fs::read_to_string(path).map_err(|e| LoadtestError::io(path, e))?),
+                None => None,
+            };
             let echo = echo::prepare_echo(
                 &args.out,
+                wat.as_deref(),
                 args.issuer_seed.as_deref(),
                 &args.name,
                 &args.caps,
@@ -567,6 +626,7 @@ fn execute(command: Command) -> Result<(), LoadtestError> {
                 provider_id: args.provider,
                 contract_id: args.contract,
                 link_name: args.link_name,
+                values: args.values.into_iter().collect(),
                 wait: Duration::from_millis(ctl::ACK_TIMEOUT_MS),
             };
             runtime()?.block_on(providers::put_link(&request))?;
@@ -583,6 +643,32 @@ fn execute(command: Command) -> Result<(), LoadtestError> {
                 runtime()?.block_on(policy::permit_all(&nats, &topic, || println!("ready"), stop_signal()))?;
             eprintln!("policy responder on {topic}: {answered} requests permitted");
         }
+        Command::Http(args) => {
+            let seconds = |flag: &'static str, value: f64| {
+                Duration::try_from_secs_f64(value).map_err(|_| LoadtestError::Arg {
+                    flag,
+                    reason: "must be a number of seconds".to_string(),
+                })
+            };
+            let run = http::HttpRun {
+                address: args.address,
+                path: args.path,
+                connections: args.connections.max(1),
+                duration: seconds("--duration", args.duration)?,
+                warmup: seconds("--warmup", args.warmup)?,
+                timeout: Duration::from_millis(args.timeout_ms),
+                host_pid: args.host_pid,
+                floor: args.floor,
+            };
+            let report = runtime()?.block_on(http::run(&run))?;
+            eprint!("{}", stats::human_summary(&report));
+            let json = engine::report_json(&report);
+            match &args.json {
+                Some(path) => std::fs::write(path, json).map_err(|e| LoadtestError::io(path, e))?,
+                None => print!("{json}"),
+            }
+        }
+        Command::HttpFloor { listen, threads } => http::serve_floor(listen, threads)?,
         Command::OtlpSink { listen, json } => {
             let counts = runtime()?.block_on(otlp_sink::run(listen, |url| println!("ready {url}"), stop_signal()))?;
             let text = serde_json::to_string_pretty(&counts).unwrap_or_default();

@@ -115,6 +115,7 @@ pub struct PutLink {
     pub provider_id: String,
     pub contract_id: String,
     pub link_name: String,
+    pub values: std::collections::BTreeMap<String, String>,
     pub wait: Duration,
 }
 
@@ -128,7 +129,7 @@ pub async fn put_link(request: &PutLink) -> Result<(), LoadtestError> {
         "provider_id": request.provider_id,
         "contract_id": request.contract_id,
         "link_name": request.link_name,
-        "values": {},
+        "values": request.values,
     });
     command_acked(&client, &subject, &link, deadline).await
 }
