@@ -77,7 +77,10 @@ pub fn parse_response(buf: &[u8]) -> Result<Option<(u16, usize)>, String> {
 /// Where a chunked body that starts at `at` ends, once it is all in `buf`.
 fn chunked_end(buf: &[u8], mut at: usize) -> Result<Option<usize>, String> {
     loop {
-        let Some(line) = buf.get(at..).and_then(|rest| rest.windows(2).position(|w| w == b"\r\n")) else {
+        let Some(line) = buf
+            .get(at..)
+            .and_then(|rest| rest.windows(2).position(|w| w == b"\r\n"))
+        else {
             return Ok(None);
         };
         let size_text = std::str::from_utf8(&buf[at..at + line]).map_err(|_| "bad chunk size")?;
@@ -104,7 +107,12 @@ async fn drive_connection(run: &HttpRun, recorder: &RefCell<Recorder>, measure_f
         let mut stream = match TcpStream::connect(run.address).await {
             Ok(stream) => stream,
             Err(e) => {
-                record(recorder, measure_from, Instant::now(), Outcome::Failure(format!("connect: {e}")));
+                record(
+                    recorder,
+                    measure_from,
+                    Instant::now(),
+                    Outcome::Failure(format!("connect: {e}")),
+                );
                 tokio::time::sleep(Duration::from_millis(RECONNECT_WAIT_MS)).await;
                 continue;
             }
@@ -157,23 +165,32 @@ pub async fn run(run: &HttpRun) -> Result<RunReport, LoadtestError> {
     if let Some(pid) = run.host_pid {
         procstat::cpu_us(Process::Pid(pid))?;
     }
-    TcpStream::connect(run.address).await.map_err(|e| LoadtestError::Connect {
-        url: run.address.to_string(),
-        reason: e.to_string(),
-    })?;
+    TcpStream::connect(run.address)
+        .await
+        .map_err(|e| LoadtestError::Connect {
+            url: run.address.to_string(),
+            reason: e.to_string(),
+        })?;
     let environment = environment();
     let recorder = RefCell::new(Recorder::new()?);
     let start = Instant::now();
     let measure_from = start + run.warmup;
     let end = measure_from + run.duration;
-    let sample = |pid: Option<u32>| (pid.and_then(|p| procstat::cpu_us(Process::Pid(p)).ok()), procstat::cpu_us(Process::Own).ok(), Instant::now());
+    let sample = |pid: Option<u32>| {
+        (
+            pid.and_then(|p| procstat::cpu_us(Process::Pid(p)).ok()),
+            procstat::cpu_us(Process::Own).ok(),
+            Instant::now(),
+        )
+    };
     let samples = async {
         tokio::time::sleep_until(measure_from.into()).await;
         let first = sample(run.host_pid);
         tokio::time::sleep_until(end.into()).await;
         (first, sample(run.host_pid))
     };
-    let loops = futures::future::join_all((0..run.connections).map(|_| drive_connection(run, &recorder, measure_from, end)));
+    let loops =
+        futures::future::join_all((0..run.connections).map(|_| drive_connection(run, &recorder, measure_from, end)));
     let (((host_start, own_start, at_start), (host_end, own_end, at_end)), _) = futures::join!(samples, loops);
     let recorder = recorder.into_inner();
     let window_us = u64::try_from(run.duration.as_micros()).unwrap_or(u64::MAX);
@@ -264,7 +281,9 @@ pub fn serve_floor(listen: SocketAddr, threads: usize) -> Result<(), LoadtestErr
     }
     println!("ready {address}");
     for worker in workers {
-        worker.join().map_err(|_| LoadtestError::Runtime(std::io::Error::other("a floor thread panicked")))??;
+        worker
+            .join()
+            .map_err(|_| LoadtestError::Runtime(std::io::Error::other("a floor thread panicked")))??;
     }
     Ok(())
 }
@@ -287,7 +306,9 @@ async fn floor_connection(stream: TcpStream) {
         Ok::<_, std::convert::Infallible>(hyper::Response::new(body))
     });
     let io = hyper_util::rt::TokioIo::new(stream);
-    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(io, service)
+        .await;
 }
 
 #[cfg(test)]

@@ -62,9 +62,17 @@ pub enum ShardCommand {
     Policy { pair: PolicyPair, verdict: PolicyVerdict },
     /// Listen for the built-in HTTP server on exactly these routes: open the new ones, close
     /// those gone (after their requests in flight).
-    HttpRoutes(Arc<Vec<crate::builtin::routes::HttpRoute>>),
+    HttpRoutes(Arc<Vec<HttpListen>>),
     /// Finish in-flight work and stop.
     Stop,
+}
+
+/// One route of the built-in HTTP server as the shards serve it: the link's route and, for
+/// HTTPS, the TLS configuration the control plane read from the link's files.
+#[derive(Debug, Clone)]
+pub struct HttpListen {
+    pub route: crate::builtin::routes::HttpRoute,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// A caller and callee the policy service decides invocations for, as a shard sees them.

@@ -104,6 +104,25 @@ pub fn client_config(files: &TlsFiles) -> Result<Arc<rustls::ClientConfig>, TlsE
     Ok(Arc::new(config))
 }
 
+/// A server configuration from a certificate chain and its private key (PEM files): the
+/// built-in HTTP server's HTTPS (a link's `tls.cert_file`/`tls.priv_key_file`), HTTP/1.1 by
+/// ALPN. `what` names the setting in errors.
+pub fn server_config(what: &'static str, cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let chain = certificates(what, cert)?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::File {
+        flag: what,
+        path: key.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

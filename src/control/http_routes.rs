@@ -13,7 +13,7 @@ use crate::builtin::http_settings::http_settings;
 use crate::builtin::identity::BuiltinProvider;
 use crate::builtin::routes::{plan_routes, HttpRoute};
 use crate::lattice::LinkDefinition;
-use crate::plane::{ShardCommand, ShardId};
+use crate::plane::{HttpListen, ShardCommand, ShardId};
 
 use super::providers::supervisor::ProviderReport;
 use super::ControlPlane;
@@ -59,11 +59,43 @@ impl ControlPlane {
         let addresses: Vec<_> = routes.iter().map(|r| r.settings.address).collect();
         self.providers.builtin_health.retain(&addresses);
         tracing::info!(routes = routes.len(), ?addresses, "built-in HTTP server routes changed");
+        let listens = self.http_listens(&routes);
         self.http_routes = Arc::new(routes);
-        let command = ShardCommand::HttpRoutes(Arc::clone(&self.http_routes));
+        let command = ShardCommand::HttpRoutes(Arc::new(listens));
         if let Err(e) = self.shards.broadcast(&command) {
             tracing::error!(error = %e, "cannot hand the HTTP routes to a shard");
         }
+    }
+
+    /// The routes with their TLS configurations; a route whose certificate or key cannot be
+    /// read is not served (its address reports unhealthy with the reason).
+    fn http_listens(&self, routes: &[HttpRoute]) -> Vec<HttpListen> {
+        let mut listens = Vec::with_capacity(routes.len());
+        for route in routes {
+            let tls = match &route.settings.tls {
+                None => None,
+                Some(files) => {
+                    let cert = std::path::Path::new(&files.cert_file);
+                    let key = std::path::Path::new(&files.priv_key_file);
+                    match crate::tls::server_config("tls", cert, key) {
+                        Ok(config) => Some(config),
+                        Err(e) => {
+                            let error = format!("HTTPS settings refused: {e}");
+                            tracing::error!(actor = %route.actor_id, address = %route.settings.address, %error, "the built-in HTTP server does not serve this link");
+                            self.providers
+                                .builtin_health
+                                .listened(route.settings.address, Some(error));
+                            continue;
+                        }
+                    }
+                }
+            };
+            listens.push(HttpListen {
+                route: route.clone(),
+                tls,
+            });
+        }
+        listens
     }
 
     /// A shard listens on `address` now, or cannot.

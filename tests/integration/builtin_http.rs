@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use shardhost::builtin::identity::BuiltinProvider;
 
-use crate::support::http::{exchange, exchange_on, get, RawResponse};
+use crate::support::http::{connect, exchange, exchange_on, get, RawResponse};
 use crate::support::rpc::{counter, lab_with, Lab, EVENT_TIMEOUT};
 use crate::support::{
     assert_accepted, assert_refused, eventually, expect_event, free_port, request_json, signed_http_echo,
@@ -289,18 +289,159 @@ async fn requests_for_an_actor_on_another_host_go_through_the_lattice() {
     let answer = serving(port).await;
     assert_eq!(answer.status, 200);
     assert_eq!(seen(&answer).path, "/ready");
-    let mut stream = tokio::task::spawn_blocking(move || std::net::TcpStream::connect(("127.0.0.1", port)))
+    let raw = "GET /a HTTP/1.1\r\nHost: t\r\n\r\nGET /b HTTP/1.1\r\nHost: t\r\n\r\n";
+    let answers = exchange(port, raw.as_bytes().to_vec(), 2)
         .await
-        .expect("thread")
-        .expect("connect");
-    let answers = tokio::task::spawn_blocking(move || {
-        let raw = "GET /a HTTP/1.1\r\nHost: t\r\n\r\nGET /b HTTP/1.1\r\nHost: t\r\n\r\n";
-        exchange_on(&mut stream, raw.as_bytes(), 2)
-    })
-    .await
-    .expect("thread")
-    .expect("forwarded answers");
+        .expect("forwarded answers");
     assert_eq!(seen(&answers[1]).path, "/b");
     let sums = http_counters(&lab, &["http_forwarded"], |s| s[0] >= 3).await;
     assert!(sums[0] >= 3, "{sums:?}");
+}
+
+/// Sum of `name` over the shards' last counters lines in a host's log.
+fn host_counter(log: &str, name: &str) -> u64 {
+    ["shard-0", "shard-1"]
+        .iter()
+        .filter_map(|shard| {
+            log.lines()
+                .rev()
+                .find(|l| l.contains("shard counters") && l.contains(&format!("shard={shard} ")))
+        })
+        .map(|line| counter(line, name))
+        .sum()
+}
+
+#[tokio::test]
+async fn a_link_delete_mid_load_finishes_what_is_in_flight_and_refuses_new_connections() {
+    let mut lab = lab_with("builtin-delete", &[]).await;
+    let actor = signed_http_echo();
+    lab.start("http.wasm", &actor, 1).await;
+    start_builtin(&mut lab).await;
+    let port = free_port();
+    assert_accepted(
+        &link(&lab, &actor.key, json!({ "port": port.to_string() })).await,
+        "link put",
+    );
+    serving(port).await;
+    // Eight keep-alive clients send one request at a time until their connection ends and no
+    // new one is accepted. Every response that starts must be complete and 200; a connection
+    // may end only between responses.
+    let stop_at = Instant::now() + Duration::from_secs(20);
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            tokio::task::spawn_blocking(move || {
+                let mut ok = 0u32;
+                while Instant::now() < stop_at {
+                    let Ok(mut stream) = connect(port) else { return Ok(ok) };
+                    loop {
+                        match exchange_on(&mut stream, b"GET /load HTTP/1.1\r\nHost: t\r\n\r\n", 1) {
+                            Ok(answers) if answers[0].status == 200 => ok += 1,
+                            Ok(answers) => return Err(format!("status {}", answers[0].status)),
+                            Err(e)
+                                if e.contains("partial 0 bytes")
+                                    || e.contains("reset")
+                                    || e.contains("Broken pipe") =>
+                            {
+                                break
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                Err(format!("still connecting after 20 s ({ok} answers)"))
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let del = json!({ "actor_id": actor.key, "contract_id": "wasmcloud:httpserver", "link_name": "default" });
+    let ack = request_json(&lab.nc, &lab.host.ctl("linkdefs.del"), del.to_string().as_bytes()).await;
+    assert_accepted(&ack, "link delete");
+    for client in clients {
+        let ok = client.await.expect("client thread").expect("no broken response");
+        assert!(ok > 0, "each client was served before the delete");
+    }
+    assert!(get(port, "/").await.is_err(), "new connections are refused");
+}
+
+#[tokio::test]
+async fn two_hosts_with_the_same_link_both_serve_the_port() {
+    let mut lab = lab_with("builtin-two", &[]).await;
+    let actor = signed_http_echo();
+    lab.start("http.wasm", &actor, 1).await;
+    let second = lab.second_host_on(None, &actor, &[]).await;
+    start_builtin(&mut lab).await;
+    let body =
+        json!({ "provider_ref": "wasmcloud+builtin://http-server", "link_name": "default", "host_id": second.id });
+    assert_accepted(
+        &request_json(&lab.nc, &second.cmd("lp"), body.to_string().as_bytes()).await,
+        "lp on the second host",
+    );
+    loop {
+        let event = expect_event(&mut lab.events, "provider_started", EVENT_TIMEOUT, "second built-in").await;
+        if event["source"] == second.id.as_str() {
+            break;
+        }
+    }
+    let port = free_port();
+    assert_accepted(
+        &link(&lab, &actor.key, json!({ "port": port.to_string() })).await,
+        "one link for both",
+    );
+    serving(port).await;
+    // Both hosts bound the port (SO_REUSEPORT): new connections reach both.
+    eventually(EVENT_TIMEOUT, "requests on both hosts", || async {
+        let requests = (0..32).map(|_| get(port, "/spread"));
+        for answer in futures::future::join_all(requests).await {
+            assert_eq!(answer.ok()?.status, 200);
+        }
+        let first = host_counter(&lab.host.stderr(), "http_requests");
+        let other = host_counter(&second.stderr(), "http_requests");
+        (first > 0 && other > 0).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn https_with_the_links_certificate_files() {
+    let mut lab = lab_with("builtin-tls", &[]).await;
+    let actor = signed_http_echo();
+    lab.start("http.wasm", &actor, 1).await;
+    start_builtin(&mut lab).await;
+    let ca = crate::support::tls::make_ca(lab.dir.path(), "https");
+    let port = free_port();
+    let config = json!({ "tls": { "cert_file": ca.server_cert, "priv_key_file": ca.server_key } });
+    let values = json!({ "port": port.to_string(), "config_json": config.to_string() });
+    assert_accepted(&link(&lab, &actor.key, values).await, "link put with TLS");
+    let ca_file = ca.ca.clone();
+    let answer = eventually(EVENT_TIMEOUT, "HTTPS answers", || {
+        let ca_file = ca_file.clone();
+        async move {
+            tokio::task::spawn_blocking(move || https_get(port, &ca_file))
+                .await
+                .ok()?
+                .ok()
+        }
+    })
+    .await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(seen(&answer).path, "/secure");
+}
+
+/// `GET /secure` over TLS, trusting only `ca_file`.
+fn https_get(port: u16, ca_file: &std::path::Path) -> Result<RawResponse, String> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca_file).map_err(|e| e.to_string())? {
+        roots.add(cert.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").map_err(|e| e.to_string())?;
+    let tls = rustls::ClientConnection::new(std::sync::Arc::new(config), name).map_err(|e| e.to_string())?;
+    let mut stream = rustls::StreamOwned::new(tls, connect(port)?);
+    exchange_on(&mut stream, b"GET /secure HTTP/1.1\r\nHost: localhost\r\n\r\n", 1).map(|mut r| r.remove(0))
 }

@@ -23,7 +23,7 @@ use futures::future::{FutureExt, Shared};
 
 use crate::builtin::identity::BuiltinProvider;
 use crate::builtin::routes::HttpRoute;
-use crate::plane::ShardReport;
+use crate::plane::{HttpListen, ShardReport};
 
 use super::core::ShardCore;
 use super::rt::{self, TcpListener, TcpStream};
@@ -39,6 +39,8 @@ pub const HTTP_HEADER_BYTES_MAX: usize = 64 * 1024;
 pub const HTTP_HEADERS_MAX: usize = 128;
 /// Wait after a failed `accept` (out of file descriptors …) before the next one.
 const ACCEPT_RETRY_MS: u64 = 10;
+/// Longest wait for a route's accept loop to end after its socket was shut down.
+const ACCEPT_STOP_WAIT_MS: u64 = 1_000;
 /// How often a stopping shard checks whether its HTTP requests have finished.
 const HTTP_DRAIN_CHECK_MS: u64 = 5;
 
@@ -49,6 +51,10 @@ pub(crate) struct RouteState {
     pub(crate) origin_key: String,
     /// Resolves when the route is closed: connections finish their request and close.
     closing: Shared<oneshot::Receiver<()>>,
+    /// HTTPS: the handshake before HTTP.
+    tls: Option<futures_rustls::TlsAcceptor>,
+    /// Set when the route closes: the accept loop's errors from then on are the shutdown's.
+    closed: Cell<bool>,
 }
 
 /// The shard's HTTP counters and bounds.
@@ -64,9 +70,10 @@ impl HttpLoad {
     }
 }
 
-/// One open route: its state and the accept loop (dropping the task closes the socket).
+/// One open route: its state, its socket and the accept loop.
 struct Open {
     state: Rc<RouteState>,
+    listener: Rc<TcpListener>,
     close: oneshot::Sender<()>,
     accept: rt::Task<()>,
 }
@@ -83,21 +90,22 @@ impl Listeners {
     pub(crate) async fn apply(
         &self,
         core: &Rc<ShardCore>,
-        routes: &Arc<Vec<HttpRoute>>,
+        listens: &Arc<Vec<HttpListen>>,
         reports: &mpsc::Sender<ShardReport>,
     ) {
         let gone: Vec<Open> = {
             let mut open = self.open.borrow_mut();
             let (keep, gone) = std::mem::take(&mut *open)
                 .into_iter()
-                .partition(|o| routes.contains(&o.state.route));
+                .partition(|o| listens.iter().any(|l| l.route == o.state.route));
             *open = keep;
             gone
         };
         for route in gone {
             close(route).await;
         }
-        for route in routes.iter() {
+        for listen in listens.iter() {
+            let route = &listen.route;
             if self.open.borrow().iter().any(|o| o.state.route == *route) {
                 continue;
             }
@@ -123,14 +131,22 @@ impl Listeners {
                 route: route.clone(),
                 origin_key: BuiltinProvider::HttpServer.service_key(),
                 closing: closed.shared(),
+                tls: listen.tls.clone().map(futures_rustls::TlsAcceptor::from),
+                closed: Cell::new(false),
             });
+            let listener = Rc::new(listener);
             let accept = rt::spawn_local(accept_loop(
                 Rc::clone(core),
                 Rc::clone(&state),
                 Rc::clone(&self.load),
-                listener,
+                Rc::clone(&listener),
             ));
-            self.open.borrow_mut().push(Open { state, close, accept });
+            self.open.borrow_mut().push(Open {
+                state,
+                listener,
+                close,
+                accept,
+            });
         }
     }
 
@@ -150,18 +166,34 @@ impl Listeners {
     }
 }
 
-/// Stop accepting on `route` (the socket closes) and tell its connections to finish.
+/// Stop accepting on `route` (new connections are refused at once) and tell its connections
+/// to finish the request in flight and close.
 async fn close(route: Open) {
-    let Open { state, close, accept } = route;
-    accept.cancel().await;
+    let Open {
+        state,
+        listener,
+        close,
+        mut accept,
+    } = route;
+    state.closed.set(true);
+    listener.shutdown();
+    // The loop ends by itself on the shutdown's error. Cancelling it instead could drop an
+    // io_uring accept that had already completed: that connection would stay open, unserved.
+    if rt::timeout(Duration::from_millis(ACCEPT_STOP_WAIT_MS), &mut accept)
+        .await
+        .is_none()
+    {
+        accept.cancel().await;
+    }
     drop(close);
     tracing::info!(address = %state.route.settings.address, actor = %state.route.actor_id, "built-in HTTP server route closed");
 }
 
-async fn accept_loop(core: Rc<ShardCore>, state: Rc<RouteState>, load: Rc<HttpLoad>, listener: TcpListener) {
+async fn accept_loop(core: Rc<ShardCore>, state: Rc<RouteState>, load: Rc<HttpLoad>, listener: Rc<TcpListener>) {
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _peer)) => stream,
+            Err(_) if state.closed.get() => return,
             Err(e) => {
                 tracing::warn!(shard = %core.id(), address = %state.route.settings.address, error = %e, "accept failed");
                 rt::sleep(Duration::from_millis(ACCEPT_RETRY_MS)).await;
@@ -176,18 +208,36 @@ async fn accept_loop(core: Rc<ShardCore>, state: Rc<RouteState>, load: Rc<HttpLo
             rt::spawn_local(refuse_connection(stream)).detach();
             continue;
         }
-        let task = connection(Rc::clone(&core), Rc::clone(&state), Rc::clone(&load), stream);
-        rt::spawn_local(task).detach();
+        let (core, state, load) = (Rc::clone(&core), Rc::clone(&state), Rc::clone(&load));
+        rt::spawn_local(async move {
+            load.connections.set(load.connections.get() + 1);
+            core.bump(|s| s.http_connections = load.connections.get() as u64);
+            match state.tls.clone() {
+                None => connection(&core, &state, &load, stream).await,
+                Some(acceptor) => {
+                    let limit = core.config().http_header_read_timeout;
+                    match rt::timeout(limit, acceptor.accept(stream)).await {
+                        Some(Ok(tls)) => connection(&core, &state, &load, tls).await,
+                        Some(Err(e)) => tracing::debug!(shard = %core.id(), error = %e, "TLS handshake failed"),
+                        None => tracing::debug!(shard = %core.id(), ?limit, "TLS handshake timed out"),
+                    }
+                }
+            }
+            load.connections.set(load.connections.get().saturating_sub(1));
+            core.bump(|s| s.http_connections = load.connections.get() as u64);
+        })
+        .detach();
     }
 }
 
-/// Serve one connection until the client closes it, it breaks, or the route closes (then
-/// after the request in flight).
-async fn connection(core: Rc<ShardCore>, state: Rc<RouteState>, load: Rc<HttpLoad>, stream: TcpStream) {
-    load.connections.set(load.connections.get() + 1);
-    core.bump(|s| s.http_connections = load.connections.get() as u64);
+/// Serve one connection (plain or TLS) until the client closes it, it breaks, or the route
+/// closes (then after the request in flight).
+async fn connection<S>(core: &Rc<ShardCore>, state: &Rc<RouteState>, load: &Rc<HttpLoad>, stream: S)
+where
+    S: futures::AsyncRead + futures::AsyncWrite + Unpin + 'static,
+{
     let service = {
-        let (core, state, load) = (Rc::clone(&core), Rc::clone(&state), Rc::clone(&load));
+        let (core, state, load) = (Rc::clone(core), Rc::clone(state), Rc::clone(load));
         hyper::service::service_fn(move |request| {
             handle::handle(Rc::clone(&core), Rc::clone(&state), Rc::clone(&load), request)
         })
@@ -211,8 +261,6 @@ async fn connection(core: Rc<ShardCore>, state: Rc<RouteState>, load: Rc<HttpLoa
     if let Err(e) = result {
         tracing::debug!(shard = %core.id(), error = %e, "HTTP connection ended with an error");
     }
-    load.connections.set(load.connections.get().saturating_sub(1));
-    core.bump(|s| s.http_connections = load.connections.get() as u64);
 }
 
 /// Answer a connection past the shard's bound with 503 and close it.

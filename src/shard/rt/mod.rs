@@ -276,15 +276,14 @@ pub enum TcpListener {
     Epoll(epoll::TcpListener),
 }
 
-/// Pending connections a listener's backlog holds (the epoll backend's `listen(2)`; glommio
-/// uses its own default).
+/// Pending connections a listener's backlog holds (`listen(2)`, both backends).
 pub const LISTEN_BACKLOG_CONNECTIONS: u32 = 1024;
 
 impl TcpListener {
     /// Listen on `addr` (with `SO_REUSEPORT`) on this thread's executor.
     pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
         match current() {
-            Backend::IoUring => uring::bind(addr).map(TcpListener::Uring),
+            Backend::IoUring => uring::bind(addr, LISTEN_BACKLOG_CONNECTIONS).map(TcpListener::Uring),
             Backend::Epoll => epoll::bind(addr, LISTEN_BACKLOG_CONNECTIONS).map(TcpListener::Epoll),
         }
     }
@@ -299,8 +298,18 @@ impl TcpListener {
 
     pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
         match self {
-            TcpListener::Uring(l) => l.local_addr().map_err(std::io::Error::from),
+            TcpListener::Uring(l) => l.local_addr(),
             TcpListener::Epoll(l) => l.local_addr(),
+        }
+    }
+
+    /// Stop listening now: an accept in progress returns an error and new connections are
+    /// refused (closing alone does not stop an io_uring accept in flight).
+    pub fn shutdown(&self) {
+        use std::os::fd::AsFd as _;
+        match self {
+            TcpListener::Uring(l) => sys::shutdown_listener(l.control()),
+            TcpListener::Epoll(l) => sys::shutdown_listener(l.as_fd()),
         }
     }
 }

@@ -67,14 +67,35 @@ pub async fn connect(addr: std::net::SocketAddr, limit: Duration) -> std::io::Re
 
 /// glommio's listener; glommio binds with `SO_REUSEPORT`, so every shard can listen on one
 /// address and the kernel spreads connections over them.
-pub type TcpListener = glommio::net::TcpListener;
+/// glommio's listener and a second descriptor of its socket, for `shutdown(2)`.
+pub struct TcpListener {
+    inner: glommio::net::TcpListener,
+    control: std::os::fd::OwnedFd,
+}
 
-pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
-    glommio::net::TcpListener::bind(addr).map_err(std::io::Error::from)
+impl TcpListener {
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.inner.local_addr().map_err(std::io::Error::from)
+    }
+
+    pub fn control(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd as _;
+        self.control.as_fd()
+    }
+}
+
+pub fn bind(addr: std::net::SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    use std::os::fd::IntoRawFd as _;
+    let socket = super::sys::reuseport_listener(addr, backlog)?;
+    let control = socket.try_clone()?;
+    // SAFETY: `socket` is a bound, listening TCP socket whose descriptor is handed over here
+    // (glommio closes it on drop); `control` is a duplicate of our own.
+    let inner = unsafe { <glommio::net::TcpListener as std::os::fd::FromRawFd>::from_raw_fd(socket.into_raw_fd()) };
+    Ok(TcpListener { inner, control })
 }
 
 pub async fn accept(listener: &TcpListener) -> std::io::Result<(TcpStream, std::net::SocketAddr)> {
-    let stream = listener.accept().await.map_err(std::io::Error::from)?;
+    let stream = listener.inner.accept().await.map_err(std::io::Error::from)?;
     stream.set_nodelay(true)?;
     let peer = stream.peer_addr()?;
     Ok((stream, peer))

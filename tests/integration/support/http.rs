@@ -71,8 +71,7 @@ fn parse(buf: &[u8]) -> Option<(RawResponse, usize)> {
 }
 
 /// Write `raw` on `stream` and read `count` responses.
-pub fn exchange_on(stream: &mut TcpStream, raw: &[u8], count: usize) -> Result<Vec<RawResponse>, String> {
-    stream.set_read_timeout(Some(HTTP_TIMEOUT)).map_err(|e| e.to_string())?;
+pub fn exchange_on<S: Read + Write>(stream: &mut S, raw: &[u8], count: usize) -> Result<Vec<RawResponse>, String> {
     stream.write_all(raw).map_err(|e| format!("send: {e}"))?;
     let deadline = Instant::now() + HTTP_TIMEOUT;
     let mut buf = Vec::new();
@@ -89,17 +88,29 @@ pub fn exchange_on(stream: &mut TcpStream, raw: &[u8], count: usize) -> Result<V
         }
         let read = stream.read(&mut chunk).map_err(|e| format!("read: {e}"))?;
         if read == 0 {
-            return Err(format!("closed after {} of {count} responses", responses.len()));
+            // `partial` bytes of a response that never ended (0: closed between responses).
+            return Err(format!(
+                "closed after {} of {count} responses (partial {} bytes)",
+                responses.len(),
+                buf.len()
+            ));
         }
         buf.extend_from_slice(&chunk[..read]);
     }
     Ok(responses)
 }
 
+/// A connection to `127.0.0.1:port` whose reads give up after [`HTTP_TIMEOUT`].
+pub fn connect(port: u16) -> Result<TcpStream, String> {
+    let stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+    stream.set_read_timeout(Some(HTTP_TIMEOUT)).map_err(|e| e.to_string())?;
+    Ok(stream)
+}
+
 /// Connect to `127.0.0.1:port`, write `raw`, read `count` responses (on a blocking thread).
 pub async fn exchange(port: u16, raw: Vec<u8>, count: usize) -> Result<Vec<RawResponse>, String> {
     tokio::task::spawn_blocking(move || {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+        let mut stream = connect(port)?;
         exchange_on(&mut stream, &raw, count)
     })
     .await
