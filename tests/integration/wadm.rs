@@ -16,7 +16,10 @@ use serde_json::{json, Value};
 use crate::providers::{decode_i32, file_ref, inventory_providers, CONTRACT};
 use crate::support::provider::make_par;
 use crate::support::rpc::{Lab, EVENT_TIMEOUT};
-use crate::support::{expect_event, get_links, signed_kvcounter, unique_lattice, HostOptions, Nats, REQUEST_TIMEOUT};
+use crate::support::{
+    expect_event, free_port, get_links, signed_http_echo, signed_kvcounter, unique_lattice, HostOptions, Nats,
+    REQUEST_TIMEOUT,
+};
 
 /// Longest wadm may take to report the application deployed: less than one 30 s heartbeat,
 /// so a deploy that only settles on a heartbeat fails.
@@ -50,19 +53,13 @@ async fn wadm_request(nc: &async_nats::Client, subject: String, body: Vec<u8>) -
     serde_json::from_slice(&reply.payload).unwrap_or_else(|e| panic!("wadm reply on {subject} ({e})"))
 }
 
-#[tokio::test]
-#[ignore = "needs a wadm 0.10 binary in $SHARDHOST_WADM"]
-async fn wadm_deploys_and_undeploys_an_application_on_shardhost() {
+/// wadm running against `nats` for `lattice` (answering `model.list`), with its log in `dir`.
+async fn start_wadm(nats: &Nats, dir: &std::path::Path, lattice: &str) -> Wadm {
     let wadm_bin = wadm_binary();
-    let nats = Nats::start();
-    // As `wash up` does: wadm runs before the host, so it sees the lattice's host_started.
-    let dir = tempfile::tempdir().expect("tempdir");
-    let lattice = unique_lattice("wadm");
     let probe = nats.client().await;
-    let api = |rest: &str| format!("wadm.api.{lattice}.{rest}");
-    let log_path = dir.path().join("wadm.log");
+    let log_path = dir.join("wadm.log");
     let log = std::fs::File::create(&log_path).expect("wadm log");
-    let _wadm = Wadm(
+    let wadm = Wadm(
         Command::new(&wadm_bin)
             .args(["--nats-server", &format!("127.0.0.1:{}", nats.port)])
             .env("RUST_LOG", "info,wadm=debug")
@@ -75,13 +72,48 @@ async fn wadm_deploys_and_undeploys_an_application_on_shardhost() {
     );
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let reply = tokio::time::timeout(Duration::from_secs(1), probe.request(api("model.list"), "".into())).await;
+        let subject = format!("wadm.api.{lattice}.model.list");
+        let reply = tokio::time::timeout(Duration::from_secs(1), probe.request(subject, "".into())).await;
         if matches!(reply, Ok(Ok(_))) {
-            break;
+            return wadm;
         }
         assert!(Instant::now() < deadline, "wadm did not answer model.list");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Put `manifest` as application `name`, deploy it and wait for wadm to call it deployed.
+async fn deploy(lab: &Lab, lattice: &str, name: &str, manifest: &Value) {
+    let api = |rest: &str| format!("wadm.api.{lattice}.{rest}");
+    let put = wadm_request(&lab.nc, api("model.put"), manifest.to_string().into_bytes()).await;
+    assert_eq!(put["result"], "created", "{put}");
+    let started = Instant::now();
+    let deploy = wadm_request(&lab.nc, api(&format!("model.deploy.{name}")), b"{}".to_vec()).await;
+    assert_eq!(deploy["result"], "acknowledged", "{deploy}");
+    let mut last = Value::Null;
+    while started.elapsed() < DEPLOY_TIMEOUT {
+        last = wadm_request(&lab.nc, api(&format!("model.status.{name}")), Vec::new()).await;
+        if last["status"]["status"]["type"] == "deployed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        last["status"]["status"]["type"], "deployed",
+        "not deployed in {DEPLOY_TIMEOUT:?}: {last}"
+    );
+    eprintln!("wadm reported {name} deployed after {:?}", started.elapsed());
+}
+
+#[tokio::test]
+#[ignore = "needs a wadm 0.10 binary in $SHARDHOST_WADM"]
+async fn wadm_deploys_and_undeploys_an_application_on_shardhost() {
+    let nats = Nats::start();
+    // As `wash up` does: wadm runs before the host, so it sees the lattice's host_started.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lattice = unique_lattice("wadm");
+    let api = |rest: &str| format!("wadm.api.{lattice}.{rest}");
+    let _wadm = start_wadm(&nats, dir.path(), &lattice).await;
 
     let options = HostOptions::new(&lattice).arg("--provider-health-interval-ms", "1000");
     let mut lab = Lab::start_on(nats, options, dir).await;
@@ -105,25 +137,7 @@ async fn wadm_deploys_and_undeploys_an_application_on_shardhost() {
               "traits": [ { "type": "spreadscaler", "properties": { "replicas": 1 } } ] }
         ] }
     });
-    let put = wadm_request(&lab.nc, api("model.put"), manifest.to_string().into_bytes()).await;
-    assert_eq!(put["result"], "created", "{put}");
-    let started = Instant::now();
-    let deploy = wadm_request(&lab.nc, api("model.deploy.kvcount"), b"{}".to_vec()).await;
-    assert_eq!(deploy["result"], "acknowledged", "{deploy}");
-
-    let mut last = Value::Null;
-    while started.elapsed() < DEPLOY_TIMEOUT {
-        last = wadm_request(&lab.nc, api("model.status.kvcount"), Vec::new()).await;
-        if last["status"]["status"]["type"] == "deployed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    assert_eq!(
-        last["status"]["status"]["type"], "deployed",
-        "not deployed in {DEPLOY_TIMEOUT:?}: {last}"
-    );
-    eprintln!("wadm reported the application deployed after {:?}", started.elapsed());
+    deploy(&lab, &lattice, "kvcount", &manifest).await;
 
     // What wadm asked for is what runs: 2 as max concurrency of one annotated group, the
     // provider, the link.
@@ -164,4 +178,50 @@ async fn wadm_deploys_and_undeploys_an_application_on_shardhost() {
     expect_event(&mut lab.events, "provider_stopped", EVENT_TIMEOUT, "undeploy").await;
     let inv = crate::support::request_json(&lab.nc, &lab.host.ctl(&format!("get.{}.inv", lab.host.id)), b"").await;
     assert!(inv["actors"].as_array().is_some_and(Vec::is_empty), "{inv}");
+}
+
+#[tokio::test]
+#[ignore = "needs a wadm 0.10 binary in $SHARDHOST_WADM"]
+async fn wadm_deploys_an_application_with_the_builtin_http_server() {
+    let nats = Nats::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lattice = unique_lattice("wadmhttp");
+    let _wadm = start_wadm(&nats, dir.path(), &lattice).await;
+    let options = HostOptions::new(&lattice).arg("--provider-health-interval-ms", "1000");
+    let lab = Lab::start_on(nats, options, dir).await;
+    let actor = signed_http_echo();
+    let actor_path = lab.dir.path().join("http.wasm");
+    std::fs::write(&actor_path, &actor.bytes).expect("write actor");
+    let port = free_port();
+    let manifest = json!({
+        "apiVersion": "core.oam.dev/v1beta1",
+        "kind": "Application",
+        "metadata": { "name": "builtinhttp", "annotations": { "version": "v0.0.1" } },
+        "spec": { "components": [
+            { "name": "echo", "type": "actor",
+              "properties": { "image": file_ref(&actor_path) },
+              "traits": [
+                  { "type": "spreadscaler", "properties": { "replicas": 1 } },
+                  { "type": "linkdef", "properties": { "target": "httpserver", "values": { "address": format!("127.0.0.1:{port}") } } }
+              ] },
+            { "name": "httpserver", "type": "capability",
+              "properties": { "image": "wasmcloud+builtin://http-server", "contract": "wasmcloud:httpserver" },
+              "traits": [ { "type": "spreadscaler", "properties": { "replicas": 1 } } ] }
+        ] }
+    });
+    deploy(&lab, &lattice, "builtinhttp", &manifest).await;
+    let providers = inventory_providers(&lab).await;
+    assert_eq!(
+        providers[0]["id"],
+        shardhost::builtin::identity::BuiltinProvider::HttpServer
+            .service_key()
+            .as_str(),
+        "{providers:?}"
+    );
+    let answer = crate::support::eventually(EVENT_TIMEOUT, "HTTP through the built-in", || async {
+        crate::support::http::get(port, "/wadm").await.ok()
+    })
+    .await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("x-actor"), Some("wat"));
 }
