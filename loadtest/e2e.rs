@@ -205,6 +205,7 @@ fn config(url: &str, lattice: &str, pacing: Pacing) -> RunConfig {
         host_pid: Some(std::process::id()),
         verify_echo: true,
         raw_subject: None,
+        raw_is_messaging: false,
         progress_every: Duration::from_millis(300),
     }
 }
@@ -382,6 +383,7 @@ async fn raw_floor_runs_against_the_built_in_responder_with_zero_errors() {
         .expect("responder ready");
     let config = RunConfig {
         raw_subject: Some(subject.clone()),
+        raw_is_messaging: false,
         ..config(&nats.url, "raw", Pacing::Closed { in_flight_count: 8 })
     };
     assert_eq!(config.subject(), subject);

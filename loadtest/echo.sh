@@ -38,6 +38,11 @@
 #                               counts what each host exports) and point every host's
 #                               OTEL_EXPORTER_OTLP_ENDPOINT at it; its counts go to otlp-sink.json
 #   SKIP_BUILD=1                use the release binaries already built
+#   MESSAGING=1                 also the built-in messaging round trip (NAME_msg): the real 0.x
+#                               echo_messaging actor (wascap 0.11's fixture, from the cargo registry)
+#                               behind `wasmcloud+builtin://messaging-nats`, subscribed to a subject
+#                               the load requests on; it publishes each body back to the reply
+#                               subject (two guest steps: HandleMessage, then Messaging.Publish)
 #   A2P=0                       leave out actor-to-provider (it builds the provider in release
 #                               once, a few minutes, with its own Cargo.lock)
 set -euo pipefail
@@ -244,6 +249,16 @@ for spec in "${hosts[@]}"; do
   if [[ -n "${POLICY_TOPIC:-}" ]]; then
     "$loadtest" put-claims --nats "127.0.0.1:$port" --lattice "${host_lattices[$name]}" --key "$origin_key"
   fi
+  if [[ "${MESSAGING:-0}" != 0 ]]; then
+    fixture="$(ls "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/wascap-0.11.*/fixtures/echo_messaging_v0.9.0.wasm | head -n 1)"
+    cp "$fixture" "$results/echo_messaging.wasm"
+    msg_actor="$("$loadtest" start-actor --nats "127.0.0.1:$port" --lattice "${host_lattices[$name]}" \
+      --file "$results/echo_messaging.wasm" --wait-secs "$actor_start_secs")"
+    msg_provider="$("$loadtest" start-provider --nats "127.0.0.1:$port" --lattice "${host_lattices[$name]}" \
+      --ref wasmcloud+builtin://messaging-nats --wait-secs "$actor_start_secs")"
+    "$loadtest" put-link --nats "127.0.0.1:$port" --lattice "${host_lattices[$name]}" --actor "$msg_actor" \
+      --provider "$msg_provider" --contract wasmcloud:messaging --value "SUBSCRIPTION=shardhost.loadtest.msg.${host_lattices[$name]}"
+  fi
   if [[ "$a2p" != 0 ]]; then
     timeout $(( actor_start_secs + 10 )) "$loadtest" start-provider --nats "127.0.0.1:$port" \
       --lattice "${host_lattices[$name]}" --file "$results/kvprovider.par" --wait-secs "$actor_start_secs" >/dev/null
@@ -263,6 +278,7 @@ for round in $(seq "$rounds"); do
     for name in "${names[@]}"; do
       scenarios+=("$name" "${name}_a2a")
       [[ "$a2p" == 0 ]] || scenarios+=("${name}_a2p")
+      [[ "${MESSAGING:-0}" == 0 ]] || scenarios+=("${name}_msg")
     done
     for scenario in "${scenarios[@]}"; do
       serving="${names[0]}"
@@ -272,17 +288,23 @@ for round in $(seq "$rounds"); do
         raw) ;;
         *_a2a) serving="${scenario%_a2a}"; invoked="$caller"; operation=Wrap.HandleRequest ;;
         *_a2p) serving="${scenario%_a2p}"; invoked="$caller"; operation=Kv.HandleRequest ;;
+        *_msg) serving="${scenario%_msg}" ;;
         *) serving="$scenario" ;;
       esac
       run_cmd=("$loadtest" run --nats "127.0.0.1:$port" --lattice "${host_lattices[$serving]}" --actor "$invoked"
         --operation "$operation"
         --origin-contract wasmcloud:httpserver --in-flight "$in_flight" --duration "$duration" --warmup "$warmup"
         --payload-bytes "$payload_bytes" --connections "$connections" --timeout-ms "$timeout_ms"
-        --host-pid "${host_pids[$serving]}" --verify-echo --json "$results/$scenario-inflight$in_flight-r$round.json"
+        --host-pid "${host_pids[$serving]}" --json "$results/$scenario-inflight$in_flight-r$round.json"
         "${origin_args[@]}")
+      # echo_messaging answers "reply: " and the body: every other scenario echoes exactly.
+      [[ "$scenario" == *_msg ]] || run_cmd+=(--verify-echo)
       if [[ "$scenario" == raw ]]; then
         # The floor: the same invocations to the responder; host CPU should read ~0.
         run_cmd+=(--raw-subject "$raw_subject")
+      elif [[ "$scenario" == *_msg ]]; then
+        # The same bytes as a NATS message to the actor's subscription, echoed back by it.
+        run_cmd+=(--raw-subject "shardhost.loadtest.msg.${host_lattices[$serving]}" --messaging)
       fi
       echo "${run_cmd[*]}" >>"$results/commands.txt"
       echo "--- round $round, $scenario, in flight: $in_flight" >&2

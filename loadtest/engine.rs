@@ -70,6 +70,8 @@ pub struct RunConfig {
     /// The `raw` scenario: send to this subject (a `responder`) instead of the actor's, and
     /// take the request's own bytes back as the right reply (raw.rs).
     pub raw_subject: Option<String>,
+    /// The raw subject is an actor's behind the built-in messaging provider, not the floor.
+    pub raw_is_messaging: bool,
 }
 
 fn arg_error(flag: &'static str, reason: impl Into<String>) -> LoadtestError {
@@ -154,12 +156,12 @@ impl RunConfig {
         }
     }
 
-    /// `raw` or `actor`, as reported.
+    /// `raw`, `messaging` or `actor`, as reported.
     pub fn scenario(&self) -> &'static str {
-        if self.raw_subject.is_some() {
-            "raw"
-        } else {
-            "actor"
+        match (&self.raw_subject, self.raw_is_messaging) {
+            (Some(_), false) => "raw",
+            (Some(_), true) => "messaging",
+            (None, _) => "actor",
         }
     }
 }
@@ -585,6 +587,7 @@ mod tests {
             host_pid: None,
             verify_echo: false,
             raw_subject: None,
+            raw_is_messaging: false,
             progress_every: Duration::ZERO,
         }
     }

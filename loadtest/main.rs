@@ -298,6 +298,11 @@ struct RunArgs {
     /// `--actor` then only names the invocations' target.
     #[arg(long = "raw-subject")]
     raw_subject: Option<String>,
+    /// With --raw-subject: the subject is served by an actor through the built-in messaging
+    /// provider (a message round trip), not by the floor's responder; reported as scenario
+    /// `messaging`.
+    #[arg(long, requires = "raw_subject")]
+    messaging: bool,
     /// A progress line on stderr (ok so far, rate, errors, p50/p99) every this many seconds of
     /// the window; 0 = none.
     #[arg(long = "progress-secs", default_value_t = 10)]
@@ -464,6 +469,7 @@ impl RunArgs {
             host_pid: self.host_pid,
             verify_echo: self.verify_echo,
             raw_subject: self.raw_subject.clone(),
+            raw_is_messaging: self.messaging,
             progress_every: Duration::from_secs(self.progress_secs),
         })
     }

@@ -63,6 +63,8 @@ pub enum ShardCommand {
     /// Listen for the built-in HTTP server on exactly these routes: open the new ones, close
     /// those gone (after their requests in flight).
     HttpRoutes(Arc<Vec<HttpListen>>),
+    /// Keep exactly these subscriptions of the built-in messaging provider.
+    MessagingRoutes(Arc<Vec<crate::builtin::routes::MessagingRoute>>),
     /// Finish in-flight work and stop.
     Stop,
 }
@@ -244,6 +246,12 @@ pub struct ShardStats {
     pub http_forwarded: u64,
     /// HTTP connections open on this shard now.
     pub http_connections: u64,
+    /// Messages the built-in messaging provider delivered to actors from this shard's
+    /// subscriptions (all outcomes), and those whose delivery failed.
+    pub messages_delivered: u64,
+    pub messages_failed: u64,
+    /// Publishes and requests actors made through the built-in messaging provider.
+    pub messages_published: u64,
     /// Payloads moved through the object store (in and out).
     pub chunked: u64,
     /// Reconnects of the shard's NATS connection.
@@ -295,6 +303,9 @@ impl ShardStats {
         "http_refused",
         "http_forwarded",
         "http_connections",
+        "messages_delivered",
+        "messages_failed",
+        "messages_published",
         "chunked",
         "reconnects",
         "instances",
@@ -349,6 +360,9 @@ impl ShardStats {
             http_refused,
             http_forwarded,
             http_connections,
+            messages_delivered,
+            messages_failed,
+            messages_published,
             chunked,
             reconnects,
             instances,
@@ -389,6 +403,9 @@ impl ShardStats {
             http_refused,
             http_forwarded,
             http_connections,
+            messages_delivered,
+            messages_failed,
+            messages_published,
             chunked,
             reconnects,
             instances,
@@ -401,7 +418,7 @@ impl ShardStats {
 }
 
 /// Number of [`ShardStats`] fields.
-pub const SHARD_STATS_FIELDS: usize = 38;
+pub const SHARD_STATS_FIELDS: usize = 41;
 
 /// A shard's liveness stamp once it has stopped on purpose (its command loop ended): the
 /// health probe tells "stopped" apart from "stalled".

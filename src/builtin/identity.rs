@@ -25,9 +25,10 @@ pub const BUILTIN_SCHEME: &str = "wasmcloud+builtin://";
 pub const HTTP_SERVER_REF: &str = "wasmcloud+builtin://http-server";
 /// The contract the built-in HTTP server serves.
 pub const HTTP_SERVER_CONTRACT: &str = "wasmcloud:httpserver";
-/// Version reported in the built-in's claims: the httpserver provider release whose link
-/// settings it reads.
-const HTTP_SERVER_COMPAT_VERSION: &str = "0.19.1";
+/// The built-in NATS messaging provider's reference.
+pub const MESSAGING_NATS_REF: &str = "wasmcloud+builtin://messaging-nats";
+/// The contract the built-in messaging provider serves.
+pub const MESSAGING_CONTRACT: &str = "wasmcloud:messaging";
 /// Revision in the claims (fixed: the identity never changes).
 const BUILTIN_REVISION: i32 = 1;
 
@@ -36,6 +37,9 @@ const BUILTIN_REVISION: i32 = 1;
 pub enum BuiltinProvider {
     /// `wasmcloud+builtin://http-server`: `wasmcloud:httpserver`, served by the shards.
     HttpServer,
+    /// `wasmcloud+builtin://messaging-nats`: `wasmcloud:messaging` on the shards' NATS
+    /// connections.
+    MessagingNats,
 }
 
 /// Why a `wasmcloud+builtin://` reference cannot be started.
@@ -45,51 +49,78 @@ pub fn refusal(reference: &str) -> Option<String> {
         return None;
     }
     Some(format!(
-        "built-in provider {name:?} is not served by this host (built in: {HTTP_SERVER_REF})"
+        "built-in provider {name:?} is not served by this host (built in: {HTTP_SERVER_REF}, {MESSAGING_NATS_REF})"
     ))
 }
 
 impl BuiltinProvider {
     /// Every built-in, for lookups by key.
-    pub const ALL: [BuiltinProvider; 1] = [BuiltinProvider::HttpServer];
+    pub const ALL: [BuiltinProvider; 2] = [BuiltinProvider::HttpServer, BuiltinProvider::MessagingNats];
 
     /// The built-in a reference names (exactly; the scheme is case-sensitive as in 1.x).
     pub fn from_ref(reference: &str) -> Option<BuiltinProvider> {
         match reference {
             HTTP_SERVER_REF => Some(BuiltinProvider::HttpServer),
+            MESSAGING_NATS_REF => Some(BuiltinProvider::MessagingNats),
             _ => None,
         }
     }
 
     /// The built-in whose service key is `key`.
     pub fn from_key(key: &str) -> Option<BuiltinProvider> {
-        BuiltinProvider::ALL.into_iter().find(|b| b.service_key() == key)
+        BuiltinProvider::ALL.into_iter().find(|b| b.key() == key)
     }
 
     pub fn reference(self) -> &'static str {
         match self {
             BuiltinProvider::HttpServer => HTTP_SERVER_REF,
+            BuiltinProvider::MessagingNats => MESSAGING_NATS_REF,
         }
     }
 
     pub fn contract_id(self) -> &'static str {
         match self {
             BuiltinProvider::HttpServer => HTTP_SERVER_CONTRACT,
+            BuiltinProvider::MessagingNats => MESSAGING_CONTRACT,
         }
     }
 
     fn display_name(self) -> &'static str {
         match self {
             BuiltinProvider::HttpServer => "HTTP Server (shardhost built-in)",
+            BuiltinProvider::MessagingNats => "NATS Messaging (shardhost built-in)",
+        }
+    }
+
+    /// The provider release whose link settings the built-in reads (the claims' version).
+    fn compat_version(self) -> &'static str {
+        match self {
+            BuiltinProvider::HttpServer => "0.19.1",
+            BuiltinProvider::MessagingNats => "0.17.4",
         }
     }
 
     /// The service key (`V…`), derived from the reference (see the module docs).
     pub fn service_key(self) -> String {
-        derived(
-            KeyPairType::Service,
-            &format!("shardhost builtin provider {}", self.reference()),
-        )
+        self.key().to_string()
+    }
+
+    /// [`Self::service_key`], derived once per process (the data plane compares against it).
+    pub fn key(self) -> &'static str {
+        static KEYS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+        let keys = KEYS.get_or_init(|| {
+            BuiltinProvider::ALL
+                .iter()
+                .map(|b| {
+                    derived(
+                        KeyPairType::Service,
+                        &format!("shardhost builtin provider {}", b.reference()),
+                    )
+                })
+                .collect()
+        });
+        let index = BuiltinProvider::ALL.iter().position(|b| *b == self).unwrap_or(0);
+        keys.get(index).map_or("", String::as_str)
     }
 
     /// The claims a PAR would carry, for `CLAIMS_V…`, events and inventory.
@@ -105,7 +136,7 @@ impl BuiltinProvider {
             capid: self.contract_id().to_string(),
             vendor: "shardhost".to_string(),
             rev: Some(BUILTIN_REVISION),
-            ver: Some(HTTP_SERVER_COMPAT_VERSION.to_string()),
+            ver: Some(self.compat_version().to_string()),
             target_hashes: BTreeMap::new(),
             config_schema: None,
             iat_secs: 0,
@@ -152,6 +183,14 @@ mod tests {
             Some(BuiltinProvider::HttpServer)
         );
         assert_eq!(refusal("wasmcloud+builtin://http-server"), None);
+        assert_eq!(
+            BuiltinProvider::from_ref("wasmcloud+builtin://messaging-nats"),
+            Some(BuiltinProvider::MessagingNats)
+        );
+        assert_ne!(
+            BuiltinProvider::MessagingNats.service_key(),
+            BuiltinProvider::HttpServer.service_key()
+        );
         let why = refusal("wasmcloud+builtin://http-client").expect("refused");
         assert!(why.contains("http-client") && why.contains(HTTP_SERVER_REF), "{why}");
         assert_eq!(refusal("wasmcloud.azurecr.io/httpserver:0.19.1"), None);

@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 
 use super::http_settings::{http_settings, HttpSettings};
 use super::identity::BuiltinProvider;
+use super::messaging_settings::{messaging_settings, Subscription};
 use crate::lattice::LinkDefinition;
 
 /// One address the shards listen on and the actor its requests go to.
@@ -73,6 +74,43 @@ pub fn plan_routes<'a>(
             link_name: link.link_name.clone(),
             settings,
         });
+    }
+    (routes, refused)
+}
+
+/// One link of the built-in messaging provider: what its actor subscribes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessagingRoute {
+    pub actor_id: String,
+    pub link_name: String,
+    pub subscriptions: Vec<Subscription>,
+}
+
+/// The messaging routes for `links` given the link names this host runs the built-in
+/// messaging provider under, and the links refused (values that do not read).
+pub fn plan_messaging<'a>(
+    links: impl IntoIterator<Item = &'a LinkDefinition>,
+    running: &BTreeSet<String>,
+) -> (Vec<MessagingRoute>, Vec<RouteRefusal>) {
+    let key = BuiltinProvider::MessagingNats.service_key();
+    let mut routes = Vec::new();
+    let mut refused = Vec::new();
+    for link in links {
+        if link.provider_id != key || !running.contains(&link.link_name) {
+            continue;
+        }
+        match messaging_settings(&link.values) {
+            Ok(settings) => routes.push(MessagingRoute {
+                actor_id: link.actor_id.clone(),
+                link_name: link.link_name.clone(),
+                subscriptions: settings.subscriptions,
+            }),
+            Err(reason) => refused.push(RouteRefusal {
+                actor_id: link.actor_id.clone(),
+                link_name: link.link_name.clone(),
+                reason,
+            }),
+        }
     }
     (routes, refused)
 }

@@ -36,6 +36,13 @@ pub fn link_put_refusal(link: &LinkDefinition) -> Option<String> {
 }
 
 impl ControlPlane {
+    /// Recompute every built-in's routes (HTTP and messaging) and hand the changed ones to the
+    /// shards.
+    pub(crate) fn publish_builtin_routes(&mut self) {
+        self.publish_http_routes();
+        self.publish_messaging_routes();
+    }
+
     /// Recompute the routes and hand them to the shards if they changed.
     pub(crate) fn publish_http_routes(&mut self) {
         let running = self.providers.builtin_links(BuiltinProvider::HttpServer);
@@ -112,7 +119,7 @@ impl ControlPlane {
         let builtin = BuiltinProvider::from_key(&report.provider_key).is_some();
         self.providers.on_report(report);
         if builtin {
-            self.publish_http_routes();
+            self.publish_builtin_routes();
         }
     }
 }

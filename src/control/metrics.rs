@@ -170,6 +170,9 @@ pub fn log_shard_counters(shard_stats: &std::collections::BTreeMap<ShardId, Shar
             http_refused = s.http_refused,
             http_forwarded = s.http_forwarded,
             http_connections = s.http_connections,
+            messages_delivered = s.messages_delivered,
+            messages_failed = s.messages_failed,
+            messages_published = s.messages_published,
             chunked = s.chunked,
             reconnects = s.reconnects,
             "shard counters"

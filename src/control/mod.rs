@@ -16,6 +16,7 @@ pub mod kv;
 pub mod kv_watch;
 pub mod managed_nats;
 mod memory;
+pub mod messaging_routes;
 pub mod metrics;
 pub mod nats;
 pub mod policy;
@@ -104,6 +105,8 @@ pub struct ControlPlane {
     probes: Arc<probes::ProbeState>,
     /// The built-in HTTP server's routes last handed to the shards.
     http_routes: Arc<Vec<crate::builtin::routes::HttpRoute>>,
+    /// The built-in messaging provider's routes last handed to the shards.
+    messaging_routes: Arc<Vec<crate::builtin::routes::MessagingRoute>>,
 }
 
 impl ControlPlane {
@@ -189,6 +192,7 @@ impl ControlPlane {
             policy,
             probes,
             http_routes: http_routes::no_routes(),
+            messaging_routes: messaging_routes::no_routes(),
         };
         plane.publish_routing();
         Ok(plane)
@@ -368,7 +372,9 @@ impl ControlPlane {
     }
 
     async fn linkdefs_put(&mut self, link: LinkDefinition) -> Value {
-        if let Some(refusal) = http_routes::link_put_refusal(&link) {
+        if let Some(refusal) =
+            http_routes::link_put_refusal(&link).or_else(|| messaging_routes::link_put_refusal(&link))
+        {
             return ack_err(refusal);
         }
         let value: Bytes = serde_json::to_vec(&link.to_json_with_id()).unwrap_or_default().into();
@@ -429,7 +435,7 @@ impl ControlPlane {
         }
         self.publish_routing();
         if matches!(change, Change::LinkSet(_) | Change::LinkDeleted(_)) {
-            self.publish_http_routes();
+            self.publish_builtin_routes();
         }
     }
 

@@ -134,6 +134,10 @@ async fn call(
     payload: Vec<u8>,
     callee: Option<&CallTrace>,
 ) -> Result<Vec<u8>, String> {
+    if target.public_key == crate::builtin::identity::BuiltinProvider::MessagingNats.key() {
+        // The built-in messaging provider: served on this shard, no invocation.
+        return super::publish::serve_call(core, operation, &payload).await;
+    }
     let here = LocalCall {
         origin,
         actor: &target.public_key,

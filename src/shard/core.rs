@@ -42,6 +42,12 @@ pub(crate) struct ActorSlot {
     pub sid: u64,
 }
 
+/// A subscription of the built-in messaging provider: whose messages these are.
+pub(crate) struct MessagingSub {
+    pub actor: Rc<str>,
+    pub link_name: Rc<str>,
+}
+
 /// State shared by every task of one shard.
 pub(crate) struct ShardCore {
     id: ShardId,
@@ -55,6 +61,8 @@ pub(crate) struct ShardCore {
     draining: RefCell<Vec<ActorPool>>,
     /// sid → actor key.
     subjects: RefCell<HashMap<u64, Rc<str>>>,
+    /// sid → the built-in messaging subscription it is.
+    messaging: RefCell<HashMap<u64, Rc<MessagingSub>>>,
     keys: RefCell<IssuerKeyCache>,
     stats: Cell<ShardStats>,
     inflight: Cell<usize>,
@@ -103,6 +111,7 @@ impl ShardCore {
             actors: RefCell::new(HashMap::new()),
             draining: RefCell::new(Vec::new()),
             subjects: RefCell::new(HashMap::new()),
+            messaging: RefCell::new(HashMap::new()),
             keys: RefCell::new(IssuerKeyCache::new()),
             stats: Cell::new(ShardStats::default()),
             inflight: Cell::new(0),
@@ -173,6 +182,12 @@ impl ShardCore {
     #[inline]
     pub fn subjects(&self) -> &RefCell<HashMap<u64, Rc<str>>> {
         &self.subjects
+    }
+
+    /// sid → the built-in messaging subscription it is.
+    #[inline]
+    pub fn messaging(&self) -> &RefCell<HashMap<u64, Rc<MessagingSub>>> {
+        &self.messaging
     }
 
     /// Decoded issuer keys, for the batch verification.

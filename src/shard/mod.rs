@@ -36,9 +36,11 @@ mod inprocess;
 mod instances;
 mod link;
 mod local;
+mod messaging;
 mod notify;
 mod outbox;
 mod policy;
+mod publish;
 pub mod rt;
 mod send;
 mod serve;
@@ -100,6 +102,8 @@ struct Shard {
     reports: mpsc::Sender<ShardReport>,
     /// The built-in HTTP server's listeners on this shard.
     http: http::Listeners,
+    /// The built-in messaging provider's subscriptions on this shard.
+    messaging: messaging::Subscriptions,
 }
 
 impl Shard {
@@ -170,6 +174,10 @@ impl Shard {
                 self.http.apply(&self.core, &routes, &self.reports).await;
                 true
             }
+            ShardCommand::MessagingRoutes(routes) => {
+                self.messaging.apply(&self.core, &routes);
+                true
+            }
             ShardCommand::Stop => false,
         }
     }
@@ -188,8 +196,10 @@ impl Shard {
         let core = Rc::clone(&self.core);
         let began = std::time::Instant::now();
         let before = core.stats();
-        // HTTP first: no new connections; the requests in flight finish (bounded).
+        // HTTP first: no new connections; the requests in flight finish (bounded). Messaging
+        // subscriptions go with the actors' (deliveries under way count as in flight).
         self.http.close_all(core.config().drain_timeout).await;
+        self.messaging.apply(&core, &[]);
         let sids: Vec<u64> = core.actors().borrow().values().map(|slot| slot.sid).collect();
         for sid in &sids {
             core.outbox().unsubscribe(*sid);
@@ -512,6 +522,7 @@ pub fn spawn(
             runtime,
             reports,
             http: http::Listeners::default(),
+            messaging: messaging::Subscriptions::default(),
         };
         shard.run(commands, cpu).await
     })

@@ -103,7 +103,8 @@ impl ShardCore {
         queued.len()
     }
 
-    fn admit(self: &Rc<Self>) -> InflightGuard {
+    /// Count one more running task until the guard drops (stopping shards wait for them).
+    pub(crate) fn admit(self: &Rc<Self>) -> InflightGuard {
         self.enter();
         InflightGuard(Rc::clone(self))
     }
@@ -191,7 +192,7 @@ impl ShardCore {
     /// refused ones are answered at once and the accepted ones appended to `jobs`, to be
     /// started with [`ShardCore::start`] as room allows. The stages' buffers are the core's,
     /// taken for the batch and put back.
-    pub fn on_batch(&self, batch: &[Inbound], jobs: &mut Vec<Job>) {
+    pub fn on_batch(self: &Rc<Self>, batch: &[Inbound], jobs: &mut Vec<Job>) {
         let arrived = Instant::now();
         let now = now_secs();
         let routing = Arc::clone(&self.routing());
@@ -220,7 +221,12 @@ impl ShardCore {
     /// invocation is refused here, before its signature costs anything, when its actor does
     /// not run here, it does not decode, the shard has no room left, or its token does not
     /// decode or names an untrusted issuer. The rest become `candidates`, in batch order.
-    fn screen<'a>(&self, batch: &'a [Inbound], routing: &RoutingSnapshot, candidates: &mut Vec<Candidate<'a>>) {
+    fn screen<'a>(
+        self: &Rc<Self>,
+        batch: &'a [Inbound],
+        routing: &RoutingSnapshot,
+        candidates: &mut Vec<Candidate<'a>>,
+    ) {
         let inbox_sid = self.calls().inbox_sid();
         let subjects = self.subjects().borrow();
         candidates.reserve(batch.len());
@@ -230,6 +236,11 @@ impl ShardCore {
         for msg in batch {
             if Some(msg.sid) == inbox_sid {
                 self.calls().deliver(msg);
+                continue;
+            }
+            let subscribed = self.messaging().borrow().get(&msg.sid).cloned();
+            if let Some(sub) = subscribed {
+                super::messaging::deliver(self, sub, msg);
                 continue;
             }
             self.bump(|s| s.received += 1);

@@ -10,6 +10,7 @@
 pub mod ctl;
 pub mod http;
 pub mod invocation;
+pub mod messaging;
 pub mod msgpack;
 pub mod nats;
 pub mod response;

@@ -580,7 +580,7 @@ async fn a_shard_at_its_inflight_bound_stops_taking_work_and_loses_none() {
 /// wascap's `echo_messaging_v0.9.0.wasm` fixture: a real wasmCloud 0.x actor (Rust,
 /// wasmbus-rpc, signed by a pre-0.9 wascap with padded section sizes). Cargo unpacked it with
 /// the wascap dev-dependency's sources.
-fn real_echo_messaging_actor() -> std::path::PathBuf {
+pub(crate) fn real_echo_messaging_actor() -> std::path::PathBuf {
     let cargo_home = std::env::var_os("CARGO_HOME")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::path::PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cargo"));

@@ -7,6 +7,7 @@
 
 mod actors;
 mod builtin_http;
+mod builtin_messaging;
 mod cli082;
 mod cluster;
 mod data_path;

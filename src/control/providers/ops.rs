@@ -218,7 +218,7 @@ impl ControlPlane {
         tracing::info!(provider = %spec.tag(), image_ref = %spec.image_ref, "starting provider");
         self.providers.launch(spec);
         if builtin.is_some() {
-            self.publish_http_routes();
+            self.publish_builtin_routes();
         }
     }
 
