@@ -445,3 +445,53 @@ fn https_get(port: u16, ca_file: &std::path::Path) -> Result<RawResponse, String
     let mut stream = rustls::StreamOwned::new(tls, connect(port)?);
     exchange_on(&mut stream, b"GET /secure HTTP/1.1\r\nHost: localhost\r\n\r\n", 1).map(|mut r| r.remove(0))
 }
+
+/// The httpserver provider 0.19.1's binary, for the test that runs it beside the built-in (not
+/// built by CI: `loadtest/http.sh` says how it is built).
+fn httpserver_binary() -> std::path::PathBuf {
+    let path = std::path::PathBuf::from(
+        std::env::var_os("SHARDHOST_HTTPSERVER_BIN")
+            .expect("set SHARDHOST_HTTPSERVER_BIN to the httpserver 0.19.1 binary"),
+    );
+    assert!(
+        path.is_file(),
+        "SHARDHOST_HTTPSERVER_BIN={} is not a file",
+        path.display()
+    );
+    path
+}
+
+#[tokio::test]
+#[ignore = "needs the httpserver 0.19.1 provider binary in $SHARDHOST_HTTPSERVER_BIN"]
+async fn the_httpserver_par_serves_beside_the_builtin() {
+    let mut lab = lab_with("builtin-par", &[("--provider-health-interval-ms", "500")]).await;
+    let actor = signed_http_echo();
+    lab.start("http.wasm", &actor, 1).await;
+    start_builtin(&mut lab).await;
+    let par = crate::support::provider::make_par_of(
+        lab.dir.path(),
+        "httpserver.par",
+        &httpserver_binary(),
+        "wasmcloud:httpserver",
+        false,
+    );
+    let started = crate::providers::start_provider(&mut lab, &crate::providers::file_ref(&par.path), "par", "").await;
+    assert_eq!(started["data"]["public_key"], par.key.as_str());
+    let (builtin_port, par_port) = (free_port(), free_port());
+    assert_accepted(
+        &link(&lab, &actor.key, json!({ "port": builtin_port.to_string() })).await,
+        "built-in link",
+    );
+    let par_link = json!({
+        "actor_id": actor.key, "provider_id": par.key, "link_name": "par",
+        "contract_id": "wasmcloud:httpserver", "values": { "port": par_port.to_string() },
+    });
+    let ack = request_json(&lab.nc, &lab.host.ctl("linkdefs.put"), par_link.to_string().as_bytes()).await;
+    assert_accepted(&ack, "PAR link");
+    for port in [builtin_port, par_port] {
+        let answer = serving(port).await;
+        assert_eq!(answer.status, 200, "port {port}");
+        assert_eq!(answer.header("x-actor"), Some("wat"), "port {port}");
+        assert_eq!(seen(&answer).path, "/ready");
+    }
+}

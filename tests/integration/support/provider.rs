@@ -48,6 +48,17 @@ pub struct BuiltPar {
 
 /// Pack the kvprovider into `dir/name` (gzip'd when `compress`), signed by a new account.
 pub fn make_par(dir: &Path, name: &str, compress: bool) -> BuiltPar {
+    make_par_of(
+        dir,
+        name,
+        &kvprovider_bin_dir().join("kvprovider"),
+        "wasmcloud:keyvalue",
+        compress,
+    )
+}
+
+/// Pack `binary` as a provider of `capid` into `dir/name`, signed by a new account.
+pub fn make_par_of(dir: &Path, name: &str, binary: &Path, capid: &str, compress: bool) -> BuiltPar {
     let account = nkeys::KeyPair::new_account();
     let service = nkeys::KeyPair::new_service();
     let bins = kvprovider_bin_dir();
@@ -55,11 +66,12 @@ pub fn make_par(dir: &Path, name: &str, compress: bool) -> BuiltPar {
     let mut command = Command::new(bins.join("make-par"));
     command
         .arg("--binary")
-        .arg(bins.join("kvprovider"))
+        .arg(binary)
         .arg("--out")
         .arg(&out)
         .args(["--issuer-seed", &account.seed().expect("seed")])
         .args(["--subject-seed", &service.seed().expect("seed")])
+        .args(["--capid", capid])
         .args([
             "--name",
             "kvprovider",
