@@ -15,24 +15,13 @@ use crate::builtin::routes::{plan_routes, HttpRoute};
 use crate::lattice::LinkDefinition;
 use crate::plane::{HttpListen, ShardCommand, ShardId};
 
+use super::providers::builtin::link_refusal;
 use super::providers::supervisor::ProviderReport;
 use super::ControlPlane;
 
 /// Why a link put for the built-in HTTP server is refused (`None`: not for it, or fine).
 pub fn link_put_refusal(link: &LinkDefinition) -> Option<String> {
-    if link.provider_id != BuiltinProvider::HttpServer.service_key() {
-        return None;
-    }
-    if link.contract_id != BuiltinProvider::HttpServer.contract_id() {
-        return Some(format!(
-            "the built-in HTTP server serves {}, not {}",
-            BuiltinProvider::HttpServer.contract_id(),
-            link.contract_id
-        ));
-    }
-    http_settings(&link.values)
-        .err()
-        .map(|reason| format!("link values refused by the built-in HTTP server: {reason}"))
+    link_refusal(link, BuiltinProvider::HttpServer, "HTTP server", http_settings)
 }
 
 impl ControlPlane {

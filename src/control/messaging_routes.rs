@@ -14,24 +14,17 @@ use crate::builtin::routes::{plan_messaging, MessagingRoute};
 use crate::lattice::LinkDefinition;
 use crate::plane::ShardCommand;
 
+use super::providers::builtin::link_refusal;
 use super::ControlPlane;
 
 /// Why a link put for the built-in messaging provider is refused (`None`: not for it, or fine).
 pub fn link_put_refusal(link: &LinkDefinition) -> Option<String> {
-    let builtin = BuiltinProvider::MessagingNats;
-    if link.provider_id != builtin.service_key() {
-        return None;
-    }
-    if link.contract_id != builtin.contract_id() {
-        return Some(format!(
-            "the built-in messaging provider serves {}, not {}",
-            builtin.contract_id(),
-            link.contract_id
-        ));
-    }
-    messaging_settings(&link.values)
-        .err()
-        .map(|reason| format!("link values refused by the built-in messaging provider: {reason}"))
+    link_refusal(
+        link,
+        BuiltinProvider::MessagingNats,
+        "messaging provider",
+        messaging_settings,
+    )
 }
 
 /// The routes when none are served (the control plane's starting value).

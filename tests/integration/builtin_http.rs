@@ -81,21 +81,6 @@ async fn serving(port: u16) -> RawResponse {
     .await
 }
 
-/// A shard counter summed over both shards, once `ready` holds.
-async fn http_counters(lab: &Lab, names: &[&str], ready: impl Fn(&[u64]) -> bool) -> Vec<u64> {
-    eventually(EVENT_TIMEOUT, "shard counters", || async {
-        let mut sums = vec![0u64; names.len()];
-        for shard in ["shard-0", "shard-1"] {
-            let line = lab.shard_counters(shard)?;
-            for (sum, name) in sums.iter_mut().zip(names) {
-                *sum += counter(&line, name);
-            }
-        }
-        ready(&sums).then_some(sums)
-    })
-    .await
-}
-
 #[tokio::test]
 async fn the_builtin_http_server_starts_like_a_provider_and_serves_http_1_1_on_the_shards() {
     let mut lab = lab_with("builtin-http", &[("--provider-health-interval-ms", "500")]).await;
@@ -172,7 +157,9 @@ async fn the_builtin_http_server_starts_like_a_provider_and_serves_http_1_1_on_t
             assert_eq!(seen(answer).path, format!("/c{i}/r{j}"));
         }
     }
-    let sums = http_counters(&lab, &["http_requests", "http_forwarded", "calls_sent"], |s| s[0] >= 83).await;
+    let sums = lab
+        .shard_sums(&["http_requests", "http_forwarded", "calls_sent"], |s| s[0] >= 83)
+        .await;
     assert_eq!(sums[1], 0, "served on the shards, nothing forwarded: {sums:?}");
 
     // sp: provider_stopped, and the port stops accepting.
@@ -294,7 +281,7 @@ async fn requests_for_an_actor_on_another_host_go_through_the_lattice() {
         .await
         .expect("forwarded answers");
     assert_eq!(seen(&answers[1]).path, "/b");
-    let sums = http_counters(&lab, &["http_forwarded"], |s| s[0] >= 3).await;
+    let sums = lab.shard_sums(&["http_forwarded"], |s| s[0] >= 3).await;
     assert!(sums[0] >= 3, "{sums:?}");
 }
 
@@ -494,4 +481,32 @@ async fn the_httpserver_par_serves_beside_the_builtin() {
         assert_eq!(answer.header("x-actor"), Some("wat"), "port {port}");
         assert_eq!(seen(&answer).path, "/ready");
     }
+}
+
+#[tokio::test]
+async fn an_actor_without_the_httpserver_claim_gets_no_request() {
+    let mut lab = lab_with("builtin-claims", &[]).await;
+    let actor = crate::support::signed_wat(
+        include_str!("../../loadtest/http_echo.wat"),
+        crate::support::ActorSpec {
+            caps: vec!["wasmcloud:keyvalue".into()],
+            ..Default::default()
+        },
+    );
+    lab.start("http.wasm", &actor, 1).await;
+    start_builtin(&mut lab).await;
+    let port = free_port();
+    assert_accepted(
+        &link(&lab, &actor.key, json!({ "port": port.to_string() })).await,
+        "link put",
+    );
+    // As the provider answers a refused invocation: 500, empty body; the guest never ran.
+    let answer = eventually(EVENT_TIMEOUT, "the built-in listens", || async {
+        get(port, "/").await.ok()
+    })
+    .await;
+    assert_eq!(answer.status, 500);
+    assert!(answer.body.is_empty());
+    let sums = lab.shard_sums(&["http_refused"], |s| s[0] >= 1).await;
+    assert!(sums[0] >= 1);
 }

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use shardhost::builtin::identity::BuiltinProvider;
 
 use crate::data_path::real_echo_messaging_actor;
-use crate::support::rpc::{counter, lab, Bin, Lab, EVENT_TIMEOUT, START_TIMEOUT};
+use crate::support::rpc::{lab, Bin, Lab, EVENT_TIMEOUT, START_TIMEOUT};
 use crate::support::{assert_accepted, assert_refused, eventually, expect_event, request_json, signed_caller};
 
 async fn start_builtin(lab: &mut Lab) {
@@ -52,21 +52,6 @@ async fn start_echo_messaging(lab: &mut Lab) -> String {
     started["data"]["public_key"].as_str().expect("key").to_string()
 }
 
-/// Summed shard counters, once `ready` holds.
-async fn counters(lab: &Lab, names: &[&str], ready: impl Fn(&[u64]) -> bool) -> Vec<u64> {
-    eventually(EVENT_TIMEOUT, "shard counters", || async {
-        let mut sums = vec![0u64; names.len()];
-        for shard in ["shard-0", "shard-1"] {
-            let line = lab.shard_counters(shard)?;
-            for (sum, name) in sums.iter_mut().zip(names) {
-                *sum += counter(&line, name);
-            }
-        }
-        ready(&sums).then_some(sums)
-    })
-    .await
-}
-
 #[tokio::test]
 async fn a_subscribed_message_round_trips_through_a_real_actor_on_the_shards() {
     let mut lab = lab("builtin-msg").await;
@@ -95,10 +80,11 @@ async fn a_subscribed_message_round_trips_through_a_real_actor_on_the_shards() {
             .expect("reply");
         assert_eq!(reply.payload, format!("reply: {body}").as_bytes());
     }
-    let sums = counters(&lab, &["messages_delivered", "messages_published", "calls_sent"], |s| {
-        s[1] >= 21
-    })
-    .await;
+    let sums = lab
+        .shard_sums(&["messages_delivered", "messages_published", "calls_sent"], |s| {
+            s[1] >= 21
+        })
+        .await;
     assert_eq!(sums[2], 0, "no invocation went through NATS: {sums:?}");
     // Delivered once per host: one shard of the host takes each message.
     assert!(sums[0] >= 21 && sums[0] <= sums[1] + 2, "{sums:?}");

@@ -7,23 +7,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::support::policy::Answer;
-use crate::support::rpc::{counter, lab, lab_with, Entity, Lab, EVENT_TIMEOUT};
+use crate::support::rpc::{lab, lab_with, Entity, Lab, EVENT_TIMEOUT};
 use crate::support::{caller_actor_wat, eventually, signed_echo, signed_wat, ActorSpec};
-
-/// A shard counter summed over both shards, once every shard has logged one past `at_least`.
-async fn counters(lab: &Lab, names: &[&str], ready: impl Fn(&[u64]) -> bool) -> Vec<u64> {
-    eventually(EVENT_TIMEOUT, "shard counters", || async {
-        let mut sums = vec![0u64; names.len()];
-        for shard in ["shard-0", "shard-1"] {
-            let line = lab.shard_counters(shard)?;
-            for (sum, name) in sums.iter_mut().zip(names) {
-                *sum += counter(&line, name);
-            }
-        }
-        ready(&sums).then_some(sums)
-    })
-    .await
-}
 
 /// An echo with call alias `test/echo` and a caller that forwards `Caller.Call` to it.
 async fn echo_and_caller(lab: &mut Lab, by: &str) -> (String, String) {
@@ -58,7 +43,7 @@ async fn calls_to_actors_of_this_host_are_served_on_the_calling_shard() {
             payload
         );
     }
-    let sums = counters(&lab, &["calls_local", "calls_sent"], |s| s[0] >= 21).await;
+    let sums = lab.shard_sums(&["calls_local", "calls_sent"], |s| s[0] >= 21).await;
     assert_eq!(sums[1], 0, "no call went through NATS: {sums:?}");
 }
 
@@ -73,7 +58,7 @@ async fn with_local_calls_off_every_call_goes_through_the_lattice() {
             payload
         );
     }
-    let sums = counters(&lab, &["calls_local", "calls_sent"], |s| s[1] >= 5).await;
+    let sums = lab.shard_sums(&["calls_local", "calls_sent"], |s| s[1] >= 5).await;
     assert_eq!(sums[0], 0, "nothing served locally: {sums:?}");
 }
 
@@ -91,7 +76,7 @@ async fn a_call_to_an_actor_on_another_host_still_goes_through_nats() {
         lab.call(&caller.key, "Caller.Call", b"far").await.expect("served"),
         b"far"
     );
-    let sums = counters(&lab, &["calls_local", "calls_sent"], |s| s[1] >= 1).await;
+    let sums = lab.shard_sums(&["calls_local", "calls_sent"], |s| s[1] >= 1).await;
     assert_eq!(sums[0], 0, "{sums:?}");
 }
 
@@ -135,7 +120,9 @@ async fn the_policy_verdict_applies_to_local_calls() {
     assert_eq!(asked.len(), 1, "{asked:?}");
     // Each of the four inner calls was either denied on the calling shard or (while its pair
     // was undecided there) sent through the lattice to be asked and held.
-    let sums = counters(&lab, &["calls_local", "calls_sent"], |s| s[0] + s[1] >= 4).await;
+    let sums = lab
+        .shard_sums(&["calls_local", "calls_sent"], |s| s[0] + s[1] >= 4)
+        .await;
     assert!(
         sums[1] <= 2 && sums[0] >= 2,
         "at most the first (undecided) calls went through NATS: {sums:?}"

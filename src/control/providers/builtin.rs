@@ -17,7 +17,7 @@ use futures::StreamExt;
 use serde_json::json;
 
 use super::health::{self, CheckOutcome, HealthCheckResponse, HEALTH_FIRST_CHECK_MS_MAX};
-use super::supervisor::{ProviderReport, ReportKind, StopRequest, SupervisorContext};
+use super::supervisor::{ReportKind, StopRequest, SupervisorContext};
 use super::ProviderSpec;
 
 /// What the shards reported about the built-in HTTP server's listeners: address → the last
@@ -77,6 +77,29 @@ impl BuiltinHealth {
     }
 }
 
+/// Why a link put for `builtin` is refused: the wrong contract, or values `read` refuses
+/// (`None`: the link is not the built-in's, or it is fine).
+pub fn link_refusal<T>(
+    link: &crate::lattice::LinkDefinition,
+    builtin: crate::builtin::identity::BuiltinProvider,
+    what: &str,
+    read: impl FnOnce(&BTreeMap<String, String>) -> Result<T, String>,
+) -> Option<String> {
+    if link.provider_id != builtin.key() {
+        return None;
+    }
+    if link.contract_id != builtin.contract_id() {
+        return Some(format!(
+            "the built-in {what} serves {}, not {}",
+            builtin.contract_id(),
+            link.contract_id
+        ));
+    }
+    read(&link.values)
+        .err()
+        .map(|reason| format!("link values refused by the built-in {what}: {reason}"))
+}
+
 /// msgpack of a health reply (wasmbus-rpc's named map).
 fn encode_health(response: &HealthCheckResponse) -> Vec<u8> {
     #[derive(serde::Serialize)]
@@ -91,26 +114,6 @@ fn encode_health(response: &HealthCheckResponse) -> Vec<u8> {
     .unwrap_or_default()
 }
 
-async fn report(ctx: &SupervisorContext, spec: &ProviderSpec, kind: ReportKind) {
-    let report = ProviderReport {
-        provider_key: spec.claims.subject.clone(),
-        link_name: spec.link_name.clone(),
-        kind,
-    };
-    if ctx.reports.send(report).await.is_err() {
-        tracing::debug!("built-in provider report after the control plane stopped");
-    }
-}
-
-fn entity(ctx: &SupervisorContext, spec: &ProviderSpec) -> serde_json::Value {
-    json!({
-        "public_key": spec.claims.subject,
-        "contract_id": spec.claims.capid,
-        "link_name": spec.link_name,
-        "host_id": ctx.host.host_id,
-    })
-}
-
 /// Run one built-in provider instance until it is stopped: `provider_started`, then health
 /// answers and events every `--provider-health-interval` (first within 5 s), then
 /// `provider_stopped`.
@@ -120,10 +123,7 @@ pub async fn supervise(
     mut stop_rx: tokio::sync::mpsc::Receiver<StopRequest>,
     health: Arc<BuiltinHealth>,
 ) {
-    let subject = format!(
-        "wasmbus.rpc.{}.{}.{}.health",
-        ctx.host.lattice_rpc_prefix, spec.claims.subject, spec.link_name
-    );
+    let subject = ctx.subject(&spec, "health");
     let mut requests = match ctx.nats.subscribe(subject.clone()).await {
         Ok(sub) => Some(sub),
         Err(e) => {
@@ -132,7 +132,7 @@ pub async fn supervise(
         }
     };
     tracing::info!(provider = %spec.tag(), reference = %spec.image_ref, "built-in provider started (served by the shards)");
-    report(&ctx, &spec, ReportKind::Running { pid: 0, restarts: 0 }).await;
+    ctx.report(&spec, ReportKind::Running { pid: 0, restarts: 0 }).await;
     ctx.events
         .emit("provider_started", spec.started_event(&ctx.host.host_id))
         .await;
@@ -166,20 +166,20 @@ pub async fn supervise(
                 }
                 let (event, now_healthy) = health::transition(healthy, &outcome);
                 healthy = now_healthy;
-                report(&ctx, &spec, ReportKind::Health { healthy }).await;
-                ctx.events.emit(event, entity(&ctx, &spec)).await;
+                ctx.report(&spec, ReportKind::Health { healthy }).await;
+                ctx.events.emit(event, ctx.entity(&spec)).await;
             }
         }
     };
     if let Some(mut sub) = requests {
         let _ = sub.unsubscribe().await;
     }
-    let mut data = entity(&ctx, &spec);
+    let mut data = ctx.entity(&spec);
     data["instance_id"] = json!(spec.instance_id);
     data["annotations"] = json!(spec.annotations);
     data["reason"] = json!("normal");
     ctx.events.emit("provider_stopped", data).await;
-    report(&ctx, &spec, ReportKind::Gone).await;
+    ctx.report(&spec, ReportKind::Gone).await;
     if let Some(done) = request.done {
         let _ = done.send(());
     }

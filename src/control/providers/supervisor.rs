@@ -88,14 +88,14 @@ enum RunEnd {
 }
 
 impl SupervisorContext {
-    fn subject(&self, spec: &ProviderSpec, suffix: &str) -> String {
+    pub(super) fn subject(&self, spec: &ProviderSpec, suffix: &str) -> String {
         format!(
             "wasmbus.rpc.{}.{}.{}.{suffix}",
             self.host.lattice_rpc_prefix, spec.claims.subject, spec.link_name
         )
     }
 
-    async fn report(&self, spec: &ProviderSpec, kind: ReportKind) {
+    pub(super) async fn report(&self, spec: &ProviderSpec, kind: ReportKind) {
         let report = ProviderReport {
             provider_key: spec.claims.subject.clone(),
             link_name: spec.link_name.clone(),
@@ -106,7 +106,7 @@ impl SupervisorContext {
         }
     }
 
-    fn entity(&self, spec: &ProviderSpec) -> Value {
+    pub(super) fn entity(&self, spec: &ProviderSpec) -> Value {
         json!({
             "public_key": spec.claims.subject,
             "contract_id": spec.claims.capid,

@@ -369,6 +369,22 @@ impl Lab {
     }
 
     /// The shard counters the host logged last for `shard`, as `name=value` text.
+    /// Counters `names` summed over both shards' last logged lines, once `ready` holds for
+    /// the sums (within [`EVENT_TIMEOUT`]).
+    pub async fn shard_sums(&self, names: &[&str], ready: impl Fn(&[u64]) -> bool) -> Vec<u64> {
+        super::eventually(EVENT_TIMEOUT, "shard counters", || async {
+            let mut sums = vec![0u64; names.len()];
+            for shard in ["shard-0", "shard-1"] {
+                let line = self.shard_counters(shard)?;
+                for (sum, name) in sums.iter_mut().zip(names) {
+                    *sum += counter(&line, name);
+                }
+            }
+            ready(&sums).then_some(sums)
+        })
+        .await
+    }
+
     pub fn shard_counters(&self, shard: &str) -> Option<String> {
         let log = self.host.stderr();
         log.lines()
