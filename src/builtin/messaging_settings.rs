@@ -8,11 +8,13 @@
 //! `CLIENT_JWT` and `CLIENT_SEED` set the server and credentials. Where this reading differs:
 //! - keys match in any case (the provider wants `SUBSCRIPTION` in capitals and `config_json`
 //!   in lower case); two keys equal but for case are refused;
-//! - the built-in publishes and subscribes on the lattice's NATS (the shards' own
-//!   connections): a link naming its own servers or credentials (`URI`, `CLIENT_JWT`,
-//!   `CLIENT_SEED`, `cluster_uris`, `auth_*`) is refused with that reason — use the NATS
-//!   messaging provider for another NATS — and so is any key or field this reading does not
-//!   know; `ping_interval_sec` is accepted and named in [`MessagingSettings::not_acted_on`].
+//! - without `URI`/`cluster_uris` and credentials the built-in publishes and subscribes on the
+//!   lattice's NATS (the shards' own connections), where the provider would dial its default
+//!   `0.0.0.0:4222`; with them ([`MessagingServer`]) each shard opens a connection of its own
+//!   to those servers, with those credentials (`CLIENT_JWT` and `CLIENT_SEED` together, as the
+//!   provider insists);
+//! - a key or field this reading does not know is refused with the reason;
+//!   `ping_interval_sec` is accepted and named in [`MessagingSettings::not_acted_on`].
 
 use std::collections::BTreeMap;
 
@@ -26,16 +28,34 @@ pub struct Subscription {
     pub queue: Option<String>,
 }
 
+/// A NATS other than the lattice's: its servers (empty: the lattice's servers) and the user
+/// JWT and seed to connect with.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct MessagingServer {
+    pub uris: Vec<String>,
+    pub jwt: Option<String>,
+    pub seed: Option<String>,
+}
+
+impl std::fmt::Debug for MessagingServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the seed.
+        f.debug_struct("MessagingServer")
+            .field("uris", &self.uris)
+            .field("jwt", &self.jwt.as_ref().map(|_| ".."))
+            .finish()
+    }
+}
+
 /// What one link asks of the built-in messaging provider.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MessagingSettings {
     pub subscriptions: Vec<Subscription>,
+    /// `None`: the lattice's NATS, on the shards' own connections.
+    pub server: Option<MessagingServer>,
     /// Settings accepted and not acted on, for the link's log line.
     pub not_acted_on: Vec<String>,
 }
-
-const SEPARATE_NATS: &str = "the built-in messaging provider uses the lattice's NATS connections; \
-     for another NATS server or other credentials use the NATS messaging provider";
 
 /// Read a link's `values`. Every problem found is named in one error.
 pub fn messaging_settings(values: &BTreeMap<String, String>) -> Result<MessagingSettings, String> {
@@ -48,6 +68,7 @@ pub fn messaging_settings(values: &BTreeMap<String, String>) -> Result<Messaging
     }
     let mut settings = MessagingSettings::default();
     let mut subjects: Vec<String> = Vec::new();
+    let mut server = MessagingServer::default();
     let json = match (lowered.get("config_b64"), lowered.get("config_json")) {
         (Some(b64), _) => match base64::engine::general_purpose::STANDARD.decode(b64.trim()) {
             Ok(bytes) => Some(("config_b64", String::from_utf8_lossy(&bytes).into_owned())),
@@ -60,13 +81,15 @@ pub fn messaging_settings(values: &BTreeMap<String, String>) -> Result<Messaging
         (None, None) => None,
     };
     if let Some((source, text)) = json {
-        read_json(source, &text, &mut subjects, &mut settings, &mut problems);
+        read_json(source, &text, &mut subjects, &mut server, &mut settings, &mut problems);
     }
     for (key, value) in &lowered {
         match key.as_str() {
             "config_b64" | "config_json" => {}
             "subscription" => subjects.extend(value.split(',').map(str::to_string)),
-            "uri" | "client_jwt" | "client_seed" => problems.push(format!("{}: {SEPARATE_NATS}", key.to_uppercase())),
+            "uri" => server.uris = split_uris(value),
+            "client_jwt" => server.jwt = Some(value.trim().to_string()),
+            "client_seed" => server.seed = Some(value.trim().to_string()),
             _ => problems.push(format!("unknown link value {key:?} for wasmcloud:messaging")),
         }
     }
@@ -76,6 +99,22 @@ pub fn messaging_settings(values: &BTreeMap<String, String>) -> Result<Messaging
             Err(why) => problems.push(why),
         }
     }
+    if server.jwt.is_some() != server.seed.is_some() {
+        problems.push("CLIENT_JWT and CLIENT_SEED (auth_jwt, auth_seed) are given together or not at all".into());
+    }
+    if server
+        .uris
+        .iter()
+        .any(|u| u.is_empty() || u.contains(char::is_whitespace))
+    {
+        problems.push(format!(
+            "URI {:?} holds an empty or spaced server",
+            server.uris.join(",")
+        ));
+    }
+    if server != MessagingServer::default() {
+        settings.server = Some(server);
+    }
     if problems.is_empty() {
         Ok(settings)
     } else {
@@ -83,10 +122,15 @@ pub fn messaging_settings(values: &BTreeMap<String, String>) -> Result<Messaging
     }
 }
 
+fn split_uris(text: &str) -> Vec<String> {
+    text.split(',').map(|u| u.trim().to_string()).collect()
+}
+
 fn read_json(
     source: &str,
     text: &str,
     subjects: &mut Vec<String>,
+    server: &mut MessagingServer,
     settings: &mut MessagingSettings,
     problems: &mut Vec<String>,
 ) {
@@ -103,10 +147,23 @@ fn read_json(
                 }
                 _ => problems.push(format!("{source}.subscriptions is not a list of strings")),
             },
-            "cluster_uris" | "auth_jwt" | "auth_seed" if !value.is_null() && value != Value::Array(Vec::new()) => {
-                problems.push(format!("{source}.{field}: {SEPARATE_NATS}"));
-            }
-            "cluster_uris" | "auth_jwt" | "auth_seed" => {}
+            "cluster_uris" => match value.as_array() {
+                Some(list) if list.iter().all(Value::is_string) => {
+                    server.uris = list
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(|u| u.trim().to_string())
+                        .collect();
+                }
+                _ if value.is_null() => {}
+                _ => problems.push(format!("{source}.cluster_uris is not a list of strings")),
+            },
+            "auth_jwt" | "auth_seed" => match value.as_str() {
+                Some(text) if field == "auth_jwt" => server.jwt = Some(text.to_string()),
+                Some(text) => server.seed = Some(text.to_string()),
+                None if value.is_null() => {}
+                None => problems.push(format!("{source}.{field} is not a string")),
+            },
             "ping_interval_sec" => settings.not_acted_on.push(format!("{source}.ping_interval_sec")),
             _ => problems.push(format!("{source}: unknown field {field:?}")),
         }
@@ -171,9 +228,9 @@ mod tests {
     #[test]
     fn what_is_not_served_is_refused_with_a_reason() {
         for (pairs, needle) in [
-            (&[("URI", "nats://other:4222")][..], "URI: the built-in"),
-            (&[("CLIENT_SEED", "SU…")], "CLIENT_SEED"),
-            (&[("config_json", r#"{"cluster_uris":["nats://x"]}"#)], "cluster_uris"),
+            (&[("CLIENT_SEED", "SU…")][..], "CLIENT_SEED"),
+            (&[("config_json", r#"{"cluster_uris":"nats://x"}"#)], "cluster_uris"),
+            (&[("URI", "a:1, ,b:2")], "empty or spaced"),
             (&[("config_json", r#"{"bogus":1}"#)], "bogus"),
             (&[("SUBSCRIPTION", "a..b")], "not a NATS subject"),
             (&[("SUBSCRIPTION", "a.b|")], "queue group"),
@@ -184,7 +241,30 @@ mod tests {
             let why = messaging_settings(&values(pairs)).unwrap_err();
             assert!(why.contains(needle), "{pairs:?}: {why}");
         }
-        // An empty cluster_uris (the provider's default shape) is fine.
-        assert!(messaging_settings(&values(&[("config_json", r#"{"cluster_uris":[],"auth_jwt":null}"#)])).is_ok());
+        // An empty cluster_uris (the provider's default shape): the lattice's NATS.
+        let got = messaging_settings(&values(&[("config_json", r#"{"cluster_uris":[],"auth_jwt":null}"#)])).unwrap();
+        assert_eq!(got.server, None);
+    }
+
+    #[test]
+    fn another_nats_is_read_from_values_or_json() {
+        let got = messaging_settings(&values(&[
+            ("URI", "nats://10.0.0.1:4222, 10.0.0.2:4222"),
+            ("CLIENT_JWT", "eyJ.jwt"),
+            ("CLIENT_SEED", "SUAseed"),
+        ]))
+        .unwrap();
+        let server = got.server.unwrap();
+        assert_eq!(server.uris, ["nats://10.0.0.1:4222", "10.0.0.2:4222"]);
+        assert_eq!(
+            (server.jwt.as_deref(), server.seed.as_deref()),
+            (Some("eyJ.jwt"), Some("SUAseed"))
+        );
+        assert!(
+            !format!("{server:?}").contains("SUAseed"),
+            "the seed never shows in logs"
+        );
+        let json = messaging_settings(&values(&[("config_json", r#"{"cluster_uris":["nats://x:1"]}"#)])).unwrap();
+        assert_eq!(json.server.unwrap().uris, ["nats://x:1"]);
     }
 }

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 
 use super::http_settings::{http_settings, HttpSettings};
 use super::identity::BuiltinProvider;
-use super::messaging_settings::{messaging_settings, Subscription};
+use super::messaging_settings::{messaging_settings, MessagingServer, Subscription};
 use crate::lattice::LinkDefinition;
 
 /// One address the shards listen on and the actor its requests go to.
@@ -84,6 +84,8 @@ pub struct MessagingRoute {
     pub actor_id: String,
     pub link_name: String,
     pub subscriptions: Vec<Subscription>,
+    /// `None`: the lattice's NATS (the shards' own connections).
+    pub server: Option<MessagingServer>,
 }
 
 /// The messaging routes for `links` given the link names this host runs the built-in
@@ -104,6 +106,7 @@ pub fn plan_messaging<'a>(
                 actor_id: link.actor_id.clone(),
                 link_name: link.link_name.clone(),
                 subscriptions: settings.subscriptions,
+                server: settings.server,
             }),
             Err(reason) => refused.push(RouteRefusal {
                 actor_id: link.actor_id.clone(),

@@ -77,7 +77,11 @@ mod tests {
         };
         assert_eq!(link_put_refusal(&link), None);
         link.values.insert("URI".into(), "nats://elsewhere:4222".into());
-        assert!(link_put_refusal(&link).is_some_and(|why| why.contains("URI")));
+        assert_eq!(link_put_refusal(&link), None, "another NATS is served");
+        link.values.insert("CLIENT_JWT".into(), "eyJ.x".into());
+        assert!(link_put_refusal(&link).is_some_and(|why| why.contains("CLIENT_SEED")));
+        link.contract_id = "wasmcloud:keyvalue".into();
+        assert!(link_put_refusal(&link).is_some_and(|why| why.contains("serves wasmcloud:messaging")));
         link.provider_id = "Vother".into();
         assert_eq!(link_put_refusal(&link), None);
     }

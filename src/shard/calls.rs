@@ -136,7 +136,7 @@ async fn call(
 ) -> Result<Vec<u8>, String> {
     if target.public_key == crate::builtin::identity::BuiltinProvider::MessagingNats.key() {
         // The built-in messaging provider: served on this shard, no invocation.
-        return super::publish::serve_call(core, operation, &payload).await;
+        return super::publish::serve_call(core, origin, &target.link_name, operation, &payload).await;
     }
     let here = LocalCall {
         origin,

@@ -48,6 +48,17 @@ pub(crate) struct MessagingSub {
     pub link_name: Rc<str>,
 }
 
+/// A connection of the built-in messaging provider to a NATS other than the lattice's: its
+/// write side, its own inbox for `Messaging.Request` replies, and its subscriptions.
+pub(crate) struct MessagingConn {
+    pub outbox: Rc<Outbox>,
+    pub calls: Calls,
+    pub subs: RefCell<HashMap<u64, Rc<MessagingSub>>>,
+}
+
+/// actor key → link name → the messaging connection its calls use (absent: the shard's own).
+pub(crate) type MessagingConns = HashMap<Rc<str>, HashMap<Rc<str>, Rc<MessagingConn>>>;
+
 /// State shared by every task of one shard.
 pub(crate) struct ShardCore {
     id: ShardId,
@@ -63,6 +74,8 @@ pub(crate) struct ShardCore {
     subjects: RefCell<HashMap<u64, Rc<str>>>,
     /// sid → the built-in messaging subscription it is.
     messaging: RefCell<HashMap<u64, Rc<MessagingSub>>>,
+    /// Links of the built-in messaging provider to another NATS.
+    messaging_conns: RefCell<MessagingConns>,
     keys: RefCell<IssuerKeyCache>,
     stats: Cell<ShardStats>,
     inflight: Cell<usize>,
@@ -112,6 +125,7 @@ impl ShardCore {
             draining: RefCell::new(Vec::new()),
             subjects: RefCell::new(HashMap::new()),
             messaging: RefCell::new(HashMap::new()),
+            messaging_conns: RefCell::new(HashMap::new()),
             keys: RefCell::new(IssuerKeyCache::new()),
             stats: Cell::new(ShardStats::default()),
             inflight: Cell::new(0),
@@ -188,6 +202,17 @@ impl ShardCore {
     #[inline]
     pub fn messaging(&self) -> &RefCell<HashMap<u64, Rc<MessagingSub>>> {
         &self.messaging
+    }
+
+    /// Links of the built-in messaging provider to another NATS, and their connections.
+    #[inline]
+    pub fn messaging_conns(&self) -> &RefCell<MessagingConns> {
+        &self.messaging_conns
+    }
+
+    /// The messaging connection `actor`'s calls on `link_name` use, if not the shard's own.
+    pub fn messaging_conn(&self, actor: &str, link_name: &str) -> Option<Rc<MessagingConn>> {
+        self.messaging_conns.borrow().get(actor)?.get(link_name).cloned()
     }
 
     /// Decoded issuer keys, for the batch verification.

@@ -175,7 +175,7 @@ impl Shard {
                 true
             }
             ShardCommand::MessagingRoutes(routes) => {
-                self.messaging.apply(&self.core, &routes);
+                self.messaging.apply(&self.core, &routes).await;
                 true
             }
             ShardCommand::Stop => false,
@@ -199,7 +199,7 @@ impl Shard {
         // HTTP first: no new connections; the requests in flight finish (bounded). Messaging
         // subscriptions go with the actors' (deliveries under way count as in flight).
         self.http.close_all(core.config().drain_timeout).await;
-        self.messaging.apply(&core, &[]);
+        self.messaging.apply(&core, &[]).await;
         let sids: Vec<u64> = core.actors().borrow().values().map(|slot| slot.sid).collect();
         for sid in &sids {
             core.outbox().unsubscribe(*sid);

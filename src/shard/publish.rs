@@ -14,38 +14,49 @@ use crate::wire::messaging::{decode_message, decode_request, encode_message, Mes
 use crate::wire::nats::parse_headers;
 
 use super::core::ShardCore;
+use super::inbox::Calls;
+use super::outbox::Outbox;
 
 /// `Messaging.Publish`.
 pub const PUBLISH: &str = "Messaging.Publish";
 /// `Messaging.Request`.
 pub const REQUEST: &str = "Messaging.Request";
 
-/// Serve one `Messaging` call of an actor.
-pub(crate) async fn serve_call(core: &Rc<ShardCore>, operation: &str, payload: &[u8]) -> Result<Vec<u8>, String> {
+/// Serve one `Messaging` call of `actor` on link `link_name`: on the link's own connection
+/// when it names another NATS, else on the shard's.
+pub(crate) async fn serve_call(
+    core: &Rc<ShardCore>,
+    actor: &str,
+    link_name: &str,
+    operation: &str,
+    payload: &[u8],
+) -> Result<Vec<u8>, String> {
+    let own = core.messaging_conn(actor, link_name);
+    let (outbox, calls) = match &own {
+        Some(conn) => (&conn.outbox, &conn.calls),
+        None => (core.outbox(), core.calls()),
+    };
     match operation {
         PUBLISH => {
             let message = decode_message(payload).map_err(|e| e.to_string())?;
-            core.outbox()
+            outbox
                 .publish(message.subject, message.reply_to, message.body)
                 .map_err(|e| format!("cannot publish on {}: {e}", message.subject))?;
             core.bump(|s| s.messages_published += 1);
             Ok(Vec::new())
         }
-        REQUEST => request(core, payload).await,
+        REQUEST => request(core, outbox, calls, payload).await,
         other => Err(format!(
             "the built-in messaging provider has no operation {other} (it serves {PUBLISH} and {REQUEST})"
         )),
     }
 }
 
-async fn request(core: &Rc<ShardCore>, payload: &[u8]) -> Result<Vec<u8>, String> {
+async fn request(core: &ShardCore, outbox: &Outbox, calls: &Calls, payload: &[u8]) -> Result<Vec<u8>, String> {
     let request = decode_request(payload).map_err(|e| e.to_string())?;
-    let (reply_subject, token, reply) = core.calls().register();
-    if let Err(e) = core
-        .outbox()
-        .publish(request.subject, Some(&reply_subject), request.body)
-    {
-        core.calls().forget(token);
+    let (reply_subject, token, reply) = calls.register();
+    if let Err(e) = outbox.publish(request.subject, Some(&reply_subject), request.body) {
+        calls.forget(token);
         return Err(format!("cannot publish the request on {}: {e}", request.subject));
     }
     core.bump(|s| s.messages_published += 1);
@@ -62,7 +73,7 @@ async fn request(core: &Rc<ShardCore>, payload: &[u8]) -> Result<Vec<u8>, String
             ))
         }
         None => {
-            core.calls().forget(token);
+            calls.forget(token);
             return Err(format!(
                 "request timeout: no reply on {} within {} ms",
                 request.subject,

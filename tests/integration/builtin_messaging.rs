@@ -1,7 +1,8 @@
 //! The built-in messaging provider (issue 20, item 2): `lp wasmcloud+builtin://messaging-nats`
 //! starts it with no process; a link's `SUBSCRIPTION` makes the shards subscribe on their own
 //! NATS connections and deliver to `MessageSubscriber.HandleMessage` on the receiving shard;
-//! the actor's `Messaging.Publish` and `Messaging.Request` are served by its shard. The actor is
+//! the actor's `Messaging.Publish` and `Messaging.Request` are served by its shard; a link to
+//! another NATS gets connections of its own. The actor is
 //! the real 0.x `echo_messaging` (it publishes each message's body back to its `replyTo`), so a
 //! NATS request to a subscribed subject is a full round trip through the built-in.
 
@@ -58,10 +59,10 @@ async fn a_subscribed_message_round_trips_through_a_real_actor_on_the_shards() {
     let actor = start_echo_messaging(&mut lab).await;
     start_builtin(&mut lab).await;
     let why = assert_refused(
-        &link(&lab, &actor, json!({ "URI": "nats://elsewhere:4222" })).await,
-        "URI",
+        &link(&lab, &actor, json!({ "CLIENT_JWT": "eyJ.x" })).await,
+        "a JWT alone",
     );
-    assert!(why.contains("URI"), "{why}");
+    assert!(why.contains("CLIENT_SEED"), "{why}");
     assert_accepted(
         &link(&lab, &actor, json!({ "SUBSCRIPTION": "demo.echo" })).await,
         "link put",
@@ -145,4 +146,51 @@ async fn an_actor_requests_through_the_builtin_and_gets_the_reply() {
         .await
         .expect_err("no responders");
     assert!(error.contains("no responders") || error.contains("timeout"), "{error}");
+}
+
+#[tokio::test]
+async fn a_link_to_another_nats_gets_connections_of_its_own() {
+    let mut lab = lab("builtin-other").await;
+    // Another NATS in operator mode: the link's URI and its user credentials.
+    let (other, _account, (jwt, seed)) = crate::provider_credentials::operator_mode_nats("");
+    let other_nc = other.client().await;
+    let actor = start_echo_messaging(&mut lab).await;
+    start_builtin(&mut lab).await;
+    let uri = format!("nats://127.0.0.1:{}", other.port);
+    let values = json!({ "SUBSCRIPTION": "ext.echo", "URI": uri, "CLIENT_JWT": jwt, "CLIENT_SEED": seed });
+    assert_accepted(&link(&lab, &actor, values).await, "link put");
+    // Requests on the other server reach the actor, and its Publish answers there.
+    eventually(EVENT_TIMEOUT, "round trip on the other NATS", || async {
+        let reply = tokio::time::timeout(Duration::from_millis(500), other_nc.request("ext.echo", "warm".into())).await;
+        matches!(reply, Ok(Ok(m)) if &m.payload[..] == b"reply: warm").then_some(())
+    })
+    .await;
+    for i in 0..10 {
+        let body = format!("elsewhere {i}");
+        let reply = tokio::time::timeout(
+            Duration::from_secs(5),
+            other_nc.request("ext.echo", body.clone().into()),
+        )
+        .await
+        .expect("reply in time")
+        .expect("reply");
+        assert_eq!(reply.payload, format!("reply: {body}").as_bytes());
+    }
+    // Nothing subscribes to the subject on the lattice's server.
+    let lattice = tokio::time::timeout(Duration::from_secs(2), lab.nc.request("ext.echo", "x".into())).await;
+    assert!(
+        !matches!(lattice, Ok(Ok(_))),
+        "the lattice's NATS must not serve ext.echo"
+    );
+    // A link delete closes the subscriptions (and the connection).
+    let del = json!({ "actor_id": actor, "contract_id": "wasmcloud:messaging", "link_name": "default" });
+    assert_accepted(
+        &request_json(&lab.nc, &lab.host.ctl("linkdefs.del"), del.to_string().as_bytes()).await,
+        "del",
+    );
+    eventually(EVENT_TIMEOUT, "subscription gone from the other NATS", || async {
+        let reply = tokio::time::timeout(Duration::from_millis(500), other_nc.request("ext.echo", "x".into())).await;
+        (!matches!(reply, Ok(Ok(_)))).then_some(())
+    })
+    .await;
 }
