@@ -10,8 +10,9 @@
 #     on SO_REUSEPORT listeners (as many threads as the host has shards), no actor at all;
 # each closed loop at every CONNS count, ROUNDS rounds in alternation (floor, builtin, par,
 # floor, …). Starts nats-server and one host on 127.0.0.1, writes every JSON report, the logs
-# and the commands to the results directory and the medians (with their share of the floor)
-# to summary.md; WRK=1 also runs Debian's wrk once per server at 64 connections (wrk-*.txt).
+# and the commands to the results directory, the medians (with their share of the floor) to
+# summary.md and the latency spectra to latency-closed-N.svg; WRK=1 also runs Debian's wrk once
+# per server at 64 connections (wrk-*.txt).
 #
 # Usage: loadtest/http.sh [RESULTS_DIR]   (default: target/loadtest/http-<UTC time>)
 # Environment (all optional):
@@ -119,4 +120,5 @@ if [[ "${WRK:-0}" != 0 ]]; then
 fi
 
 "$loadtest" summarize "$results" | tee "$results/summary.md"
+"$loadtest" plot "$results" >&2
 echo "results: $results" >&2

@@ -510,3 +510,91 @@ async fn an_actor_without_the_httpserver_claim_gets_no_request() {
     let sums = lab.shard_sums(&["http_refused"], |s| s[0] >= 1).await;
     assert!(sums[0] >= 1);
 }
+
+#[tokio::test]
+async fn the_policy_verdict_applies_to_http_requests() {
+    let builtin = BuiltinProvider::HttpServer.service_key();
+    let denied = builtin.clone();
+    let (mut lab, service) = crate::policy::policy_lab("httppol", "1000", move |request: &Value| {
+        let from_builtin =
+            request["action"] == "perform_invocation" && request["source"]["publicKey"] == denied.as_str();
+        if from_builtin {
+            crate::support::policy::Answer::Deny("no HTTP here")
+        } else {
+            crate::support::policy::Answer::Permit
+        }
+    })
+    .await;
+    let actor = signed_http_echo();
+    lab.start("http.wasm", &actor, 1).await;
+    start_builtin(&mut lab).await;
+    let port = free_port();
+    assert_accepted(
+        &link(&lab, &actor.key, json!({ "port": port.to_string() })).await,
+        "link put",
+    );
+    // Denied as the provider's request would be: 500, the guest never runs.
+    let first = eventually(EVENT_TIMEOUT, "the built-in listens", || async {
+        get(port, "/").await.ok()
+    })
+    .await;
+    assert_eq!(first.status, 500);
+    for _ in 0..4 {
+        assert_eq!(get(port, "/again").await.expect("answer").status, 500);
+    }
+    // The pair (built-in, link name, actor) was asked about once; the rest were denied on the
+    // accepting shards.
+    let asked: Vec<Value> = service
+        .requests_for("perform_invocation")
+        .into_iter()
+        .filter(|r| r["source"]["publicKey"] == builtin.as_str())
+        .collect();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert_eq!(asked[0]["source"]["linkName"], "default");
+    let sums = lab.shard_sums(&["http_refused", "http_forwarded"], |s| s[0] >= 5).await;
+    assert!(
+        sums[1] <= 2,
+        "only undecided requests went through the lattice: {sums:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_shard_over_its_bound_answers_503_with_retry_after() {
+    // Each shard runs one request at a time; a runaway actor holds it until its 800 ms deadline.
+    let extra = [("--shard-inflight-max", "1"), ("--max-execution-time", "800")];
+    let mut lab = lab_with("builtin-503", &extra).await;
+    let runaway = crate::support::signed_wat(
+        include_str!("../../src/runtime/actors/forever.wat"),
+        crate::support::ActorSpec::default(),
+    );
+    let path = lab.dir.path().join("forever.wasm");
+    std::fs::write(&path, &runaway.bytes).expect("write actor");
+    let body = json!({ "actor_ref": format!("file://{}", path.display()), "count": 1, "host_id": lab.host.id });
+    assert_accepted(
+        &request_json(&lab.nc, &lab.host.cmd("la"), body.to_string().as_bytes()).await,
+        "la",
+    );
+    expect_event(&mut lab.events, "actor_started", EVENT_TIMEOUT, "runaway").await;
+    start_builtin(&mut lab).await;
+    let port = free_port();
+    assert_accepted(
+        &link(&lab, &runaway.key, json!({ "port": port.to_string() })).await,
+        "link put",
+    );
+    eventually(EVENT_TIMEOUT, "the built-in listens", || async {
+        get(port, "/").await.ok()
+    })
+    .await;
+    // Eight requests at once on two shards: a shard gets at least two, and answers the ones
+    // past its bound 503 at once; the others run until the deadline stops the guest (500).
+    let answers = futures::future::join_all((0..8).map(|i| get(port, if i % 2 == 0 { "/a" } else { "/b" }))).await;
+    let statuses: Vec<u16> = answers
+        .iter()
+        .map(|a| a.as_ref().expect("an answer, not a hang").status)
+        .collect();
+    assert!(statuses.iter().all(|s| *s == 503 || *s == 500), "{statuses:?}");
+    let busy: Vec<&RawResponse> = answers.iter().flatten().filter(|a| a.status == 503).collect();
+    assert!(!busy.is_empty(), "{statuses:?}");
+    assert!(busy.iter().all(|a| a.header("retry-after") == Some("1")));
+    assert!(statuses.contains(&500), "the first on each shard ran: {statuses:?}");
+}
