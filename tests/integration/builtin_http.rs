@@ -117,6 +117,14 @@ async fn the_builtin_http_server_starts_like_a_provider_and_serves_http_1_1_on_t
         .expect("health reply");
     let health: Value = rmp_serde::from_slice(&health.payload).expect("HealthCheckResponse");
     assert_eq!(health["healthy"], true);
+    // Its claims are in the lattice bucket, as a PAR provider's are.
+    let claims = crate::support::get_claims(&lab.nc, &lab.host.lattice).await;
+    assert!(
+        claims
+            .iter()
+            .any(|c| c["sub"] == key.as_str() && c["contract_id"] == "wasmcloud:httpserver"),
+        "{claims:?}"
+    );
 
     let port = free_port();
     let ack = link(&lab, &actor.key, json!({ "ADDRESS": format!("127.0.0.1:{port}") })).await;
