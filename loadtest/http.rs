@@ -197,36 +197,11 @@ pub async fn run(run: &HttpRun) -> Result<RunReport, LoadtestError> {
     let cpu_window_us = u64::try_from((at_end - at_start).as_micros()).unwrap_or(u64::MAX);
     let replies = recorder.counts.replies();
     let cpu = |a: Option<u64>, b: Option<u64>| Some(CpuReport::new(b?.saturating_sub(a?), cpu_window_us, replies));
-    let url = format!("http://{}{}", run.address, run.path);
     Ok(RunReport {
         tool: env!("CARGO_BIN_NAME"),
         tool_version: env!("CARGO_PKG_VERSION"),
         environment,
-        config: ConfigReport {
-            nats_url: String::new(),
-            lattice: String::new(),
-            subject: url,
-            scenario: if run.floor { "raw" } else { "http" },
-            actor: String::new(),
-            operation: "GET".to_string(),
-            origin: OriginReport {
-                public_key: String::new(),
-                contract_id: String::new(),
-                link_name: String::new(),
-            },
-            cluster_issuer: String::new(),
-            payload_bytes: 0,
-            connections: run.connections,
-            pacing: Pacing::Closed {
-                in_flight_count: run.connections,
-            },
-            duration_ms: u64::try_from(run.duration.as_millis()).unwrap_or(u64::MAX),
-            warmup_ms: u64::try_from(run.warmup.as_millis()).unwrap_or(u64::MAX),
-            timeout_ms: u64::try_from(run.timeout.as_millis()).unwrap_or(u64::MAX),
-            pool_invocations: 0,
-            verify_echo: false,
-            host_pid: run.host_pid,
-        },
+        config: config_report(run),
         window_secs: run.duration.as_secs_f64(),
         cpu_window_secs: cpu_window_us as f64 / 1e6,
         warmup_sent: recorder.warmup_sent,
@@ -239,6 +214,36 @@ pub async fn run(run: &HttpRun) -> Result<RunReport, LoadtestError> {
         outstanding_cap_waits: None,
         counts: recorder.counts,
     })
+}
+
+/// The run's configuration as `run`'s reports show it (no NATS, no actor: an HTTP address).
+fn config_report(run: &HttpRun) -> ConfigReport {
+    let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    ConfigReport {
+        nats_url: String::new(),
+        lattice: String::new(),
+        subject: format!("http://{}{}", run.address, run.path),
+        scenario: if run.floor { "raw" } else { "http" },
+        actor: String::new(),
+        operation: "GET".to_string(),
+        origin: OriginReport {
+            public_key: String::new(),
+            contract_id: String::new(),
+            link_name: String::new(),
+        },
+        cluster_issuer: String::new(),
+        payload_bytes: 0,
+        connections: run.connections,
+        pacing: Pacing::Closed {
+            in_flight_count: run.connections,
+        },
+        duration_ms: millis(run.duration),
+        warmup_ms: millis(run.warmup),
+        timeout_ms: millis(run.timeout),
+        pool_invocations: 0,
+        verify_echo: false,
+        host_pid: run.host_pid,
+    }
 }
 
 /// Pending connections each floor listener's backlog holds.

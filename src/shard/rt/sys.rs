@@ -190,6 +190,28 @@ pub fn reuseport_listener(addr: std::net::SocketAddr, backlog: u32) -> io::Resul
             return Err(io::Error::last_os_error());
         }
     }
+    let (storage, len) = socket_address(addr);
+    // SAFETY: `storage` holds a valid address of `len` bytes.
+    let bound = unsafe {
+        libc::bind(
+            fd,
+            (&storage as *const libc::sockaddr_storage).cast(),
+            len as libc::socklen_t,
+        )
+    };
+    if bound != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let backlog = libc::c_int::try_from(backlog).unwrap_or(libc::c_int::MAX);
+    // SAFETY: a bound stream socket.
+    if unsafe { libc::listen(fd, backlog) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(owned)
+}
+
+/// `addr` as the kernel's socket address and its length.
+fn socket_address(addr: std::net::SocketAddr) -> (libc::sockaddr_storage, usize) {
     // SAFETY: an all-zero sockaddr_storage is valid; it is filled for `addr`'s family below.
     let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let len = match addr {
@@ -221,23 +243,7 @@ pub fn reuseport_listener(addr: std::net::SocketAddr, backlog: u32) -> io::Resul
             std::mem::size_of::<libc::sockaddr_in6>()
         }
     };
-    // SAFETY: `storage` holds a valid address of `len` bytes.
-    let bound = unsafe {
-        libc::bind(
-            fd,
-            (&storage as *const libc::sockaddr_storage).cast(),
-            len as libc::socklen_t,
-        )
-    };
-    if bound != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let backlog = libc::c_int::try_from(backlog).unwrap_or(libc::c_int::MAX);
-    // SAFETY: a bound stream socket.
-    if unsafe { libc::listen(fd, backlog) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(owned)
+    (storage, len)
 }
 
 /// Stop a listening socket at once: `shutdown(2)` makes an accept in progress (an io_uring one
@@ -277,5 +283,23 @@ mod tests {
         let text = explain("io_uring_setup", io::Error::from_raw_os_error(libc::ENOSYS));
         assert!(text.starts_with("io_uring_setup failed: "), "{text}");
         assert!(text.contains("no io_uring"), "{text}");
+    }
+
+    #[test]
+    fn listeners_share_a_port_and_a_shut_down_one_refuses_at_once() {
+        use std::os::fd::AsFd as _;
+        let first = reuseport_listener("127.0.0.1:0".parse().unwrap(), 16).unwrap();
+        let addr = std::net::TcpListener::from(first.try_clone().unwrap())
+            .local_addr()
+            .unwrap();
+        // SO_REUSEPORT: a second listener (another shard's) binds the same port.
+        let second = reuseport_listener(addr, 16).unwrap();
+        drop(second);
+        assert!(std::net::TcpStream::connect(addr).is_ok(), "listening");
+        shutdown_listener(first.as_fd());
+        assert!(
+            std::net::TcpStream::connect(addr).is_err(),
+            "refused after the shutdown"
+        );
     }
 }
