@@ -162,3 +162,45 @@ async fn wash_starts_lists_links_and_stops_providers_and_actors() {
         "{inventory}"
     );
 }
+
+#[tokio::test]
+#[ignore = "needs a wash 0.22 binary in $SHARDHOST_WASH"]
+async fn wash_starts_links_and_stops_the_builtin_http_server() {
+    let lab = crate::support::rpc::lab_with("washhttp", &[("--provider-health-interval-ms", "500")]).await;
+    let host = lab.host.id.clone();
+    let actor = crate::support::signed_http_echo();
+    let actor_path = lab.dir.path().join("http.wasm");
+    std::fs::write(&actor_path, &actor.bytes).expect("actor");
+    wash(&lab, &["start", "actor", &file_ref(&actor_path), "--host-id", &host]);
+    // By auction, as for a PAR.
+    let started = wash(&lab, &["start", "provider", "wasmcloud+builtin://http-server"]);
+    assert_eq!(started["host_id"], host.as_str(), "{started}");
+    let key = shardhost::builtin::identity::BuiltinProvider::HttpServer.service_key();
+    assert_eq!(started["provider_id"], key.as_str(), "{started}");
+    let inventory = wash(&lab, &["get", "inventory", &host]);
+    assert_eq!(
+        inventory["inventories"][0]["providers"][0]["id"],
+        key.as_str(),
+        "{inventory}"
+    );
+    let port = crate::support::free_port();
+    let address = format!("address=127.0.0.1:{port}");
+    wash(
+        &lab,
+        &["link", "put", &actor.key, &key, "wasmcloud:httpserver", &address],
+    );
+    let answer = crate::support::eventually(EVENT_TIMEOUT, "HTTP through the built-in", || async {
+        crate::support::http::get(port, "/wash").await.ok()
+    })
+    .await;
+    assert_eq!(answer.status, 200);
+    wash(
+        &lab,
+        &["stop", "provider", &host, &key, "default", "wasmcloud:httpserver"],
+    );
+    crate::support::eventually(EVENT_TIMEOUT, "the port closed", || async {
+        crate::support::http::get(port, "/").await.is_err().then_some(())
+    })
+    .await;
+    assert!(inventory_providers(&lab).await.is_empty());
+}
