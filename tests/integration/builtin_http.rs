@@ -73,6 +73,13 @@ async fn link(lab: &Lab, actor: &str, values: Value) -> Value {
     request_json(&lab.nc, &lab.host.ctl("linkdefs.put"), link.to_string().as_bytes()).await
 }
 
+/// Link `actor` to the built-in on a free port (acked); the port.
+async fn linked_port(lab: &Lab, actor: &str) -> u16 {
+    let port = free_port();
+    assert_accepted(&link(lab, actor, json!({ "port": port.to_string() })).await, "link put");
+    port
+}
+
 /// Wait until `port` answers a GET.
 async fn serving(port: u16) -> RawResponse {
     eventually(EVENT_TIMEOUT, "the built-in listens", || async {
@@ -276,11 +283,7 @@ async fn requests_for_an_actor_on_another_host_go_through_the_lattice() {
     // The actor runs on a second host only; this host runs the built-in.
     let _second = lab.second_host_on(None, &actor, &[]).await;
     start_builtin(&mut lab).await;
-    let port = free_port();
-    assert_accepted(
-        &link(&lab, &actor.key, json!({ "port": port.to_string() })).await,
-        "link put",
-    );
+    let port = linked_port(&lab, &actor.key).await;
     let answer = serving(port).await;
     assert_eq!(answer.status, 200);
     assert_eq!(seen(&answer).path, "/ready");
@@ -312,11 +315,7 @@ async fn a_link_delete_mid_load_finishes_what_is_in_flight_and_refuses_new_conne
     let actor = signed_http_echo();
     lab.start("http.wasm", &actor, 1).await;
     start_builtin(&mut lab).await;
-    let port = free_port();
-    assert_accepted(
-        &link(&lab, &actor.key, json!({ "port": port.to_string() })).await,
-        "link put",
-    );
+    let port = linked_port(&lab, &actor.key).await;
     serving(port).await;
     // Eight keep-alive clients send one request at a time until their connection ends and no
     // new one is accepted. Every response that starts must be complete and 200; a connection
@@ -503,11 +502,7 @@ async fn an_actor_without_the_httpserver_claim_gets_no_request() {
     );
     lab.start("http.wasm", &actor, 1).await;
     start_builtin(&mut lab).await;
-    let port = free_port();
-    assert_accepted(
-        &link(&lab, &actor.key, json!({ "port": port.to_string() })).await,
-        "link put",
-    );
+    let port = linked_port(&lab, &actor.key).await;
     // As the provider answers a refused invocation: 500, empty body; the guest never ran.
     let answer = eventually(EVENT_TIMEOUT, "the built-in listens", || async {
         get(port, "/").await.ok()
@@ -536,11 +531,7 @@ async fn the_policy_verdict_applies_to_http_requests() {
     let actor = signed_http_echo();
     lab.start("http.wasm", &actor, 1).await;
     start_builtin(&mut lab).await;
-    let port = free_port();
-    assert_accepted(
-        &link(&lab, &actor.key, json!({ "port": port.to_string() })).await,
-        "link put",
-    );
+    let port = linked_port(&lab, &actor.key).await;
     // Denied as the provider's request would be: 500, the guest never runs.
     let first = eventually(EVENT_TIMEOUT, "the built-in listens", || async {
         get(port, "/").await.ok()
@@ -584,11 +575,7 @@ async fn a_shard_over_its_bound_answers_503_with_retry_after() {
     );
     expect_event(&mut lab.events, "actor_started", EVENT_TIMEOUT, "runaway").await;
     start_builtin(&mut lab).await;
-    let port = free_port();
-    assert_accepted(
-        &link(&lab, &runaway.key, json!({ "port": port.to_string() })).await,
-        "link put",
-    );
+    let port = linked_port(&lab, &runaway.key).await;
     eventually(EVENT_TIMEOUT, "the built-in listens", || async {
         get(port, "/").await.ok()
     })
