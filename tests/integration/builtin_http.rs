@@ -176,6 +176,8 @@ async fn the_builtin_http_server_starts_like_a_provider_and_serves_http_1_1_on_t
         .shard_sums(&["http_requests", "http_forwarded", "calls_sent"], |s| s[0] >= 83)
         .await;
     assert_eq!(sums[1], 0, "served on the shards, nothing forwarded: {sums:?}");
+    // Every client has closed: no connection is left open on the shards.
+    lab.shard_sums(&["http_connections"], |s| s[0] == 0).await;
 
     // sp: provider_stopped, and the port stops accepting.
     let body = json!({ "provider_ref": key, "link_name": "default", "host_id": lab.host.id });
