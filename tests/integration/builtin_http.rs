@@ -595,3 +595,29 @@ async fn a_shard_over_its_bound_answers_503_with_retry_after() {
     assert!(busy.iter().all(|a| a.header("retry-after") == Some("1")));
     assert!(statuses.contains(&500), "the first on each shard ran: {statuses:?}");
 }
+
+#[tokio::test]
+async fn a_requests_traceparent_parents_its_span() {
+    let receiver = crate::support::otlp::OtlpReceiver::start().await;
+    let mut lab = crate::telemetry::traced_lab("builtin-trace", Some(&receiver)).await;
+    let actor = signed_http_echo();
+    lab.start("http.wasm", &actor, 1).await;
+    start_builtin(&mut lab).await;
+    let port = linked_port(&lab, &actor.key).await;
+    serving(port).await;
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const PARENT: &str = "00f067aa0ba902b7";
+    let raw = format!("GET /traced HTTP/1.1\r\nHost: t\r\ntraceparent: 00-{TRACE}-{PARENT}-01\r\n\r\n");
+    let answer = exchange(port, raw.into_bytes(), 1).await.expect("answer");
+    assert_eq!(answer[0].status, 200);
+    // The guest saw the header too (the provider passes every text header on).
+    assert!(seen(&answer[0]).header.contains_key("traceparent"));
+    let spans = receiver
+        .wait_spans("the request's span", Duration::from_secs(15), |spans| {
+            spans.iter().any(|s| s.trace_id == TRACE)
+        })
+        .await;
+    let span = spans.iter().find(|s| s.trace_id == TRACE).expect("span");
+    assert_eq!(span.parent_span_id, PARENT, "{span:?}");
+    assert_eq!(span.name, "HttpServer.HandleRequest", "{span:?}");
+}

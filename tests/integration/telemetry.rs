@@ -26,7 +26,7 @@ const HEADER_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 const SERVER: i32 = 2;
 const CLIENT: i32 = 3;
 
-async fn traced_lab(tag: &str, receiver: Option<&OtlpReceiver>) -> Lab {
+pub(crate) async fn traced_lab(tag: &str, receiver: Option<&OtlpReceiver>) -> Lab {
     let mut options = HostOptions::new(&unique_lattice(tag))
         .arg("--heartbeat-interval-ms", "500")
         .arg("--rpc-timeout-ms", "3000")
