@@ -113,11 +113,6 @@ impl ControlPlane {
     }
 }
 
-/// The routes when none are served (the control plane's starting value).
-pub fn no_routes() -> Arc<Vec<HttpRoute>> {
-    Arc::new(Vec::new())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::builtin::identity::BuiltinProvider;
 use crate::builtin::messaging_settings::messaging_settings;
-use crate::builtin::routes::{plan_messaging, MessagingRoute};
+use crate::builtin::routes::plan_messaging;
 use crate::lattice::LinkDefinition;
 use crate::plane::ShardCommand;
 
@@ -25,11 +25,6 @@ pub fn link_put_refusal(link: &LinkDefinition) -> Option<String> {
         "messaging provider",
         messaging_settings,
     )
-}
-
-/// The routes when none are served (the control plane's starting value).
-pub fn no_routes() -> Arc<Vec<MessagingRoute>> {
-    Arc::new(Vec::new())
 }
 
 impl ControlPlane {

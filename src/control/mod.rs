@@ -191,8 +191,8 @@ impl ControlPlane {
             shards_connected: BTreeMap::new(),
             policy,
             probes,
-            http_routes: http_routes::no_routes(),
-            messaging_routes: messaging_routes::no_routes(),
+            http_routes: Arc::default(),
+            messaging_routes: Arc::default(),
         };
         plane.publish_routing();
         Ok(plane)

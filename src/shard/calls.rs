@@ -20,6 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 
 use crate::auth::antiforgery::{encode_signed_invocation, Outbound};
+use crate::builtin::identity::BuiltinProvider;
 use crate::plane::CHUNK_THRESHOLD_BYTES;
 use crate::runtime::{HostCallFuture, HostCalls};
 use crate::wire::invocation::EntityRef;
@@ -29,7 +30,7 @@ use crate::wire::trace::{CallTrace, TRACEPARENT_CHARS};
 
 use super::conn::Inbound;
 use super::core::ShardCore;
-use super::local::{Local, LocalCall};
+use super::local::{run_here, Local, LocalCall, Origin, Outcome, Refusal};
 use super::send::AssertSend;
 use super::trace::ClientCall;
 
@@ -134,7 +135,7 @@ async fn call(
     payload: Vec<u8>,
     callee: Option<&CallTrace>,
 ) -> Result<Vec<u8>, String> {
-    if target.public_key == crate::builtin::identity::BuiltinProvider::MessagingNats.key() {
+    if target.public_key == BuiltinProvider::MessagingNats.key() {
         // The built-in messaging provider: served on this shard, no invocation.
         return super::publish::serve_call(core, origin, &target.link_name, operation, &payload).await;
     }
@@ -158,6 +159,67 @@ async fn call(
     };
     let timeout = core.config().rpc_timeout;
     send_call(core, origin, target, operation, payload, &pairs[..len], timeout).await
+}
+
+/// A request a built-in provider hands to an actor (an HTTP request, a subscribed message).
+pub(crate) struct BuiltinRequest<'a> {
+    pub(crate) builtin: BuiltinProvider,
+    pub(crate) link_name: &'a str,
+    pub(crate) actor: &'a str,
+    pub(crate) operation: &'a str,
+    pub(crate) trace: Option<&'a CallTrace>,
+    /// How long a request sent through the lattice may wait for its reply.
+    pub(crate) timeout: Duration,
+}
+
+/// How a built-in provider's request ended.
+pub(crate) enum Delivery {
+    /// Run on this shard: the guest's result.
+    Ran(Result<Vec<u8>, String>),
+    /// Not run, with the reason.
+    Refused(Refusal, String),
+    /// Sent through the lattice (the actor runs elsewhere, or its policy pair waits for a
+    /// decision): the reply.
+    Forwarded(Result<Vec<u8>, String>),
+}
+
+/// Deliver a built-in provider's request: the actor's claims must grant the built-in's
+/// contract; then it runs on this shard ([`run_here`]: policy, turn, warm instance) or goes
+/// to the lattice as a signed invocation from the built-in's identity, as the provider sends it.
+pub(crate) async fn from_builtin(core: &Rc<ShardCore>, request: BuiltinRequest<'_>, payload: Vec<u8>) -> Delivery {
+    let (key, contract) = (request.builtin.key(), request.builtin.contract_id());
+    if !core.routing().has_capability(request.actor, contract) {
+        let text = format!("actor {} does not have the capability claim {contract}", request.actor);
+        return Delivery::Refused(Refusal::Capability, text);
+    }
+    let origin = Origin {
+        key,
+        link_name: request.link_name,
+    };
+    let payload = match run_here(core, origin, request.actor, request.operation, payload, request.trace).await {
+        Outcome::Ran(result) => return Delivery::Ran(result),
+        Outcome::Refused(refusal, text) => return Delivery::Refused(refusal, text),
+        Outcome::NotHere(payload) => payload,
+    };
+    let origin = EntityRef {
+        public_key: key,
+        link_name: request.link_name,
+        contract_id: contract,
+    };
+    let mut traceparent = [0u8; TRACEPARENT_CHARS];
+    let (pairs, len) = request.trace.map_or(([("", ""); 2], 0), |c| c.pairs(&mut traceparent));
+    let target = Target::actor(core, request.actor);
+    let result = send_call(
+        core,
+        origin,
+        &target,
+        request.operation,
+        payload,
+        &pairs[..len],
+        request.timeout,
+    )
+    .await;
+    Delivery::Forwarded(result)
 }
 
 /// The guest's strings of a `__host_call`.

@@ -56,6 +56,8 @@ pub(crate) enum Refusal {
     Overloaded,
     /// No idle instance, and making one failed.
     Instance,
+    /// The actor's claims do not grant the caller's contract (a built-in provider's call).
+    Capability,
 }
 
 /// What became of a call [`run_here`] was given.

@@ -21,19 +21,17 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::builtin::identity::{BuiltinProvider, MESSAGING_CONTRACT};
+use crate::builtin::identity::BuiltinProvider;
 use crate::builtin::messaging_settings::MessagingServer;
 use crate::builtin::routes::MessagingRoute;
 use crate::config_nats::NatsAuth;
 use crate::plane::ConnConfig;
-use crate::wire::invocation::EntityRef;
 use crate::wire::messaging::{encode_message, MessageRef};
 
-use super::calls::{send_call, Target};
+use super::calls::{from_builtin, BuiltinRequest, Delivery};
 use super::conn::{Conn, Inbound};
 use super::core::{MessagingConn, MessagingSub, ShardCore};
 use super::inbox::Calls;
-use super::local::{run_here, Origin, Outcome};
 use super::outbox::Outbox;
 use super::rt;
 
@@ -294,30 +292,16 @@ pub(crate) fn deliver(core: &Rc<ShardCore>, sub: Rc<MessagingSub>, msg: &Inbound
 }
 
 async fn handle(core: &Rc<ShardCore>, sub: &MessagingSub, payload: Vec<u8>) -> Result<(), String> {
-    let key = BuiltinProvider::MessagingNats.key();
-    if !core.routing().has_capability(&sub.actor, MESSAGING_CONTRACT) {
-        return Err(format!(
-            "actor {} does not have the capability claim {MESSAGING_CONTRACT}",
-            sub.actor
-        ));
+    let request = BuiltinRequest {
+        builtin: BuiltinProvider::MessagingNats,
+        link_name: &sub.link_name,
+        actor: &sub.actor,
+        operation: HANDLE_MESSAGE,
+        trace: None,
+        timeout: core.config().rpc_timeout,
+    };
+    match from_builtin(core, request, payload).await {
+        Delivery::Ran(result) | Delivery::Forwarded(result) => result.map(drop),
+        Delivery::Refused(_, error) => Err(error),
     }
-    let origin = Origin {
-        key,
-        link_name: &sub.link_name,
-    };
-    let payload = match run_here(core, origin, &sub.actor, HANDLE_MESSAGE, payload, None).await {
-        Outcome::Ran(result) => return result.map(drop),
-        Outcome::Refused(_, error) => return Err(error),
-        Outcome::NotHere(payload) => payload,
-    };
-    let origin = EntityRef {
-        public_key: key,
-        link_name: &sub.link_name,
-        contract_id: MESSAGING_CONTRACT,
-    };
-    let target = Target::actor(core, &sub.actor);
-    let timeout = core.config().rpc_timeout;
-    send_call(core, origin, &target, HANDLE_MESSAGE, payload, &[], timeout)
-        .await
-        .map(drop)
 }

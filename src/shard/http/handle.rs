@@ -22,14 +22,13 @@ use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
 use crate::builtin::http_settings::{Cors, HttpSettings};
-use crate::builtin::identity::HTTP_SERVER_CONTRACT;
+use crate::builtin::identity::BuiltinProvider;
 use crate::wire::http::{decode_response, encode_request, HttpRequestFields};
-use crate::wire::invocation::EntityRef;
-use crate::wire::trace::{extract, CallTrace, TRACEPARENT_CHARS};
+use crate::wire::trace::{extract, CallTrace};
 
-use super::super::calls::{send_call, Target};
+use super::super::calls::{from_builtin, BuiltinRequest, Delivery};
 use super::super::core::ShardCore;
-use super::super::local::{run_here, Origin, Outcome, Refusal};
+use super::super::local::Refusal;
 use super::{HttpLoad, RouteState};
 
 /// The operation every request runs.
@@ -200,45 +199,30 @@ async fn invoke(
     payload: Vec<u8>,
     trace: Option<&CallTrace>,
 ) -> Result<Bytes, Failure> {
-    let actor = state.route.actor_id.as_str();
-    if !core.routing().has_capability(actor, HTTP_SERVER_CONTRACT) {
-        return Err(Failure::internal(format!(
-            "actor {actor} does not have the capability claim {HTTP_SERVER_CONTRACT}"
-        )));
-    }
-    let origin = Origin {
-        key: &state.origin_key,
+    let request = BuiltinRequest {
+        builtin: BuiltinProvider::HttpServer,
         link_name: &state.route.link_name,
+        actor: &state.route.actor_id,
+        operation: HANDLE_REQUEST,
+        trace,
+        timeout: state
+            .route
+            .settings
+            .timeout_ms
+            .map_or(core.config().rpc_timeout, Duration::from_millis),
     };
-    let payload = match run_here(core, origin, actor, super::handle::HANDLE_REQUEST, payload, trace).await {
-        Outcome::Ran(result) => return result.map(Bytes::from).map_err(Failure::internal),
-        Outcome::Refused(Refusal::Overloaded, error) => {
-            return Err(Failure {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                error,
-            })
+    match from_builtin(core, request, payload).await {
+        Delivery::Ran(result) => result.map(Bytes::from).map_err(Failure::internal),
+        Delivery::Forwarded(result) => {
+            core.bump(|s| s.http_forwarded += 1);
+            result.map(Bytes::from).map_err(Failure::internal)
         }
-        Outcome::Refused(_, error) => return Err(Failure::internal(error)),
-        Outcome::NotHere(payload) => payload,
-    };
-    core.bump(|s| s.http_forwarded += 1);
-    let origin = EntityRef {
-        public_key: &state.origin_key,
-        link_name: &state.route.link_name,
-        contract_id: HTTP_SERVER_CONTRACT,
-    };
-    let timeout = state
-        .route
-        .settings
-        .timeout_ms
-        .map_or(core.config().rpc_timeout, Duration::from_millis);
-    let mut traceparent = [0u8; TRACEPARENT_CHARS];
-    let (pairs, len) = trace.map_or(([("", ""); 2], 0), |c| c.pairs(&mut traceparent));
-    let target = Target::actor(core, actor);
-    send_call(core, origin, &target, HANDLE_REQUEST, payload, &pairs[..len], timeout)
-        .await
-        .map(Bytes::from)
-        .map_err(Failure::internal)
+        Delivery::Refused(Refusal::Overloaded, error) => Err(Failure {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            error,
+        }),
+        Delivery::Refused(_, error) => Err(Failure::internal(error)),
+    }
 }
 
 /// The actor's `HttpResponse` as an HTTP response: a status that is not one, or a reply that

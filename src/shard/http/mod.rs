@@ -21,7 +21,6 @@ use std::time::Duration;
 use futures::channel::{mpsc, oneshot};
 use futures::future::{FutureExt, Shared};
 
-use crate::builtin::identity::BuiltinProvider;
 use crate::builtin::routes::HttpRoute;
 use crate::plane::{HttpListen, ShardReport};
 
@@ -47,8 +46,6 @@ const HTTP_DRAIN_CHECK_MS: u64 = 5;
 /// What one route's listener and connections share.
 pub(crate) struct RouteState {
     pub(crate) route: HttpRoute,
-    /// The built-in's service key (the invocation origin).
-    pub(crate) origin_key: String,
     /// Resolves when the route is closed: connections finish their request and close.
     closing: Shared<oneshot::Receiver<()>>,
     /// HTTPS: the handshake before HTTP.
@@ -129,7 +126,6 @@ impl Listeners {
             let (close, closed) = oneshot::channel();
             let state = Rc::new(RouteState {
                 route: route.clone(),
-                origin_key: BuiltinProvider::HttpServer.service_key(),
                 closing: closed.shared(),
                 tls: listen.tls.clone().map(futures_rustls::TlsAcceptor::from),
                 closed: Cell::new(false),
